@@ -1,0 +1,84 @@
+# post_purchase: PGXS build, install and every test layer.
+#
+#   make && make install      build and install into the PostgreSQL of $(PG_CONFIG)
+#   make test                 install what is missing, build, install, run every test
+#   make demo                 the same, then the CDNOW demo on a throwaway server
+#   make bench                the performance benchmark (test/bench/README.md)
+#   make installcheck         pg_regress and isolation tests against a running server
+
+EXTENSION = post_purchase
+# one version, one place: the control file
+EXTVERSION := $(shell sed -n "s/^default_version = '\([^']*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = post_purchase
+OBJS = \
+	src/post_purchase.o \
+	src/amount.o \
+	src/dayset.o \
+	src/nps.o \
+	src/rfm.o \
+	src/purchase_cycle.o \
+	src/rfm_segment.o
+
+# The install script is built from each concern's SQL, in dependency order.
+SQL_PARTS = \
+	src/post_purchase.sql \
+	src/nps.sql \
+	src/rfm.sql \
+	src/purchase_cycle.sql \
+	src/rfm_segment.sql
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+
+PG_CFLAGS = -Werror
+
+# The public CDNOW data set (README.md, "Data"); never copied into the project.
+CDNOW_DIR ?= ../shared/data/cdnow
+override CDNOW_DIR := $(abspath $(CDNOW_DIR))
+export CDNOW_DIR
+
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bad_input parallel
+ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
+REGRESS += cdnow
+else
+$(warning CDNOW data not found in $(CDNOW_DIR): the cdnow regression test is skipped)
+endif
+REGRESS_OPTS = --load-extension=$(EXTENSION)
+
+ISOLATION = nps_snapshot
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+
+EXTRA_CLEAN = output_iso tmp_check test/bench/data
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_PARTS) $(EXTENSION).control
+	cat $(SQL_PARTS) > $@
+
+.PHONY: deps test demo bench pgtapcheck tapcheck
+
+deps:
+	@test/install_deps.sh
+
+test: deps all
+	$(MAKE) install
+	test/run_tests.sh
+
+demo: deps all
+	$(MAKE) install
+	test/demo/run_demo.sh
+
+bench: deps all
+	$(MAKE) install
+	test/bench/run_bench.sh
+
+# pgTAP suites, against the server in the environment (PGHOST, PGPORT, ...)
+pgtapcheck:
+	test/pgtap/run_pgtap.sh
+
+# Perl TAP tests, which start servers of their own
+tapcheck:
+	test/t/run_tap.sh

@@ -1,0 +1,170 @@
+/*
+ * dayset.c
+ *	  Sets of calendar days for the purchase aggregates; see dayset.h.
+ */
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "libpq/pqformat.h"
+#include "pgtime.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "dayset.h"
+
+#define DAYSET_INITIAL_CAPACITY 8
+
+/*
+ * The calendar day of a timestamp in the session's TimeZone, as days since
+ * 2000-01-01.  The fast path covers fixed-offset zones such as UTC, which is
+ * what servers usually run with; other zones go through the tz database.
+ */
+PurchaseDay
+timestamptz_to_day(TimestampTz ts)
+{
+	long		gmtoff;
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("purchase timestamp must be finite")));
+
+	if (pg_get_timezone_offset(session_timezone, &gmtoff))
+	{
+		int64		local = ts + (int64) gmtoff * USECS_PER_SEC;
+		int64		day = local / USECS_PER_DAY;
+
+		/* C division truncates toward zero; days before 2000 need the floor */
+		if (local < 0 && day * USECS_PER_DAY != local)
+			day--;
+		return (PurchaseDay) day;
+	}
+
+	if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return (PurchaseDay) (date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) - POSTGRES_EPOCH_JDATE);
+}
+
+void
+dayset_init(DaySet *set, MemoryContext cxt)
+{
+	set->days = MemoryContextAlloc(cxt, DAYSET_INITIAL_CAPACITY * sizeof(PurchaseDay));
+	set->count = 0;
+	set->capacity = DAYSET_INITIAL_CAPACITY;
+	set->compact = true;
+}
+
+static int
+day_cmp(const void *a, const void *b)
+{
+	PurchaseDay da = *(const PurchaseDay *) a;
+	PurchaseDay db = *(const PurchaseDay *) b;
+
+	return (da > db) - (da < db);
+}
+
+/* Sort the days and drop duplicates, in place. */
+void
+dayset_compact(DaySet *set)
+{
+	int32		kept = 0;
+
+	if (set->compact)
+		return;
+	qsort(set->days, set->count, sizeof(PurchaseDay), day_cmp);
+	for (int32 i = 0; i < set->count; i++)
+	{
+		if (kept == 0 || set->days[kept - 1] != set->days[i])
+			set->days[kept++] = set->days[i];
+	}
+	set->count = kept;
+	set->compact = true;
+}
+
+/*
+ * Make room for "needed" more days: compact first, and grow only when the
+ * distinct days alone fill more than half the array, so repeated days never
+ * make the array grow.
+ */
+static void
+dayset_reserve(DaySet *set, int32 needed)
+{
+	int64		want;
+
+	if ((int64) set->count + needed <= set->capacity)
+		return;
+	dayset_compact(set);
+	if ((int64) set->count + needed <= set->capacity &&
+		set->count <= set->capacity / 2)
+		return;
+
+	want = Max((int64) set->capacity * 2, (int64) set->count + needed);
+	if (want > (int64) (MaxAllocSize / sizeof(PurchaseDay)))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct purchase days in one group")));
+	set->days = repalloc(set->days, want * sizeof(PurchaseDay));
+	set->capacity = (int32) want;
+}
+
+void
+dayset_add(DaySet *set, PurchaseDay day)
+{
+	/* the common case: orders in time order, several on the same day */
+	if (set->count > 0 && set->days[set->count - 1] == day)
+		return;
+	dayset_reserve(set, 1);
+	if (set->count > 0 && set->days[set->count - 1] > day)
+		set->compact = false;
+	set->days[set->count++] = day;
+}
+
+void
+dayset_add_all(DaySet *set, const DaySet *other)
+{
+	if (other->count == 0)
+		return;
+	dayset_reserve(set, other->count);
+	if (set->count > 0)
+		set->compact = false;
+	else
+		set->compact = other->compact;
+	memcpy(set->days + set->count, other->days, other->count * sizeof(PurchaseDay));
+	set->count += other->count;
+}
+
+void
+dayset_serialize(StringInfo buf, DaySet *set)
+{
+	dayset_compact(set);
+	pq_sendint32(buf, set->count);
+	for (int32 i = 0; i < set->count; i++)
+		pq_sendint32(buf, set->days[i]);
+}
+
+void
+dayset_deserialize(StringInfo buf, DaySet *set, MemoryContext cxt)
+{
+	int32		count = pq_getmsgint(buf, 4);
+
+	if (count < 0 || count > (buf->len - buf->cursor) / 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid purchase day count %d in aggregate state", count)));
+	set->capacity = Max(count, DAYSET_INITIAL_CAPACITY);
+	set->days = MemoryContextAlloc(cxt, set->capacity * sizeof(PurchaseDay));
+	set->count = count;
+	set->compact = true;
+	for (int32 i = 0; i < count; i++)
+	{
+		set->days[i] = (PurchaseDay) pq_getmsgint(buf, 4);
+		if (i > 0 && set->days[i] <= set->days[i - 1])
+			set->compact = false;
+	}
+}

@@ -1,0 +1,204 @@
+/*
+ * nps.c
+ *	  Net Promoter Score: the nps and nps_summary aggregates.
+ *
+ * NPS is the percentage of promoters (scores 9-10) minus the percentage of
+ * detractors (0-6).  The state is three counters, so the transition costs
+ * about what count() does and the aggregate parallelizes trivially.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/int.h"
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+#include "aggregate.h"
+
+#define NPS_MIN_SCORE		0
+#define NPS_MAX_SCORE		10
+#define NPS_MIN_PROMOTER	9
+#define NPS_MAX_DETRACTOR	6
+/* two-sided 95% normal quantile, the margin of error's customary z */
+#define NPS_Z_95			1.96
+
+typedef struct NpsState
+{
+	int64		promoters;
+	int64		passives;
+	int64		detractors;
+} NpsState;
+
+PG_FUNCTION_INFO_V1(nps_accum);
+PG_FUNCTION_INFO_V1(nps_combine);
+PG_FUNCTION_INFO_V1(nps_serialize);
+PG_FUNCTION_INFO_V1(nps_deserialize);
+PG_FUNCTION_INFO_V1(nps_final);
+PG_FUNCTION_INFO_V1(nps_summary_final);
+
+static NpsState *
+nps_state_new(MemoryContext cxt)
+{
+	return (NpsState *) MemoryContextAllocZero(cxt, sizeof(NpsState));
+}
+
+Datum
+nps_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo, "nps_accum");
+	NpsState   *state = PG_ARGISNULL(0) ? nps_state_new(cxt) : (NpsState *) PG_GETARG_POINTER(0);
+	int32		score;
+
+	/* like every SQL aggregate, ignore NULL inputs */
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(state);
+
+	score = PG_GETARG_INT32(1);
+	if (score >= NPS_MIN_PROMOTER && score <= NPS_MAX_SCORE)
+		state->promoters++;
+	else if (score > NPS_MAX_DETRACTOR && score < NPS_MIN_PROMOTER)
+		state->passives++;
+	else if (score >= NPS_MIN_SCORE && score <= NPS_MAX_DETRACTOR)
+		state->detractors++;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("NPS score %d is out of range", score),
+				 errdetail("A Net Promoter Score answer is an integer from %d to %d.",
+						   NPS_MIN_SCORE, NPS_MAX_SCORE)));
+	PG_RETURN_POINTER(state);
+}
+
+static void
+add_count(int64 *total, int64 more)
+{
+	if (pg_add_s64_overflow(*total, more, total))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("NPS response count out of range")));
+}
+
+Datum
+nps_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo, "nps_combine");
+	NpsState   *left = PG_ARGISNULL(0) ? NULL : (NpsState *) PG_GETARG_POINTER(0);
+	NpsState   *right = PG_ARGISNULL(1) ? NULL : (NpsState *) PG_GETARG_POINTER(1);
+
+	if (right == NULL)
+		PG_RETURN_POINTER(left);
+	if (left == NULL)
+		left = nps_state_new(cxt);
+	add_count(&left->promoters, right->promoters);
+	add_count(&left->passives, right->passives);
+	add_count(&left->detractors, right->detractors);
+	PG_RETURN_POINTER(left);
+}
+
+Datum
+nps_serialize(PG_FUNCTION_ARGS)
+{
+	NpsState   *state = (NpsState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendint64(&buf, state->promoters);
+	pq_sendint64(&buf, state->passives);
+	pq_sendint64(&buf, state->detractors);
+	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
+}
+
+Datum
+nps_deserialize(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo, "nps_deserialize");
+	NpsState   *state = nps_state_new(cxt);
+	StringInfoData buf;
+
+	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
+	state->promoters = pq_getmsgint64(&buf);
+	state->passives = pq_getmsgint64(&buf);
+	state->detractors = pq_getmsgint64(&buf);
+	finish_deserializing_state(&buf);
+	if (state->promoters < 0 || state->passives < 0 || state->detractors < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid NPS aggregate state: negative count")));
+	PG_RETURN_POINTER(state);
+}
+
+static int64
+nps_responses(const NpsState *state)
+{
+	int64		n = state->promoters;
+
+	add_count(&n, state->passives);
+	add_count(&n, state->detractors);
+	return n;
+}
+
+/* 100 * (promoters - detractors) / responses, exactly, as numeric */
+static Numeric
+nps_value(const NpsState *state, int64 responses)
+{
+	Numeric		difference = numeric_sub_opt_error(int64_to_numeric(state->promoters),
+												   int64_to_numeric(state->detractors), NULL);
+
+	return numeric_div_opt_error(numeric_mul_opt_error(difference, int64_to_numeric(100), NULL),
+								 int64_to_numeric(responses), NULL);
+}
+
+/*
+ * The 95% margin of error of NPS, in points: NPS is the mean of a variable
+ * that is +1 for promoters, -1 for detractors and 0 otherwise, whose variance
+ * is P + D - (P - D)^2 for the shares P and D.
+ */
+static Numeric
+nps_margin_of_error(const NpsState *state, int64 responses)
+{
+	double		n = (double) responses;
+	double		p = state->promoters / n;
+	double		d = state->detractors / n;
+	double		variance = Max(p + d - (p - d) * (p - d), 0.0);
+	double		margin = NPS_Z_95 * 100.0 * sqrt(variance / n);
+
+	return DatumGetNumeric(DirectFunctionCall1(float8_numeric, Float8GetDatum(margin)));
+}
+
+Datum
+nps_final(PG_FUNCTION_ARGS)
+{
+	NpsState   *state = PG_ARGISNULL(0) ? NULL : (NpsState *) PG_GETARG_POINTER(0);
+	int64		responses = state ? nps_responses(state) : 0;
+
+	/* like avg(), no answers means no score */
+	if (responses == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_NUMERIC(nps_value(state, responses));
+}
+
+Datum
+nps_summary_final(PG_FUNCTION_ARGS)
+{
+	NpsState	empty = {0, 0, 0};
+	NpsState   *state = PG_ARGISNULL(0) ? &empty : (NpsState *) PG_GETARG_POINTER(0);
+	int64		responses = nps_responses(state);
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+
+	values[0] = Int64GetDatum(responses);
+	values[1] = Int64GetDatum(state->promoters);
+	values[2] = Int64GetDatum(state->passives);
+	values[3] = Int64GetDatum(state->detractors);
+	if (responses > 0)
+	{
+		values[4] = NumericGetDatum(nps_value(state, responses));
+		values[5] = NumericGetDatum(nps_margin_of_error(state, responses));
+	}
+	else
+		nulls[4] = nulls[5] = true;
+	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+}

@@ -1,0 +1,62 @@
+/*
+ * post_purchase.c
+ *	  Module entry point and helpers shared by the aggregates.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "utils/guc.h"
+
+#include "aggregate.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/* keep typos in post_purchase.* settings from passing silently */
+	MarkGUCPrefixReserved("post_purchase");
+}
+
+/* Build the composite a final function returns, from its declared type. */
+Datum
+form_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	return HeapTupleGetDatum(tuple);
+}
+
+bytea *
+finish_serialized_state(StringInfo buf)
+{
+	return pq_endtypsend(buf);
+}
+
+void
+start_deserializing_state(StringInfo buf, bytea *state)
+{
+	buf->data = VARDATA_ANY(state);
+	buf->len = VARSIZE_ANY_EXHDR(state);
+	buf->maxlen = buf->len;
+	buf->cursor = 0;
+}
+
+/* A state with bytes left over was not written by our serialize function. */
+void
+finish_deserializing_state(StringInfo buf)
+{
+	if (buf->cursor != buf->len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid aggregate state: %d trailing bytes", buf->len - buf->cursor)));
+}
