@@ -140,15 +140,21 @@ nps_responses(const NpsState *state)
 	return n;
 }
 
-/* 100 * (promoters - detractors) / responses, exactly, as numeric */
+/*
+ * 100 * (promoters - detractors) / responses as numeric, without the trailing
+ * zeros of numeric division, so a BI tool shows 100 and 0 rather than
+ * 100.0000000000000000.
+ */
 static Numeric
 nps_value(const NpsState *state, int64 responses)
 {
 	Numeric		difference = numeric_sub_opt_error(int64_to_numeric(state->promoters),
 												   int64_to_numeric(state->detractors), NULL);
 
-	return numeric_div_opt_error(numeric_mul_opt_error(difference, int64_to_numeric(100), NULL),
-								 int64_to_numeric(responses), NULL);
+	Numeric		nps = numeric_div_opt_error(numeric_mul_opt_error(difference, int64_to_numeric(100), NULL),
+											int64_to_numeric(responses), NULL);
+
+	return DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale, NumericGetDatum(nps)));
 }
 
 /*

@@ -232,7 +232,9 @@ repeat_purchase_mean(const RfmState *state, int64 frequency)
 		return int64_to_numeric(0);
 	repeat_spend = numeric_sub_opt_error(amount_sum_value(&state->total),
 										 amount_sum_value(&state->first), NULL);
-	return numeric_div_opt_error(repeat_spend, int64_to_numeric(frequency), NULL);
+	/* 22.35, not 22.3500000000000000 */
+	return DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
+											   NumericGetDatum(numeric_div_opt_error(repeat_spend, int64_to_numeric(frequency), NULL))));
 }
 
 Datum

@@ -1,0 +1,90 @@
+-- Every aggregate runs as a parallel plan (Partial Aggregate in the workers,
+-- states serialized to the leader and combined) and gives the serial answer.
+SET TimeZone = 'UTC';
+
+CREATE TABLE par_orders AS
+SELECT i AS id,
+	   i % 997 AS customer_id,
+	   timestamptz '2020-01-01' + ((i * 7919) % 1500) * interval '1 day'
+		   + (i % 5) * interval '3 hours' AS ordered_at,
+	   round(((i * 104729) % 20000) / 100.0 + 0.01, 2) AS amount,
+	   ((i * 31) % 11)::int AS score
+FROM generate_series(1::bigint, 100000) i;
+ANALYZE par_orders;
+
+-- the serial answers
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE serial_totals AS
+SELECT post_purchase.nps(score) AS nps,
+	   post_purchase.nps_summary(score) AS nps_summary,
+	   post_purchase.rfm_summary(ordered_at, amount, '2024-01-01') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at) AS cycle
+FROM par_orders;
+CREATE TEMP TABLE serial_groups AS
+SELECT customer_id,
+	   post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '7 days') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at) AS cycle,
+	   post_purchase.nps_summary(score) AS nps_summary
+FROM par_orders GROUP BY customer_id;
+
+-- force parallel plans, and let only the workers scan so that every state
+-- crosses a process boundary
+SET max_parallel_workers_per_gather = 2;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET parallel_leader_participation = off;
+SET enable_hashagg = on;
+
+EXPLAIN (COSTS OFF)
+SELECT post_purchase.nps(score), post_purchase.nps_summary(score),
+	   post_purchase.rfm_summary(ordered_at, amount, '2024-01-01'),
+	   post_purchase.purchase_cycle(ordered_at)
+FROM par_orders;
+
+SELECT post_purchase.nps(score) = s.nps AS nps_same,
+	   post_purchase.nps_summary(score) = s.nps_summary AS nps_summary_same,
+	   post_purchase.rfm_summary(ordered_at, amount, '2024-01-01') = s.rfm AS rfm_same,
+	   post_purchase.purchase_cycle(ordered_at) = s.cycle AS cycle_same
+FROM par_orders, serial_totals s
+GROUP BY s.nps, s.nps_summary, s.rfm, s.cycle;
+
+EXPLAIN (COSTS OFF)
+SELECT customer_id,
+	   post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '7 days'),
+	   post_purchase.purchase_cycle(ordered_at),
+	   post_purchase.nps_summary(score)
+FROM par_orders GROUP BY customer_id;
+
+CREATE TEMP TABLE parallel_groups AS
+SELECT customer_id,
+	   post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '7 days') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at) AS cycle,
+	   post_purchase.nps_summary(score) AS nps_summary
+FROM par_orders GROUP BY customer_id;
+SELECT (SELECT count(*) FROM serial_groups) AS customers,
+	   (SELECT count(*) FROM (SELECT * FROM serial_groups EXCEPT SELECT * FROM parallel_groups) d) AS missing,
+	   (SELECT count(*) FROM (SELECT * FROM parallel_groups EXCEPT SELECT * FROM serial_groups) d) AS extra;
+
+-- empty partial states: no worker sees a row
+SELECT post_purchase.nps(score), post_purchase.nps_summary(score),
+	   post_purchase.rfm_summary(ordered_at, amount, '2024-01-01'),
+	   post_purchase.purchase_cycle(ordered_at)
+FROM par_orders WHERE id < 0;
+
+-- some workers see rows and others none: a table of one page
+CREATE TABLE par_small WITH (parallel_workers = 2) AS
+SELECT * FROM par_orders WHERE id <= 100;
+ANALYZE par_small;
+EXPLAIN (COSTS OFF)
+SELECT post_purchase.nps_summary(score) FROM par_small;
+SELECT (post_purchase.nps_summary(score)).*,
+	   (post_purchase.rfm_summary(ordered_at, amount, '2024-01-01')).*
+FROM par_small;
+RESET parallel_leader_participation;
+SET max_parallel_workers_per_gather = 0;
+SELECT (post_purchase.nps_summary(score)).*,
+	   (post_purchase.rfm_summary(ordered_at, amount, '2024-01-01')).*
+FROM par_small;
+
+DROP TABLE par_orders, par_small;

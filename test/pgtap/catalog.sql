@@ -1,0 +1,199 @@
+-- The extension's catalog contract (ARCHITECTURE.md, "Public SQL interface"):
+-- names, signatures, return types, parallel labels, volatility, privileges.
+-- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
+-- runs each metric once as an unprivileged role.
+BEGIN;
+SELECT plan(55);
+
+-- the objects the extension owns, by pg_depend, so nothing is missed
+CREATE TEMP VIEW ext_proc AS
+	SELECT p.*
+	FROM pg_proc p
+	JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+	JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+	WHERE e.extname = 'post_purchase' AND d.deptype = 'e';
+
+-- schema and extension
+SELECT has_schema('post_purchase', 'schema post_purchase exists');
+SELECT has_extension('post_purchase', 'post_purchase', 'extension post_purchase lives in schema post_purchase');
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'post_purchase'), false,
+	'extension is not relocatable');
+SELECT throws_ok('ALTER EXTENSION post_purchase SET SCHEMA public', '0A000', NULL,
+	'ALTER EXTENSION ... SET SCHEMA is refused');
+SELECT is((SELECT count(*)::int FROM ext_proc WHERE pronamespace <> 'post_purchase'::regnamespace), 0,
+	'every function of the extension is in schema post_purchase');
+
+-- nps(score int) -> numeric
+SELECT has_function('post_purchase', 'nps', ARRAY['integer'], 'nps(integer) exists');
+SELECT is_aggregate('post_purchase', 'nps', ARRAY['integer'], 'nps(integer) is an aggregate');
+SELECT function_returns('post_purchase', 'nps', ARRAY['integer'], 'numeric', 'nps(integer) returns numeric');
+
+-- nps_summary(score int) -> nps_result
+SELECT has_function('post_purchase', 'nps_summary', ARRAY['integer'], 'nps_summary(integer) exists');
+SELECT is_aggregate('post_purchase', 'nps_summary', ARRAY['integer'], 'nps_summary(integer) is an aggregate');
+SELECT function_returns('post_purchase', 'nps_summary', ARRAY['integer'], 'post_purchase.nps_result',
+	'nps_summary(integer) returns post_purchase.nps_result');
+
+-- rfm_summary(ordered_at, amount, observed_until [, unit]) -> rfm_result
+SELECT has_function('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone'],
+	'rfm_summary(timestamptz, numeric, timestamptz) exists');
+SELECT is_aggregate('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone'],
+	'rfm_summary(timestamptz, numeric, timestamptz) is an aggregate');
+SELECT function_returns('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone'], 'post_purchase.rfm_result',
+	'rfm_summary(timestamptz, numeric, timestamptz) returns post_purchase.rfm_result');
+SELECT has_function('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone', 'interval'],
+	'rfm_summary(timestamptz, numeric, timestamptz, interval) exists');
+SELECT is_aggregate('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone', 'interval'],
+	'rfm_summary(timestamptz, numeric, timestamptz, interval) is an aggregate');
+SELECT function_returns('post_purchase', 'rfm_summary',
+	ARRAY['timestamp with time zone', 'numeric', 'timestamp with time zone', 'interval'], 'post_purchase.rfm_result',
+	'rfm_summary(timestamptz, numeric, timestamptz, interval) returns post_purchase.rfm_result');
+
+-- purchase_cycle(ordered_at) -> purchase_cycle_result
+SELECT has_function('post_purchase', 'purchase_cycle', ARRAY['timestamp with time zone'],
+	'purchase_cycle(timestamptz) exists');
+SELECT is_aggregate('post_purchase', 'purchase_cycle', ARRAY['timestamp with time zone'],
+	'purchase_cycle(timestamptz) is an aggregate');
+SELECT function_returns('post_purchase', 'purchase_cycle', ARRAY['timestamp with time zone'],
+	'post_purchase.purchase_cycle_result', 'purchase_cycle(timestamptz) returns post_purchase.purchase_cycle_result');
+
+-- replenishment_due(last_purchase, quantity, days_per_unit) -> timestamptz: pure
+SELECT has_function('post_purchase', 'replenishment_due',
+	ARRAY['timestamp with time zone', 'numeric', 'numeric'], 'replenishment_due(timestamptz, numeric, numeric) exists');
+SELECT is_normal_function('post_purchase', 'replenishment_due',
+	ARRAY['timestamp with time zone', 'numeric', 'numeric'], 'replenishment_due is a plain function');
+SELECT function_returns('post_purchase', 'replenishment_due',
+	ARRAY['timestamp with time zone', 'numeric', 'numeric'], 'timestamp with time zone',
+	'replenishment_due returns timestamptz');
+SELECT volatility_is('post_purchase', 'replenishment_due',
+	ARRAY['timestamp with time zone', 'numeric', 'numeric'], 'immutable', 'replenishment_due is IMMUTABLE');
+SELECT is_strict('post_purchase', 'replenishment_due',
+	ARRAY['timestamp with time zone', 'numeric', 'numeric'], 'replenishment_due is STRICT');
+
+-- rfm_segment(r_score, f_score) -> text: pure
+SELECT has_function('post_purchase', 'rfm_segment', ARRAY['integer', 'integer'], 'rfm_segment(integer, integer) exists');
+SELECT is_normal_function('post_purchase', 'rfm_segment', ARRAY['integer', 'integer'], 'rfm_segment is a plain function');
+SELECT function_returns('post_purchase', 'rfm_segment', ARRAY['integer', 'integer'], 'text', 'rfm_segment returns text');
+SELECT volatility_is('post_purchase', 'rfm_segment', ARRAY['integer', 'integer'], 'immutable', 'rfm_segment is IMMUTABLE');
+SELECT is_strict('post_purchase', 'rfm_segment', ARRAY['integer', 'integer'], 'rfm_segment is STRICT');
+
+-- argument names are part of the contract (named notation in user SQL)
+SELECT is((SELECT proargnames FROM pg_proc WHERE oid = 'post_purchase.rfm_segment(integer, integer)'::regprocedure),
+	ARRAY['r_score', 'f_score'], 'rfm_segment argument names');
+SELECT is((SELECT proargnames FROM pg_proc
+		   WHERE oid = 'post_purchase.replenishment_due(timestamptz, numeric, numeric)'::regprocedure),
+	ARRAY['last_purchase', 'quantity', 'days_per_unit'], 'replenishment_due argument names');
+
+-- the result types' columns, in order
+CREATE TEMP VIEW result_column AS
+	SELECT attrelid::regclass::text AS type_name,
+		   array_agg(attname || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) AS columns
+	FROM pg_attribute
+	WHERE attrelid IN ('post_purchase.nps_result'::regclass, 'post_purchase.rfm_result'::regclass,
+					   'post_purchase.purchase_cycle_result'::regclass)
+		AND attnum > 0 AND NOT attisdropped
+	GROUP BY attrelid;
+SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.nps_result'),
+	ARRAY['responses bigint', 'promoters bigint', 'passives bigint', 'detractors bigint',
+		  'nps numeric', 'margin_of_error numeric'],
+	'nps_result columns');
+SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.rfm_result'),
+	ARRAY['frequency bigint', 'recency double precision', 't double precision', 'monetary_value numeric'],
+	'rfm_result columns');
+SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.purchase_cycle_result'),
+	ARRAY['purchases bigint', 'median_interval interval', 'mean_interval interval',
+		  'last_purchase timestamp with time zone', 'next_due timestamp with time zone'],
+	'purchase_cycle_result columns');
+
+-- Aggregates: every one PARALLEL SAFE with a combine function; those with an
+-- internal state also serialize and deserialize (or no parallel plan works).
+SELECT set_eq(
+	$$SELECT oid::regprocedure::text FROM ext_proc WHERE prokind = 'a'$$,
+	ARRAY['post_purchase.nps(integer)', 'post_purchase.nps_summary(integer)',
+		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone)',
+		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone,interval)',
+		  'post_purchase.purchase_cycle(timestamp with time zone)'],
+	'the extension''s aggregates are the documented ones');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p WHERE p.prokind = 'a' AND p.proparallel <> 's'$$,
+	'every aggregate is PARALLEL SAFE');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+	  WHERE a.aggcombinefn = 0$$,
+	'every aggregate has a combine function');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+	  WHERE a.aggtranstype = 'internal'::regtype AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0)$$,
+	'every aggregate with an internal state has serialize and deserialize functions');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+	  JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn)
+	  WHERE s.proparallel <> 's'$$,
+	'every aggregate support function is PARALLEL SAFE');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+	  WHERE a.aggkind <> 'n' OR a.aggfinalmodify <> 'r' AND a.aggtranstype = 'internal'::regtype$$,
+	'aggregates are plain (not ordered-set) and their final functions leave the state read-only');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc WHERE proparallel <> 's'$$,
+	'every function of the extension is PARALLEL SAFE');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc WHERE prosecdef$$,
+	'no function is SECURITY DEFINER');
+SELECT cmp_ok((SELECT count(*)::int FROM ext_proc), '>=', 24,
+	'the extension''s functions were found (the checks above are not vacuous)');
+
+-- Every metric is callable by a role with no privileges of its own.  pgTAP's
+-- bookkeeping tables belong to the test's superuser, so the role records what
+-- each call raised in a table of its own, checked after RESET ROLE.
+CREATE ROLE post_purchase_pgtap_nobody NOLOGIN NOSUPERUSER NOINHERIT;
+SELECT ok(NOT has_schema_privilege('post_purchase_pgtap_nobody', 'post_purchase', 'CREATE'),
+	'an unprivileged role cannot create objects in schema post_purchase');
+SELECT ok(has_schema_privilege('post_purchase_pgtap_nobody', 'post_purchase', 'USAGE'),
+	'an unprivileged role may use schema post_purchase');
+
+CREATE FUNCTION pg_temp.sqlstate_of(query text) RETURNS text
+	LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE query;
+	RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+CREATE TEMP TABLE unprivileged_call (metric text PRIMARY KEY, query text NOT NULL, error text);
+INSERT INTO unprivileged_call (metric, query) VALUES
+	('nps', $$SELECT post_purchase.nps(s) FROM (VALUES (10), (3)) v(s)$$),
+	('nps_summary', $$SELECT post_purchase.nps_summary(s) FROM (VALUES (10), (3)) v(s)$$),
+	('rfm_summary', $$SELECT post_purchase.rfm_summary(t, 1, '2024-02-01') FROM (VALUES ('2024-01-01'::timestamptz)) v(t)$$),
+	('rfm_summary unit', $$SELECT post_purchase.rfm_summary(t, 1, '2024-02-01', '7 days') FROM (VALUES ('2024-01-01'::timestamptz)) v(t)$$),
+	('purchase_cycle', $$SELECT post_purchase.purchase_cycle(t) FROM (VALUES ('2024-01-01'::timestamptz), ('2024-01-08')) v(t)$$),
+	('replenishment_due', $$SELECT post_purchase.replenishment_due('2024-01-01', 2, 15)$$),
+	('rfm_segment', $$SELECT post_purchase.rfm_segment(5, 5)$$),
+	('result types', $$SELECT NULL::post_purchase.nps_result, NULL::post_purchase.rfm_result, NULL::post_purchase.purchase_cycle_result$$);
+GRANT SELECT, UPDATE ON unprivileged_call TO post_purchase_pgtap_nobody;
+
+SET LOCAL ROLE post_purchase_pgtap_nobody;
+UPDATE unprivileged_call SET error = pg_temp.sqlstate_of(query);
+RESET ROLE;
+
+SELECT is((SELECT error FROM unprivileged_call WHERE metric = m), NULL, 'an unprivileged role can call ' || m)
+FROM unnest(ARRAY['nps', 'nps_summary', 'rfm_summary', 'rfm_summary unit', 'purchase_cycle',
+				  'replenishment_due', 'rfm_segment', 'result types']) AS m;
+
+-- the check above would pass if nothing had run as that role
+SET LOCAL ROLE post_purchase_pgtap_nobody;
+UPDATE unprivileged_call SET error = pg_temp.sqlstate_of('CREATE FUNCTION post_purchase.planted() RETURNS int LANGUAGE sql AS ''SELECT 1''')
+WHERE metric = 'nps';
+RESET ROLE;
+SELECT matches((SELECT error FROM unprivileged_call WHERE metric = 'nps'), '^42501',
+	'the same role is refused CREATE in schema post_purchase (the calls above really ran as it)');
+
+SELECT * FROM finish();
+ROLLBACK;
