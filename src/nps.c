@@ -48,9 +48,14 @@ nps_state_new(MemoryContext cxt)
 Datum
 nps_accum(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = aggregate_context(fcinfo, "nps_accum");
-	NpsState   *state = PG_ARGISNULL(0) ? nps_state_new(cxt) : (NpsState *) PG_GETARG_POINTER(0);
+	NpsState   *state;
 	int32		score;
+
+	/* this runs once per answer: check the call context only once per group */
+	if (PG_ARGISNULL(0))
+		state = nps_state_new(aggregate_context(fcinfo, "nps_accum"));
+	else
+		state = (NpsState *) PG_GETARG_POINTER(0);
 
 	/* like every SQL aggregate, ignore NULL inputs */
 	if (PG_ARGISNULL(1))

@@ -24,6 +24,7 @@
 
 typedef struct RfmState
 {
+	MemoryContext cxt;			/* the aggregate context the state lives in */
 	/* the parameters, which must be the same on every row of a group */
 	TimestampTz observed_until;
 	double		unit_days;
@@ -46,6 +47,7 @@ rfm_state_new(MemoryContext cxt, TimestampTz observed_until, double unit_days)
 {
 	RfmState   *state = MemoryContextAllocZero(cxt, sizeof(RfmState));
 
+	state->cxt = cxt;
 	state->observed_until = observed_until;
 	state->unit_days = unit_days;
 	amount_sum_init(&state->total);
@@ -105,8 +107,10 @@ check_same_parameters(const RfmState *a, TimestampTz observed_until, double unit
 
 /* Record one purchase day and its amount. */
 static void
-rfm_add_order(RfmState *state, MemoryContext cxt, PurchaseDay day, Datum amount)
+rfm_add_order(RfmState *state, PurchaseDay day, Datum amount)
 {
+	MemoryContext cxt = state->cxt;
+
 	if (state->days.count == 0 || day < state->first_day)
 	{
 		state->first_day = day;
@@ -123,17 +127,21 @@ rfm_add_order(RfmState *state, MemoryContext cxt, PurchaseDay day, Datum amount)
 Datum
 rfm_summary_accum(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = aggregate_context(fcinfo, "rfm_summary_accum");
-	RfmState   *state = PG_ARGISNULL(0) ? NULL : (RfmState *) PG_GETARG_POINTER(0);
+	RfmState   *state;
 	TimestampTz observed_until;
 	double		unit_days;
 	TimestampTz ordered_at;
 
+	/* this runs once per order: check the call context only once per group */
 	check_parameters(fcinfo, &observed_until, &unit_days);
-	if (state == NULL)
-		state = rfm_state_new(cxt, observed_until, unit_days);
+	if (PG_ARGISNULL(0))
+		state = rfm_state_new(aggregate_context(fcinfo, "rfm_summary_accum"),
+							  observed_until, unit_days);
 	else
+	{
+		state = (RfmState *) PG_GETARG_POINTER(0);
 		check_same_parameters(state, observed_until, unit_days);
+	}
 
 	/* NULL inputs are ignored, as by every SQL aggregate */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -142,14 +150,16 @@ rfm_summary_accum(PG_FUNCTION_ARGS)
 	if (ordered_at > observed_until)
 		PG_RETURN_POINTER(state);
 
-	rfm_add_order(state, cxt, timestamptz_to_day(ordered_at), PG_GETARG_DATUM(2));
+	rfm_add_order(state, timestamptz_to_day(ordered_at), PG_GETARG_DATUM(2));
 	PG_RETURN_POINTER(state);
 }
 
-/* Fold "right" into "left", which lives in cxt. */
+/* Fold "right" into "left". */
 static void
-rfm_merge(RfmState *left, MemoryContext cxt, const RfmState *right)
+rfm_merge(RfmState *left, const RfmState *right)
 {
+	MemoryContext cxt = left->cxt;
+
 	if (right->days.count == 0)
 		return;
 	if (left->days.count == 0 || right->first_day < left->first_day)
@@ -178,7 +188,7 @@ rfm_summary_combine(PG_FUNCTION_ARGS)
 		left = rfm_state_new(cxt, right->observed_until, right->unit_days);
 	else
 		check_same_parameters(left, right->observed_until, right->unit_days);
-	rfm_merge(left, cxt, right);
+	rfm_merge(left, right);
 	PG_RETURN_POINTER(left);
 }
 
@@ -206,6 +216,7 @@ rfm_summary_deserialize(PG_FUNCTION_ARGS)
 	RfmState   *state = MemoryContextAllocZero(cxt, sizeof(RfmState));
 	StringInfoData buf;
 
+	state->cxt = cxt;
 	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
 	state->observed_until = pq_getmsgint64(&buf);
 	state->unit_days = pq_getmsgfloat8(&buf);
