@@ -26,6 +26,11 @@ FROM (VALUES ('2024-01-01'::timestamptz), ('2024-01-02'), ('2024-01-03'), ('2024
 SELECT (post_purchase.purchase_cycle(t)).*
 FROM (VALUES ('2024-01-01 08:00'::timestamptz), ('2024-01-01 20:00')) v(t);
 
+-- the last purchase is the latest order, whatever the input order within
+-- the first day
+SELECT (post_purchase.purchase_cycle(t ORDER BY o)).last_purchase
+FROM (VALUES (1, '2024-01-01 17:00'::timestamptz), (2, '2024-01-01 09:00')) v(o, t);
+
 -- NULLs are ignored; no rows give NULL
 SELECT (post_purchase.purchase_cycle(t)).purchases
 FROM (VALUES ('2024-01-01'::timestamptz), (NULL), ('2024-02-01')) v(t);

@@ -71,6 +71,12 @@ SELECT (post_purchase.rfm_summary(d, 1.5, '2030-01-01' ORDER BY d DESC)).*
 FROM generate_series(timestamptz '2020-01-01', '2022-09-26', '1 day') d,
 	 generate_series(1, 3) copies;
 
+-- a day that compaction moves to the end of the full day set is not counted
+-- twice: days 8, 1..7, 8 are 8 purchase days
+SELECT (post_purchase.rfm_summary(d, 1.0, '2030-01-01' ORDER BY o)).frequency
+FROM (VALUES (1, 8), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (7, 6), (8, 7), (9, 8)) v(o, n),
+	 LATERAL (SELECT timestamptz '2024-01-01' + n * interval '1 day' AS d) x;
+
 -- amounts are summed exactly, whatever their scale and size
 SELECT (post_purchase.rfm_summary(ordered_at, amount, '2024-03-01')).monetary_value
 FROM (VALUES ('2024-01-01'::timestamptz, 1.0),

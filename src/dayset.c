@@ -120,6 +120,9 @@ dayset_add(DaySet *set, PurchaseDay day)
 	if (set->count > 0 && set->days[set->count - 1] == day)
 		return;
 	dayset_reserve(set, 1);
+	/* compacting may have moved this very day to the end */
+	if (set->count > 0 && set->days[set->count - 1] == day)
+		return;
 	if (set->count > 0 && set->days[set->count - 1] > day)
 		set->compact = false;
 	set->days[set->count++] = day;

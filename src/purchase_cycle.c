@@ -62,9 +62,9 @@ purchase_cycle_accum(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		PG_RETURN_POINTER(state);
 	ordered_at = PG_GETARG_TIMESTAMPTZ(1);
-	dayset_add(&state->days, timestamptz_to_day(ordered_at));
-	if (state->days.count == 1 || ordered_at > state->last_purchase)
+	if (state->days.count == 0 || ordered_at > state->last_purchase)
 		state->last_purchase = ordered_at;
+	dayset_add(&state->days, timestamptz_to_day(ordered_at));
 	PG_RETURN_POINTER(state);
 }
 

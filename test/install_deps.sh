@@ -3,7 +3,7 @@
 # As root this runs apt-get; otherwise it names what to install and fails.
 set -eu
 
-packages="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+packages="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libgsl-dev
 libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc"
 
 missing=""

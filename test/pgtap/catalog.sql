@@ -117,7 +117,11 @@ SELECT set_eq(
 	ARRAY['post_purchase.nps(integer)', 'post_purchase.nps_summary(integer)',
 		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone)',
 		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone,interval)',
-		  'post_purchase.purchase_cycle(timestamp with time zone)'],
+		  'post_purchase.purchase_cycle(timestamp with time zone)',
+		  'post_purchase.bgnbd_fit(double precision,double precision,double precision)',
+		  'post_purchase.bgnbd_fit(double precision,double precision,double precision,double precision)',
+		  'post_purchase.gamma_gamma_fit(double precision,double precision)',
+		  'post_purchase.gamma_gamma_fit(double precision,double precision,double precision)'],
 	'the extension''s aggregates are the documented ones');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p WHERE p.prokind = 'a' AND p.proparallel <> 's'$$,
