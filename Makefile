@@ -18,7 +18,13 @@ OBJS = \
 	src/nps.o \
 	src/rfm.o \
 	src/purchase_cycle.o \
-	src/rfm_segment.o
+	src/rfm_segment.o \
+	src/summary_set.o \
+	src/optimize.o \
+	src/model_fit.o \
+	src/bgnbd.o \
+	src/gamma_gamma.o \
+	src/clv.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -26,21 +32,24 @@ SQL_PARTS = \
 	src/nps.sql \
 	src/rfm.sql \
 	src/purchase_cycle.sql \
-	src/rfm_segment.sql
+	src/rfm_segment.sql \
+	src/btyd.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 PG_CFLAGS = -Werror
+# GSL: special functions, the BFGS minimizer and quadrature for the models
+SHLIB_LINK = -lgsl -lgslcblas -lm
 
 # The public CDNOW data set (README.md, "Data"); never copied into the project.
 CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
-REGRESS += cdnow
+REGRESS += cdnow cdnow_models
 else
 $(warning CDNOW data not found in $(CDNOW_DIR): the cdnow regression test is skipped)
 endif

@@ -75,3 +75,66 @@ SELECT post_purchase.rfm_segment(3, 6);
 -- the support functions of the aggregates cannot be reached from SQL
 SELECT post_purchase.nps_final(NULL);
 \echo :LAST_ERROR_SQLSTATE
+
+-- BG/NBD and Gamma-Gamma inputs (22023 unless said otherwise)
+CREATE TEMP TABLE bg_model AS
+SELECT ROW(0.2426, 4.4135, 0.7929, 2.4258, NULL, NULL, true)::post_purchase.bgnbd_model AS m,
+	   ROW(6.25, 3.74, 15.44, NULL, NULL, true)::post_purchase.gamma_gamma_model AS g;
+-- negative or fractional frequency
+SELECT post_purchase.bgnbd_p_alive(m, -1, 0, 10) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_fit(f, 1, 10) FROM (VALUES (1.5::float8)) v(f);
+\echo :LAST_ERROR_SQLSTATE
+-- recency > t, negative t, recency without repeat purchases
+SELECT post_purchase.bgnbd_expected_purchases(m, 2, 11, 10, 39) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_p_alive(m, 0, 0, -1) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_p_alive(m, 0, 3, 10) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+-- NaN and infinity
+SELECT post_purchase.bgnbd_p_alive(m, 'NaN', 0, 10) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_expected_purchases(m, 1, 5, 10, 'Infinity') FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+-- a negative horizon or purchase count
+SELECT post_purchase.bgnbd_expected_purchases(m, -1) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_probability_of_purchases(m, 39, -1) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+-- NULLs: STRICT scoring functions give NULL; the fits skip the row
+SELECT post_purchase.bgnbd_p_alive(m, NULL, 0, 10) IS NULL AS is_null FROM bg_model;
+SELECT (post_purchase.bgnbd_fit(f, r, t)).customers
+FROM (VALUES (1::float8, 5::float8, 10::float8), (NULL, 0, 10), (0, 0, 8), (2, 3, 9)) v(f, r, t);
+-- a model that did not converge, or with impossible parameters
+SELECT post_purchase.bgnbd_p_alive(ROW(0.24, 4.4, 0.79, 2.4, NULL, NULL, false)::post_purchase.bgnbd_model, 1, 5, 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_p_alive(ROW(-0.24, 4.4, 0.79, 2.4, NULL, NULL, true)::post_purchase.bgnbd_model, 1, 5, 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_p_alive(ROW(NULL, 4.4, 0.79, 2.4, NULL, NULL, true)::post_purchase.bgnbd_model, 1, 5, 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.gamma_gamma_expected_value(ROW(6.25, 0.9, 15.44, NULL, NULL, true)::post_purchase.gamma_gamma_model, 2, 10);
+\echo :LAST_ERROR_SQLSTATE
+-- too few customers to fit; no rows give NULL
+SELECT post_purchase.bgnbd_fit(f, r, t) FROM (VALUES (0::float8, 0::float8, 10::float8), (0, 0, 12)) v(f, r, t);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.gamma_gamma_fit(f, m) FROM (VALUES (2::float8, 10::float8)) v(f, m);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.bgnbd_fit(f, f, f) IS NULL AS no_rows FROM (VALUES (1::float8)) v(f) WHERE false;
+-- non-positive spend of a repeat buyer; one-time buyers are skipped
+SELECT post_purchase.gamma_gamma_fit(f, m) FROM (VALUES (2::float8, 0::float8)) v(f, m);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.gamma_gamma_expected_value(g, 3, -5) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT (post_purchase.gamma_gamma_fit(f, m)).customers
+FROM (VALUES (0::float8, 0::float8), (1, 10), (2, 20), (3, 15)) v(f, m);
+-- negative weights
+SELECT post_purchase.bgnbd_fit(1, 5, 10, -1);
+\echo :LAST_ERROR_SQLSTATE
+-- clv: months out of range, discount rate of -100% or less, zero unit
+SELECT post_purchase.clv(m, g, 1, 5, 10, 20, -1, 0.01) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.clv(m, g, 1, 5, 10, 20, 12, -1) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.clv(m, g, 1, 5, 10, 20, 12, 0.01, '0 days') FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE

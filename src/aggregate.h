@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "access/htup.h"
+#include "lib/stringinfo.h"
 
 /*
  * The memory context an aggregate's state lives in.  Support functions that

@@ -4,6 +4,8 @@
  */
 #include "postgres.h"
 
+#include <gsl/gsl_errno.h>
+
 #include "fmgr.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
@@ -20,6 +22,12 @@ _PG_init(void)
 {
 	/* keep typos in post_purchase.* settings from passing silently */
 	MarkGUCPrefixReserved("post_purchase");
+
+	/*
+	 * GSL's default error handler aborts the process, which would take a
+	 * backend down; we check the status GSL returns instead.
+	 */
+	gsl_set_error_handler_off();
 }
 
 /* Build the composite a final function returns, from its declared type. */

@@ -1,0 +1,204 @@
+/*
+ * model_fit.c
+ *	  What bgnbd_fit and gamma_gamma_fit share: their aggregate state (a
+ *	  SummarySet of weighted customer summaries), its combine, serialize and
+ *	  deserialize functions, and the reading and checking of model composites.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+
+#include "aggregate.h"
+#include "btyd.h"
+
+PG_FUNCTION_INFO_V1(model_fit_combine);
+PG_FUNCTION_INFO_V1(model_fit_serialize);
+PG_FUNCTION_INFO_V1(model_fit_deserialize);
+
+static ModelFitState *
+model_fit_state_new(MemoryContext cxt)
+{
+	ModelFitState *state = MemoryContextAllocZero(cxt, sizeof(ModelFitState));
+
+	state->cxt = cxt;
+	summary_set_init(&state->customers, cxt);
+	return state;
+}
+
+/* The transition state in argument 0, created on a group's first row. */
+ModelFitState *
+model_fit_state(FunctionCallInfo fcinfo, const char *function)
+{
+	if (PG_ARGISNULL(0))
+		return model_fit_state_new(aggregate_context(fcinfo, function));
+	return (ModelFitState *) PG_GETARG_POINTER(0);
+}
+
+void
+check_finite(double value, const char *what)
+{
+	if (isnan(value) || isinf(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a finite number", what)));
+}
+
+/* The optional weight argument: 1 when absent; never negative. */
+double
+model_fit_weight(FunctionCallInfo fcinfo, int argno)
+{
+	double		weight;
+
+	if (PG_NARGS() <= argno)
+		return 1.0;
+	if (PG_ARGISNULL(argno))
+		return 0.0;
+	weight = PG_GETARG_FLOAT8(argno);
+	check_finite(weight, "weight");
+	if (weight < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weight must not be negative")));
+	return weight;
+}
+
+/*
+ * A customer summary in the BTYD conventions: a whole number of repeat
+ * purchases, 0 <= recency <= t, and recency 0 for customers who never came
+ * back.  A customer first seen today has t = 0, which is valid.
+ */
+void
+check_customer(double frequency, double recency, double t)
+{
+	check_finite(frequency, "frequency");
+	check_finite(recency, "recency");
+	check_finite(t, "t");
+	if (frequency < 0 || frequency != floor(frequency))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("frequency must be a non-negative whole number, not %g", frequency),
+				 errdetail("frequency counts repeat purchase days, as rfm_summary reports them.")));
+	if (t < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("t must not be negative, not %g", t)));
+	if (recency < 0 || recency > t)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recency %g is outside [0, t] for t = %g", recency, t),
+				 errdetail("recency runs from the first to the last purchase, t from the first purchase to the end of observation.")));
+	if (frequency == 0 && recency != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recency must be 0 when frequency is 0, not %g", recency)));
+}
+
+Datum
+model_fit_combine(PG_FUNCTION_ARGS)
+{
+	ModelFitState *left = PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0);
+	ModelFitState *right = PG_ARGISNULL(1) ? NULL : (ModelFitState *) PG_GETARG_POINTER(1);
+
+	if (right == NULL)
+		PG_RETURN_POINTER(left);
+	if (left == NULL)
+		left = model_fit_state_new(aggregate_context(fcinfo, "model_fit_combine"));
+	summary_set_add_all(&left->customers, &right->customers);
+	PG_RETURN_POINTER(left);
+}
+
+Datum
+model_fit_serialize(PG_FUNCTION_ARGS)
+{
+	ModelFitState *state = (ModelFitState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	summary_set_serialize(&buf, &state->customers);
+	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
+}
+
+Datum
+model_fit_deserialize(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = aggregate_context(fcinfo, "model_fit_deserialize");
+	ModelFitState *state = MemoryContextAllocZero(cxt, sizeof(ModelFitState));
+	StringInfoData buf;
+
+	state->cxt = cxt;
+	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
+	summary_set_deserialize(&buf, &state->customers, cxt);
+	finish_deserializing_state(&buf);
+	PG_RETURN_POINTER(state);
+}
+
+/* A positive, finite model parameter from a model composite. */
+static double
+model_param(HeapTupleHeader model, const char *name)
+{
+	bool		isnull;
+	Datum		value = GetAttributeByName(model, name, &isnull);
+	double		param;
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model parameter %s must not be null", name)));
+	param = DatumGetFloat8(value);
+	if (!(param > 0) || isinf(param))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model parameter %s must be positive and finite, not %g", name, param)));
+	return param;
+}
+
+/* Scoring with a fit that did not converge would give confident nonsense. */
+static void
+check_converged(HeapTupleHeader model, const char *model_name)
+{
+	bool		isnull;
+	Datum		converged = GetAttributeByName(model, "converged", &isnull);
+
+	if (!isnull && !DatumGetBool(converged))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s model did not converge", model_name),
+				 errhint("Refit with more customers, or check the summaries it was fitted on.")));
+}
+
+BgnbdParams
+bgnbd_params_from_datum(Datum datum)
+{
+	HeapTupleHeader model = DatumGetHeapTupleHeader(datum);
+	BgnbdParams params;
+
+	check_converged(model, "BG/NBD");
+	params.r = model_param(model, "r");
+	params.alpha = model_param(model, "alpha");
+	params.a = model_param(model, "a");
+	params.b = model_param(model, "b");
+	return params;
+}
+
+GammaGammaParams
+gamma_gamma_params_from_datum(Datum datum)
+{
+	HeapTupleHeader model = DatumGetHeapTupleHeader(datum);
+	GammaGammaParams params;
+
+	check_converged(model, "Gamma-Gamma");
+	params.p = model_param(model, "p");
+	params.q = model_param(model, "q");
+	params.v = model_param(model, "v");
+	if (params.q <= 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("Gamma-Gamma parameter q must be greater than 1, not %g", params.q),
+				 errdetail("The expected spend p * v / (q - 1) is infinite otherwise.")));
+	return params;
+}

@@ -1,0 +1,113 @@
+/*
+ * optimize.c
+ *	  Unconstrained minimization for the model fits: GSL's BFGS (the
+ *	  "vector_bfgs2" minimizer, Fletcher's line search) with the analytic
+ *	  gradients the models provide.  Parameters are fitted on the log scale,
+ *	  which keeps them positive without constraints.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_multimin.h>
+
+#include "miscadmin.h"
+
+#include "optimize.h"
+
+#define OPTIMIZE_MAX_ITERATIONS 1000
+/* the objectives are means per customer, so the tolerance is scale-free */
+#define OPTIMIZE_GRADIENT_TOLERANCE 1e-7
+#define OPTIMIZE_FIRST_STEP 0.1
+#define OPTIMIZE_LINE_TOLERANCE 0.1
+
+typedef struct Problem
+{
+	objective_fn f;
+	void	   *arg;
+} Problem;
+
+static double
+problem_f(const gsl_vector *x, void *params)
+{
+	Problem    *problem = params;
+
+	return problem->f(gsl_vector_const_ptr(x, 0), NULL, problem->arg);
+}
+
+static void
+problem_fdf(const gsl_vector *x, void *params, double *f, gsl_vector *g)
+{
+	Problem    *problem = params;
+
+	*f = problem->f(gsl_vector_const_ptr(x, 0), gsl_vector_ptr(g, 0), problem->arg);
+}
+
+static void
+problem_df(const gsl_vector *x, void *params, gsl_vector *g)
+{
+	double		ignored;
+
+	problem_fdf(x, params, &ignored, g);
+}
+
+/*
+ * Minimize f from the start point x (n values), leaving the minimum found in x.
+ * A run that stalls is restarted from where it stopped, since BFGS sometimes
+ * stops early when its line search meets a flat stretch.
+ */
+OptimizeResult
+minimize(objective_fn f, void *arg, int n, double *x)
+{
+	Problem		problem = {f, arg};
+	gsl_multimin_function_fdf fdf = {problem_f, problem_df, problem_fdf, (size_t) n, &problem};
+	gsl_multimin_fdfminimizer *s;
+	gsl_vector *start = gsl_vector_alloc(n);
+	OptimizeResult result = {0, 0, false};
+	int			restarts = 0;
+
+	if (start == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	s = gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, n);
+	if (s == NULL)
+	{
+		gsl_vector_free(start);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			int			status;
+
+			for (int i = 0; i < n; i++)
+				gsl_vector_set(start, i, x[i]);
+			gsl_multimin_fdfminimizer_set(s, &fdf, start, OPTIMIZE_FIRST_STEP, OPTIMIZE_LINE_TOLERANCE);
+			do
+			{
+				CHECK_FOR_INTERRUPTS();
+				result.iterations++;
+				status = gsl_multimin_fdfminimizer_iterate(s);
+				if (status != GSL_SUCCESS)
+					break;
+				status = gsl_multimin_test_gradient(s->gradient, OPTIMIZE_GRADIENT_TOLERANCE);
+			} while (status == GSL_CONTINUE && result.iterations < OPTIMIZE_MAX_ITERATIONS);
+
+			for (int i = 0; i < n; i++)
+				x[i] = gsl_vector_get(s->x, i);
+			result.value = s->f;
+			result.converged = gsl_multimin_test_gradient(s->gradient, OPTIMIZE_GRADIENT_TOLERANCE) == GSL_SUCCESS;
+			if (result.converged || restarts++ >= 3 || result.iterations >= OPTIMIZE_MAX_ITERATIONS)
+				break;
+		}
+	}
+	PG_FINALLY();
+	{
+		gsl_multimin_fdfminimizer_free(s);
+		gsl_vector_free(start);
+	}
+	PG_END_TRY();
+	return result;
+}
