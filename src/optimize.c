@@ -17,8 +17,14 @@
 #include "optimize.h"
 
 #define OPTIMIZE_MAX_ITERATIONS 1000
-/* the objectives are means per customer, so the tolerance is scale-free */
+/*
+ * The objectives are means per customer, so the tolerances are scale-free.
+ * BFGS aims for the tight one; its line search can stall short of that in
+ * floating-point noise on large data sets, and a gradient under the loose one
+ * is still a maximum far inside the parameters' standard errors.
+ */
 #define OPTIMIZE_GRADIENT_TOLERANCE 1e-7
+#define OPTIMIZE_CONVERGED_TOLERANCE 1e-5
 #define OPTIMIZE_FIRST_STEP 0.1
 #define OPTIMIZE_LINE_TOLERANCE 0.1
 
@@ -98,13 +104,14 @@ minimize(objective_fn f, void *arg, int n, double *x)
 			for (int i = 0; i < n; i++)
 				x[i] = gsl_vector_get(s->x, i);
 			result.value = s->f;
-			result.converged = gsl_multimin_test_gradient(s->gradient, OPTIMIZE_GRADIENT_TOLERANCE) == GSL_SUCCESS;
-			if (result.converged || restarts++ >= 3 || result.iterations >= OPTIMIZE_MAX_ITERATIONS)
+			if (gsl_multimin_test_gradient(s->gradient, OPTIMIZE_GRADIENT_TOLERANCE) == GSL_SUCCESS ||
+				restarts++ >= 3 || result.iterations >= OPTIMIZE_MAX_ITERATIONS)
 				break;
 		}
 	}
 	PG_FINALLY();
 	{
+		result.converged = gsl_multimin_test_gradient(s->gradient, OPTIMIZE_CONVERGED_TOLERANCE) == GSL_SUCCESS;
 		gsl_multimin_fdfminimizer_free(s);
 		gsl_vector_free(start);
 	}
