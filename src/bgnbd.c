@@ -22,7 +22,6 @@
 
 #include "aggregate.h"
 #include "btyd.h"
-#include "optimize.h"
 
 /* the hypergeometric series gives up after this many terms ... */
 #define SERIES_MAX_TERMS 5000
@@ -190,8 +189,6 @@ bgnbd_fit_final(PG_FUNCTION_ARGS)
 	double		customers = 0,
 				repeat_buyers = 0;
 	OptimizeResult fit;
-	Datum		values[7];
-	bool		nulls[7] = {false, false, false, false, false, false, false};
 
 	if (state == NULL || state->customers.count == 0)
 		PG_RETURN_NULL();
@@ -214,14 +211,7 @@ bgnbd_fit_final(PG_FUNCTION_ARGS)
 	bgnbd_start(set, theta);
 	fit = minimize(bgnbd_objective, set, 4, theta);
 
-	values[0] = Float8GetDatum(exp(theta[0]));
-	values[1] = Float8GetDatum(exp(theta[1]));
-	values[2] = Float8GetDatum(exp(theta[2]));
-	values[3] = Float8GetDatum(exp(theta[3]));
-	values[4] = Float8GetDatum(-fit.value * customers);
-	values[5] = Float8GetDatum(customers);
-	values[6] = BoolGetDatum(fit.converged);
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	PG_RETURN_DATUM(model_fit_result(fcinfo, theta, 4, &fit, customers));
 }
 
 /* a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x), in logs; -inf for x = 0 */

@@ -9,7 +9,11 @@
 
 #include "fmgr.h"
 
+#include "optimize.h"
 #include "summary_set.h"
+
+/* the most parameters a model has */
+#define MODEL_MAX_PARAMS 4
 
 typedef struct BgnbdParams
 {
@@ -36,6 +40,8 @@ typedef struct ModelFitState
 extern ModelFitState *model_fit_state(FunctionCallInfo fcinfo, const char *function);
 extern double model_fit_weight(FunctionCallInfo fcinfo, int argno);
 extern void check_finite(double value, const char *what);
+extern Datum model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
+							  const OptimizeResult *fit, double customers);
 
 /* model composites <-> parameters, with validation */
 extern BgnbdParams bgnbd_params_from_datum(Datum model);

@@ -16,7 +16,6 @@
 
 #include "aggregate.h"
 #include "btyd.h"
-#include "optimize.h"
 
 PG_FUNCTION_INFO_V1(gamma_gamma_fit_accum);
 PG_FUNCTION_INFO_V1(gamma_gamma_fit_final);
@@ -134,8 +133,6 @@ gamma_gamma_fit_final(PG_FUNCTION_ARGS)
 	double		theta[3];
 	double		customers;
 	OptimizeResult fit;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
 
 	if (state == NULL || state->customers.count == 0)
 		PG_RETURN_NULL();
@@ -151,13 +148,7 @@ gamma_gamma_fit_final(PG_FUNCTION_ARGS)
 	gamma_gamma_start(set, theta);
 	fit = minimize(gamma_gamma_objective, set, 3, theta);
 
-	values[0] = Float8GetDatum(exp(theta[0]));
-	values[1] = Float8GetDatum(exp(theta[1]));
-	values[2] = Float8GetDatum(exp(theta[2]));
-	values[3] = Float8GetDatum(-fit.value * customers);
-	values[4] = Float8GetDatum(customers);
-	values[5] = BoolGetDatum(fit.converged);
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	PG_RETURN_DATUM(model_fit_result(fcinfo, theta, 3, &fit, customers));
 }
 
 /*

@@ -137,6 +137,26 @@ model_fit_deserialize(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(state);
 }
 
+/*
+ * The model composite a fit returns: the parameters (fitted as logs), the
+ * summed log-likelihood, the number of customers and the convergence flag.
+ */
+Datum
+model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
+				 const OptimizeResult *fit, double customers)
+{
+	Datum		values[MODEL_MAX_PARAMS + 3];
+	bool		nulls[MODEL_MAX_PARAMS + 3] = {0};
+
+	Assert(nparams <= MODEL_MAX_PARAMS);
+	for (int i = 0; i < nparams; i++)
+		values[i] = Float8GetDatum(exp(theta[i]));
+	values[nparams] = Float8GetDatum(-fit->value * customers);
+	values[nparams + 1] = Float8GetDatum(customers);
+	values[nparams + 2] = BoolGetDatum(fit->converged);
+	return form_result_row(fcinfo, values, nulls);
+}
+
 /* A positive, finite model parameter from a model composite. */
 static double
 model_param(HeapTupleHeader model, const char *name)
