@@ -24,7 +24,8 @@ OBJS = \
 	src/model_fit.o \
 	src/bgnbd.o \
 	src/gamma_gamma.o \
-	src/clv.o
+	src/clv.o \
+	src/simulate.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -47,7 +48,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

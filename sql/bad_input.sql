@@ -138,3 +138,8 @@ SELECT post_purchase.clv(m, g, 1, 5, 10, 20, 12, -1) FROM bg_model;
 \echo :LAST_ERROR_SQLSTATE
 SELECT post_purchase.clv(m, g, 1, 5, 10, 20, 12, 0.01, '0 days') FROM bg_model;
 \echo :LAST_ERROR_SQLSTATE
+-- bgnbd_simulate: negative sizes
+SELECT * FROM post_purchase.bgnbd_simulate((SELECT m FROM bg_model), -1, 39);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM post_purchase.bgnbd_simulate((SELECT m FROM bg_model), 10, -39);
+\echo :LAST_ERROR_SQLSTATE

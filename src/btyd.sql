@@ -143,3 +143,11 @@ CREATE FUNCTION post_purchase.clv(bgnbd post_purchase.bgnbd_model, gamma_gamma p
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION post_purchase.clv(post_purchase.bgnbd_model, post_purchase.gamma_gamma_model, double precision, double precision, double precision, double precision, integer, double precision, interval) IS
 	'discounted expected spend over the next months (30 days each); unit is the time unit of recency and t';
+
+CREATE FUNCTION post_purchase.bgnbd_simulate(model post_purchase.bgnbd_model, customers integer,
+											 t double precision, seed bigint DEFAULT 0)
+	RETURNS TABLE (customer integer, frequency double precision, recency double precision,
+				   t double precision)
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 1000;
+COMMENT ON FUNCTION post_purchase.bgnbd_simulate(post_purchase.bgnbd_model, integer, double precision, bigint) IS
+	'customers drawn from a BG/NBD model and observed for t time units, reproducible by seed';
