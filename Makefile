@@ -3,7 +3,8 @@
 #   make && make install      build and install into the PostgreSQL of $(PG_CONFIG)
 #   make test                 install what is missing, build, install, run every test
 #   make demo                 the same, then the CDNOW demo on a throwaway server
-#   make bench                the performance benchmark (test/bench/README.md)
+#   make bench                the metrics benchmark (test/bench/README.md)
+#   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
 #   make installcheck         pg_regress and isolation tests against a running server
 
 EXTENSION = post_purchase
@@ -68,7 +69,7 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test demo bench pgtapcheck tapcheck
+.PHONY: deps test demo bench bench-clv pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -84,6 +85,10 @@ demo: deps all
 bench: deps all
 	$(MAKE) install
 	test/bench/run_bench.sh
+
+bench-clv: deps all
+	$(MAKE) install
+	test/bench/run_clv_bench.sh
 
 # pgTAP suites, against the server in the environment (PGHOST, PGPORT, ...)
 pgtapcheck:
