@@ -26,7 +26,8 @@ OBJS = \
 	src/bgnbd.o \
 	src/gamma_gamma.o \
 	src/clv.o \
-	src/simulate.o
+	src/simulate.o \
+	src/tracking.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -35,7 +36,8 @@ SQL_PARTS = \
 	src/rfm.sql \
 	src/purchase_cycle.sql \
 	src/rfm_segment.sql \
-	src/btyd.sql
+	src/btyd.sql \
+	src/tracking.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
@@ -49,7 +51,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

@@ -143,3 +143,51 @@ SELECT * FROM post_purchase.bgnbd_simulate((SELECT m FROM bg_model), -1, 39);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM post_purchase.bgnbd_simulate((SELECT m FROM bg_model), 10, -39);
 \echo :LAST_ERROR_SQLSTATE
+
+-- tracking: missing and wrongly typed columns (42703, 42804), not a table
+-- (42809), a second table (55000), untracked table (55000); nothing is left
+-- half-created
+CREATE TABLE bad_orders (id int, customer_id bigint, ordered_at timestamptz, amount numeric, note text, day date);
+SELECT post_purchase.track_orders('bad_orders', customer_column => 'buyer');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.track_orders('bad_orders', ordered_at_column => 'day');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.track_orders('bad_orders', amount_column => 'note');
+\echo :LAST_ERROR_SQLSTATE
+CREATE VIEW bad_orders_view AS SELECT * FROM bad_orders;
+SELECT post_purchase.track_orders('bad_orders_view');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.untrack_orders('bad_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS tracked FROM post_purchase.tracked_orders;
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'bad_orders'::regclass;
+-- a NaN amount already in the table stops the backfill, and nothing is tracked
+INSERT INTO bad_orders VALUES (1, 1, '2024-01-01', 'NaN');
+SELECT post_purchase.track_orders('bad_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS tracked FROM post_purchase.tracked_orders;
+DELETE FROM bad_orders;
+SELECT post_purchase.track_orders('bad_orders');
+CREATE TABLE other_orders (LIKE bad_orders);
+SELECT post_purchase.track_orders('other_orders');
+\echo :LAST_ERROR_SQLSTATE
+-- once tracked: NaN and infinite amounts are refused with the order
+INSERT INTO bad_orders VALUES (2, 1, '2024-01-01', 'Infinity');
+\echo :LAST_ERROR_SQLSTATE
+-- a renamed column stops orders until tracking is redone
+ALTER TABLE bad_orders RENAME COLUMN amount TO total;
+INSERT INTO bad_orders VALUES (3, 1, '2024-01-01', 5);
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE bad_orders RENAME COLUMN total TO amount;
+-- only the extension's owner may track tables
+CREATE ROLE tracking_intruder;
+SET ROLE tracking_intruder;
+SELECT post_purchase.untrack_orders('bad_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM post_purchase.customer_state;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE tracking_intruder;
+SELECT post_purchase.untrack_orders('bad_orders');
+DROP VIEW bad_orders_view;
+DROP TABLE bad_orders, other_orders;

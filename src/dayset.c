@@ -16,24 +16,25 @@
 #define DAYSET_INITIAL_CAPACITY 8
 
 /*
- * The calendar day of a timestamp in the session's TimeZone, as days since
- * 2000-01-01.  The fast path covers fixed-offset zones such as UTC, which is
- * what servers usually run with; other zones go through the tz database.
+ * The calendar day of a timestamp in time zone "tz", as days since
+ * 2000-01-01 (a DateADT).  The fast path covers fixed-offset zones such as
+ * UTC, which is what servers usually run with; other zones go through the tz
+ * database.
  */
 PurchaseDay
-timestamptz_to_day(TimestampTz ts)
+timestamptz_to_day_in(TimestampTz ts, pg_tz *tz)
 {
 	long		gmtoff;
 	struct pg_tm tm;
 	fsec_t		fsec;
-	int			tz;
+	int			tzoffset;
 
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("purchase timestamp must be finite")));
 
-	if (pg_get_timezone_offset(session_timezone, &gmtoff))
+	if (pg_get_timezone_offset(tz, &gmtoff))
 	{
 		int64		local = ts + (int64) gmtoff * USECS_PER_SEC;
 		int64		day = local / USECS_PER_DAY;
@@ -44,11 +45,35 @@ timestamptz_to_day(TimestampTz ts)
 		return (PurchaseDay) day;
 	}
 
-	if (timestamp2tm(ts, &tz, &tm, &fsec, NULL, NULL) != 0)
+	if (timestamp2tm(ts, &tzoffset, &tm, &fsec, NULL, tz) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
 	return (PurchaseDay) (date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) - POSTGRES_EPOCH_JDATE);
+}
+
+/* The calendar day of a timestamp in the session's TimeZone. */
+PurchaseDay
+timestamptz_to_day(TimestampTz ts)
+{
+	return timestamptz_to_day_in(ts, session_timezone);
+}
+
+/* Midnight at the start of a calendar day in time zone "tz". */
+TimestampTz
+day_start_in(PurchaseDay day, pg_tz *tz)
+{
+	struct pg_tm tm = {0};
+	int			tzoffset;
+	TimestampTz result;
+
+	j2date(day + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+	tzoffset = DetermineTimeZoneOffset(&tm, tz);
+	if (tm2timestamp(&tm, 0, &tzoffset, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return result;
 }
 
 void

@@ -14,8 +14,9 @@
 
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
+#include "pgtime.h"
 
-/* days since the PostgreSQL epoch (2000-01-01) in the session time zone */
+/* days since the PostgreSQL epoch (2000-01-01), like DateADT */
 typedef int32 PurchaseDay;
 
 typedef struct DaySet
@@ -27,6 +28,8 @@ typedef struct DaySet
 } DaySet;
 
 extern PurchaseDay timestamptz_to_day(TimestampTz ts);
+extern PurchaseDay timestamptz_to_day_in(TimestampTz ts, pg_tz *tz);
+extern TimestampTz day_start_in(PurchaseDay day, pg_tz *tz);
 extern void dayset_init(DaySet *set, MemoryContext cxt);
 extern void dayset_add(DaySet *set, PurchaseDay day);
 extern void dayset_add_all(DaySet *set, const DaySet *other);

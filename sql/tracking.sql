@@ -1,0 +1,82 @@
+-- The order trigger keeps customer state exact through inserts, updates,
+-- deletes and truncation; verify_state() proves it against a recomputation.
+SET TimeZone = 'UTC';
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders (order_id bigserial PRIMARY KEY, customer_id bigint,
+						  ordered_at timestamptz, amount numeric(12,2));
+CREATE INDEX ON shop.orders (customer_id, ordered_at);
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
+	(1, '2024-01-01 10:00', 10), (1, '2024-01-01 12:00', 5), (2, '2024-01-05 08:00', 20);
+
+-- tracking backfills what is there
+SELECT post_purchase.track_orders('shop.orders');
+SELECT * FROM post_purchase.customer_state ORDER BY customer_id;
+
+-- a repeat purchase, a guest checkout (skipped), a new customer
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
+	(1, '2024-02-01 10:00', 30), (NULL, '2024-02-01 11:00', 1), (3, '2024-02-02 09:00', 7);
+-- a cancellation of the day's last order, a customer id corrected, a refund
+DELETE FROM shop.orders WHERE customer_id = 1 AND ordered_at = '2024-01-01 12:00';
+UPDATE shop.orders SET customer_id = 2 WHERE customer_id = 3;
+UPDATE shop.orders SET amount = 99 WHERE order_id = 1;
+-- an update that changes nothing tracked
+UPDATE shop.orders SET order_id = order_id WHERE order_id = 2;
+SELECT * FROM post_purchase.customer_state ORDER BY customer_id;
+SELECT * FROM post_purchase.customer_days ORDER BY customer_id, day;
+SELECT * FROM post_purchase.verify_state();
+
+-- the last order of a customer: the customer leaves the state
+DELETE FROM shop.orders WHERE customer_id = 2;
+SELECT customer_id FROM post_purchase.customer_state ORDER BY customer_id;
+
+-- a deterministic workload of inserts, deletes, moves, refunds and time
+-- corrections over 60 customers; the state stays exactly the recomputation
+INSERT INTO shop.orders (customer_id, ordered_at, amount)
+SELECT (i * 7919) % 60, timestamptz '2024-01-01' + ((i * 104729) % 86400) * interval '1 minute',
+	   ((i * 31) % 10000) / 100.0
+FROM generate_series(1, 3000) i;
+DELETE FROM shop.orders WHERE order_id % 7 = 0;
+UPDATE shop.orders SET amount = amount - 1 WHERE order_id % 5 = 0;
+UPDATE shop.orders SET customer_id = customer_id + 1 WHERE order_id % 11 = 0;
+UPDATE shop.orders SET ordered_at = ordered_at + interval '13 hours' WHERE order_id % 13 = 0;
+UPDATE shop.orders SET customer_id = NULL WHERE order_id % 17 = 0;
+UPDATE shop.orders SET customer_id = 5 WHERE order_id % 17 = 0 AND order_id % 2 = 0;
+SELECT count(*) AS customers, sum(orders) AS orders FROM post_purchase.customer_state;
+SELECT count(*) AS differences FROM post_purchase.verify_state();
+
+-- purchase days are calendar days of the shop's time zone, whatever the
+-- session's: 23:30 UTC on Jan 9 and 00:30 UTC on Jan 10 are two days in UTC
+SET TimeZone = 'America/New_York';
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
+	(100, '2024-01-09 23:30+00', 1), (100, '2024-01-10 00:30+00', 1);
+SELECT day, orders FROM post_purchase.customer_days WHERE customer_id = '100' ORDER BY day;
+SET TimeZone = 'UTC';
+
+-- TRUNCATE empties the state with the table
+TRUNCATE shop.orders;
+SELECT count(*) FROM post_purchase.customer_state;
+SELECT count(*) FROM post_purchase.customer_days;
+
+-- untracking removes the triggers and the state
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (1, '2024-01-01', 1);
+SELECT post_purchase.untrack_orders('shop.orders');
+SELECT count(*) FROM post_purchase.customer_state;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'shop.orders'::regclass;
+
+-- customer keys of type uuid and text, amounts of type integer
+CREATE TABLE shop.uuid_orders (id serial, buyer uuid, placed timestamptz, total integer);
+INSERT INTO shop.uuid_orders (buyer, placed, total) VALUES
+	('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-03-01', 5),
+	('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-03-04', 7);
+SELECT post_purchase.track_orders('shop.uuid_orders', 'buyer', 'placed', 'total');
+INSERT INTO shop.uuid_orders (buyer, placed, total) VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-03-09', 1);
+SELECT customer_id, orders, revenue, purchase_days FROM post_purchase.customer_state;
+SELECT post_purchase.untrack_orders('shop.uuid_orders');
+CREATE TABLE shop.text_orders (email text, at timestamptz, amount double precision);
+SELECT post_purchase.track_orders('shop.text_orders', 'email', 'at');
+INSERT INTO shop.text_orders VALUES ('ann@example.com', '2024-03-01', 12.5), ('ann@example.com', '2024-03-02', 0.25);
+SELECT customer_id, orders, revenue FROM post_purchase.customer_state;
+SELECT count(*) AS differences FROM post_purchase.verify_state();
+SELECT post_purchase.untrack_orders('shop.text_orders');
+
+DROP SCHEMA shop CASCADE;

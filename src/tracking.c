@@ -1,0 +1,401 @@
+/*
+ * tracking.c
+ *	  The trigger that keeps post_purchase.customer_days and customer_state
+ *	  current as the shop's orders table changes, one order at a time.
+ *
+ * An insert adds the order to its customer's purchase day and to the
+ * customer's totals with two upserts, in constant time.  A delete takes it
+ * away again: the day's counters go down, the day's first and last order
+ * times are looked up again only when the deleted order was one of them, and
+ * the customer's totals are recomputed from the customer's purchase days.
+ * An update is a delete of the old row and an insert of the new one.  So the
+ * state always equals what verify_state() recomputes from scratch.
+ *
+ * Concurrency.  Inserts only add to counters in upserts, which PostgreSQL
+ * re-evaluates on the newest row version, so they need no lock of their own.
+ * A delete recomputes from a snapshot, so it must see every insert that
+ * touched the customer's totals: it locks the purchase day row, then the
+ * customer's state row (the order inserts take them in), and only then reads.
+ * An insert still waiting for the state row adds its increment on top of the
+ * recomputed totals, which do not include it yet; one that got there first
+ * has committed before the delete reads.  Under REPEATABLE READ a conflicting
+ * change is a serialization failure instead.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "dayset.h"
+
+PG_FUNCTION_INFO_V1(track_orders_trigger);
+
+/* An order as the state sees it. */
+typedef struct TrackedOrder
+{
+	bool		tracked;		/* false for guest orders and orders without a time */
+	Datum		customer_key;	/* in the column's own type, for lookups */
+	Datum		customer;		/* as text */
+	TimestampTz ordered_at;
+	DateADT		day;
+	Datum		amount;			/* numeric */
+} TrackedOrder;
+
+/* The tracked columns and the shop's time zone, from the trigger's arguments. */
+typedef struct TrackedColumns
+{
+	int			customer;
+	int			ordered_at;
+	int			amount;
+	pg_tz	   *zone;
+} TrackedColumns;
+
+static SPIPlanPtr add_day_plan;
+static SPIPlanPtr add_state_plan;
+static SPIPlanPtr remove_day_plan;
+static SPIPlanPtr delete_day_plan;
+static SPIPlanPtr set_day_bounds_plan;
+static SPIPlanPtr lock_state_plan;
+static SPIPlanPtr delete_state_plan;
+static SPIPlanPtr recompute_state_plan;
+
+static SPIPlanPtr
+prepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+static int
+tracked_column(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("tracked column \"%s\" of table \"%s\" no longer exists", name,
+						RelationGetRelationName(rel)),
+				 errhint("Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names.")));
+	return attnum;
+}
+
+static void
+read_columns(TriggerData *trigdata, TrackedColumns *cols)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	Relation	rel = trigdata->tg_relation;
+
+	if (trigger->tgnargs != 4)
+		elog(ERROR, "track_orders_trigger needs 4 arguments, got %d", trigger->tgnargs);
+	cols->customer = tracked_column(rel, trigger->tgargs[0]);
+	cols->ordered_at = tracked_column(rel, trigger->tgargs[1]);
+	cols->amount = tracked_column(rel, trigger->tgargs[2]);
+	cols->zone = pg_tzset(trigger->tgargs[3]);
+	if (cols->zone == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" not recognized", trigger->tgargs[3])));
+}
+
+/* The amount column as numeric; NULL counts as 0, NaN and infinity are errors. */
+static Datum
+amount_as_numeric(Datum value, bool isnull, Oid type)
+{
+	Numeric		amount;
+
+	if (isnull)
+		return NumericGetDatum(int64_to_numeric(0));
+	switch (type)
+	{
+		case NUMERICOID:
+			amount = DatumGetNumeric(value);
+			break;
+		case INT4OID:
+			return DirectFunctionCall1(int4_numeric, value);
+		case INT8OID:
+			return DirectFunctionCall1(int8_numeric, value);
+		case FLOAT8OID:
+			amount = DatumGetNumeric(DirectFunctionCall1(float8_numeric, value));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the tracked amount column has unsupported type %s", format_type_be(type))));
+	}
+	if (numeric_is_nan(amount) || numeric_is_inf(amount))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order amount must be a finite number"),
+				 errdetail("post_purchase tracks this table, and NaN or infinite amounts cannot be summed.")));
+	return NumericGetDatum(amount);
+}
+
+static void
+read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedOrder *order)
+{
+	bool		customer_null,
+				at_null,
+				amount_null;
+	Datum		amount;
+	Oid			customer_type = TupleDescAttr(desc, cols->customer - 1)->atttypid;
+	Oid			output;
+	bool		varlena;
+
+	order->customer_key = heap_getattr(tuple, cols->customer, desc, &customer_null);
+	order->ordered_at = DatumGetTimestampTz(heap_getattr(tuple, cols->ordered_at, desc, &at_null));
+	amount = heap_getattr(tuple, cols->amount, desc, &amount_null);
+
+	/* guest checkouts and orders without a time have no place in the state */
+	order->tracked = !customer_null && !at_null;
+	if (!order->tracked)
+		return;
+	getTypeOutputInfo(customer_type, &output, &varlena);
+	order->customer = CStringGetTextDatum(OidOutputFunctionCall(output, order->customer_key));
+	order->day = timestamptz_to_day_in(order->ordered_at, cols->zone);
+	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
+}
+
+static void
+add_order(const TrackedOrder *order)
+{
+	Oid			day_types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
+	Oid			state_types[5] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID, BOOLOID};
+	Datum		values[5];
+	bool		isnull;
+	bool		new_day;
+
+	values[0] = order->customer;
+	values[1] = DateADTGetDatum(order->day);
+	values[2] = order->amount;
+	values[3] = TimestampTzGetDatum(order->ordered_at);
+	if (SPI_execute_plan(prepare(&add_day_plan,
+								 "INSERT INTO post_purchase.customer_days AS d "
+								 "VALUES ($1, $2, 1, $3, $4, $4) "
+								 "ON CONFLICT (customer_id, day) DO UPDATE SET "
+								 "orders = d.orders OPERATOR(pg_catalog.+) 1, "
+								 "revenue = d.revenue OPERATOR(pg_catalog.+) $3, "
+								 "first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4) "
+								 "RETURNING d.orders OPERATOR(pg_catalog.=) 1",
+								 4, day_types),
+						 values, NULL, false, 1) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not record the order's purchase day");
+	new_day = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	values[4] = BoolGetDatum(new_day);
+	if (SPI_execute_plan(prepare(&add_state_plan,
+								 "INSERT INTO post_purchase.customer_state AS s "
+								 "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3) "
+								 "ON CONFLICT (customer_id) DO UPDATE SET "
+								 "orders = s.orders OPERATOR(pg_catalog.+) 1, "
+								 "revenue = s.revenue OPERATOR(pg_catalog.+) $3, "
+								 "first_order_at = LEAST(s.first_order_at, $4), "
+								 "last_order_at = GREATEST(s.last_order_at, $4), "
+								 "purchase_days = s.purchase_days OPERATOR(pg_catalog.+) $5::pg_catalog.int4, "
+								 "first_day = LEAST(s.first_day, $2), last_day = GREATEST(s.last_day, $2), "
+								 "first_day_revenue = CASE "
+								 "WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 "
+								 "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
+								 "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
+								 "ELSE s.first_day_revenue END",
+								 5, state_types),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the order in the customer state");
+}
+
+/*
+ * The first and last order times of a customer's day, looked up in the
+ * orders table itself, which no longer holds the deleted order.
+ */
+static void
+refresh_day_bounds(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			key_type = TupleDescAttr(desc, cols->customer - 1)->atttypid;
+	const char *customer = quote_identifier(NameStr(TupleDescAttr(desc, cols->customer - 1)->attname));
+	const char *at = quote_identifier(NameStr(TupleDescAttr(desc, cols->ordered_at - 1)->attname));
+	char	   *table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												   RelationGetRelationName(rel));
+	Oid			types[3] = {key_type, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			bound_types[4] = {TEXTOID, DATEOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	bool		first_null,
+				last_null;
+	TimestampTz day_start = day_start_in(order->day, cols->zone);
+	TimestampTz next_day_start = day_start_in(order->day + 1, cols->zone);
+	char	   *sql = psprintf("SELECT pg_catalog.min(%s), pg_catalog.max(%s) FROM ONLY %s "
+							   "WHERE %s OPERATOR(pg_catalog.=) $1 "
+							   "AND %s OPERATOR(pg_catalog.>=) $2 AND %s OPERATOR(pg_catalog.<) $3",
+							   at, at, table, customer, at, at);
+
+	values[0] = order->customer_key;
+	values[1] = TimestampTzGetDatum(day_start);
+	values[2] = TimestampTzGetDatum(next_day_start);
+	/* not read-only: the query must see the delete that fired us */
+	if (SPI_execute_with_args(sql, 3, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up the purchase day's orders");
+	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &first_null);
+	values[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &last_null);
+	if (first_null || last_null)
+		return;					/* the day is empty; the caller deletes it */
+	values[0] = order->customer;
+	values[1] = DateADTGetDatum(order->day);
+	if (SPI_execute_plan(prepare(&set_day_bounds_plan,
+								 "UPDATE post_purchase.customer_days SET first_at = $3, last_at = $4 "
+								 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
+								 4, bound_types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the purchase day");
+}
+
+static void
+remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
+{
+	Oid			day_types[3] = {TEXTOID, DATEOID, NUMERICOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		orders_left;
+	TimestampTz first_at,
+				last_at;
+
+	values[0] = order->customer;
+	values[1] = DateADTGetDatum(order->day);
+	values[2] = order->amount;
+	if (SPI_execute_plan(prepare(&remove_day_plan,
+								 "UPDATE post_purchase.customer_days d SET "
+								 "orders = d.orders OPERATOR(pg_catalog.-) 1, "
+								 "revenue = d.revenue OPERATOR(pg_catalog.-) $3 "
+								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1 AND d.day OPERATOR(pg_catalog.=) $2 "
+								 "RETURNING d.orders, d.first_at, d.last_at",
+								 3, day_types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not remove the order from its purchase day");
+	/* an order the state never saw (tracked without backfill) */
+	if (SPI_processed == 0)
+		return;
+	orders_left = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	first_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	last_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+	/* the day row is locked; now the state row, before reading anything */
+	if (SPI_execute_plan(prepare(&lock_state_plan,
+								 "SELECT FROM post_purchase.customer_state s "
+								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+								 1, day_types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the customer state");
+
+	if (orders_left <= 0)
+	{
+		if (SPI_execute_plan(prepare(&delete_day_plan,
+									 "DELETE FROM post_purchase.customer_days "
+									 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
+									 2, day_types),
+							 values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete the purchase day");
+	}
+	else if (order->ordered_at == first_at || order->ordered_at == last_at)
+		refresh_day_bounds(rel, cols, order);
+
+	/* the customer's totals, from the purchase days that are left */
+	if (SPI_execute_plan(prepare(&delete_state_plan,
+								 "DELETE FROM post_purchase.customer_state s "
+								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 AND NOT EXISTS "
+								 "(SELECT FROM post_purchase.customer_days d "
+								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1)",
+								 1, day_types),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the customer state");
+	if (SPI_execute_plan(prepare(&recompute_state_plan,
+								 "UPDATE post_purchase.customer_state s SET "
+								 "(orders, revenue, first_order_at, last_order_at, purchase_days, "
+								 "first_day, last_day, first_day_revenue) = "
+								 "(SELECT pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue), "
+								 "pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*), "
+								 "pg_catalog.min(d.day), pg_catalog.max(d.day), "
+								 "(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1] "
+								 "FROM post_purchase.customer_days d "
+								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1) "
+								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
+								 1, day_types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recompute the customer state");
+}
+
+/* Whether an update changed anything the state depends on. */
+static bool
+same_order(const TrackedOrder *a, const TrackedOrder *b)
+{
+	if (a->tracked != b->tracked)
+		return false;
+	if (!a->tracked)
+		return true;
+	return a->ordered_at == b->ordered_at &&
+		DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, a->customer, b->customer)) &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, a->amount, b->amount)) == 0;
+}
+
+Datum
+track_orders_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	TrackedColumns cols;
+	TrackedOrder old_order = {false},
+				new_order = {false};
+	TriggerEvent event;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("track_orders_trigger can only be called as a trigger")));
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("track_orders_trigger must be an AFTER ... FOR EACH ROW trigger")));
+
+	desc = RelationGetDescr(trigdata->tg_relation);
+	read_columns(trigdata, &cols);
+	if (TRIGGER_FIRED_BY_INSERT(event))
+		read_order(trigdata->tg_trigtuple, desc, &cols, &new_order);
+	else if (TRIGGER_FIRED_BY_DELETE(event))
+		read_order(trigdata->tg_trigtuple, desc, &cols, &old_order);
+	else
+	{
+		read_order(trigdata->tg_trigtuple, desc, &cols, &old_order);
+		read_order(trigdata->tg_newtuple, desc, &cols, &new_order);
+		if (same_order(&old_order, &new_order))
+			return PointerGetDatum(NULL);
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (old_order.tracked)
+		remove_order(trigdata->tg_relation, &cols, &old_order);
+	if (new_order.tracked)
+		add_order(&new_order);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,256 @@
+-- Customer state kept current by a trigger on the shop's orders table
+-- (src/tracking.c).  One orders table is tracked at a time.
+
+CREATE TABLE post_purchase.settings (
+	name text PRIMARY KEY,
+	value text NOT NULL,
+	description text NOT NULL
+);
+COMMENT ON TABLE post_purchase.settings IS 'post_purchase configuration, one row per setting';
+INSERT INTO post_purchase.settings VALUES
+	('time_zone', 'UTC', 'the shop''s time zone: orders on one calendar day of this zone are one purchase');
+
+CREATE TABLE post_purchase.tracked_orders (
+	orders regclass PRIMARY KEY,
+	customer_column name NOT NULL,
+	ordered_at_column name NOT NULL,
+	amount_column name NOT NULL,
+	time_zone text NOT NULL,
+	backfilled boolean NOT NULL,
+	tracked_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE post_purchase.tracked_orders IS 'the shop''s orders table that track_orders attached its trigger to';
+
+-- One row per customer and purchase day: the state the trigger can update and
+-- undo exactly, whatever order inserts, updates and deletes come in.
+CREATE TABLE post_purchase.customer_days (
+	customer_id text NOT NULL,
+	day date NOT NULL,
+	orders bigint NOT NULL,
+	revenue numeric NOT NULL,
+	first_at timestamptz NOT NULL,
+	last_at timestamptz NOT NULL,
+	PRIMARY KEY (customer_id, day)
+);
+COMMENT ON TABLE post_purchase.customer_days IS 'tracked orders per customer and calendar day (in the shop''s time zone)';
+
+CREATE TABLE post_purchase.customer_state (
+	customer_id text PRIMARY KEY,
+	orders bigint NOT NULL,
+	revenue numeric NOT NULL,
+	first_order_at timestamptz NOT NULL,
+	last_order_at timestamptz NOT NULL,
+	purchase_days bigint NOT NULL,
+	first_day date NOT NULL,
+	last_day date NOT NULL,
+	first_day_revenue numeric NOT NULL
+);
+COMMENT ON TABLE post_purchase.customer_state IS 'per customer: orders, revenue, first and last order, purchase days; kept by the order trigger';
+
+CREATE FUNCTION post_purchase.track_orders_trigger() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION post_purchase.track_orders_trigger() FROM PUBLIC;
+
+-- TRUNCATE of the orders table empties the state with it.
+CREATE FUNCTION post_purchase.track_orders_truncate() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.customer_days;
+	DELETE FROM post_purchase.customer_state;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
+
+-- The state of every customer, recomputed from the orders table: what the
+-- trigger keeps incrementally.  Used by the backfill and by verify_state().
+CREATE FUNCTION post_purchase.recomputed_days()
+	RETURNS TABLE (customer_id text, day date, orders bigint, revenue numeric,
+				   first_at timestamptz, last_at timestamptz)
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	t post_purchase.tracked_orders;
+BEGIN
+	SELECT * INTO t FROM post_purchase.tracked_orders;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE format(
+		'SELECT %1$I::text, (%2$I AT TIME ZONE %4$L)::date, count(*), sum(coalesce(%3$I::numeric, 0)),
+				min(%2$I), max(%2$I)
+		 FROM ONLY %5$s
+		 WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL
+		 GROUP BY 1, 2',
+		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone, t.orders);
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_days() FROM PUBLIC;
+
+-- customer_state rows from a table of customer_days rows, one per customer.
+CREATE FUNCTION post_purchase.state_from_days(days regclass)
+	RETURNS SETOF post_purchase.customer_state
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN QUERY EXECUTE format(
+		'SELECT d.customer_id, sum(d.orders)::bigint, sum(d.revenue), min(d.first_at), max(d.last_at),
+				count(*), min(d.day), max(d.day), (array_agg(d.revenue ORDER BY d.day))[1]
+		 FROM %s d GROUP BY d.customer_id', days);
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.state_from_days(regclass) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.track_orders(orders regclass,
+										   customer_column name DEFAULT 'customer_id',
+										   ordered_at_column name DEFAULT 'ordered_at',
+										   amount_column name DEFAULT 'amount',
+										   backfill boolean DEFAULT true)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	tracked regclass;
+	zone text;
+	column_type regtype;
+	bad_customer text;
+BEGIN
+	SELECT t.orders INTO tracked FROM post_purchase.tracked_orders t;
+	IF FOUND THEN
+		RAISE EXCEPTION 'post_purchase already tracks %', tracked
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_orders() first; one orders table is tracked at a time.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
+	END IF;
+
+	-- every column must exist with a type the trigger understands
+	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
+		ARRAY['bigint', 'integer', 'uuid', 'text', 'character varying']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, ordered_at_column, 'ordered_at',
+		ARRAY['timestamp with time zone']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, amount_column, 'amount',
+		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
+
+	SELECT s.value INTO zone FROM post_purchase.settings s WHERE s.name = 'time_zone';
+	PERFORM now() AT TIME ZONE zone;	-- a valid zone name, or an error here
+
+	-- no order may change between the backfill and the trigger taking over
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
+	INSERT INTO post_purchase.tracked_orders
+		VALUES (orders, customer_column, ordered_at_column, amount_column, zone, backfill);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_orders_trigger(%L, %L, %L, %L)',
+				   orders, customer_column, ordered_at_column, amount_column, zone);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
+
+	IF backfill THEN
+		INSERT INTO post_purchase.customer_days SELECT * FROM post_purchase.recomputed_days();
+		SELECT d.customer_id INTO bad_customer FROM post_purchase.customer_days d
+		WHERE d.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		INSERT INTO post_purchase.customer_state
+		SELECT * FROM post_purchase.state_from_days('post_purchase.customer_days');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.track_orders(regclass, name, name, name, boolean) IS
+	'attach the order trigger to the shop''s orders table and backfill the customer state from it';
+REVOKE ALL ON FUNCTION post_purchase.track_orders(regclass, name, name, name, boolean) FROM PUBLIC;
+
+-- The type of a tracked column, checked against the types allowed for it.
+CREATE FUNCTION post_purchase.tracked_column_type(orders regclass, column_name name, role text,
+												  allowed regtype[])
+	RETURNS regtype
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	found_type regtype;
+BEGIN
+	SELECT a.atttypid INTO found_type FROM pg_attribute a
+	WHERE a.attrelid = orders AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'column "%" of % does not exist', column_name, orders
+			USING ERRCODE = 'undefined_column',
+				  HINT = format('Name the %s column of the orders table in track_orders(%s_column => ...).', role, role);
+	END IF;
+	IF NOT found_type = ANY (allowed) THEN
+		RAISE EXCEPTION 'column "%" of % has type %, which cannot be the % column', column_name, orders, found_type, role
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = format('The %s column must be one of: %s.', role, array_to_string(allowed, ', '));
+	END IF;
+	RETURN found_type;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.tracked_column_type(regclass, name, text, regtype[]) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.untrack_orders(orders regclass)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.tracked_orders t WHERE t.orders = untrack_orders.orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'post_purchase does not track %', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	EXECUTE format('DROP TRIGGER post_purchase_track_orders ON %s', orders);
+	EXECUTE format('DROP TRIGGER post_purchase_track_orders_truncate ON %s', orders);
+	-- state nobody keeps current any more would mislead
+	DELETE FROM post_purchase.customer_days;
+	DELETE FROM post_purchase.customer_state;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.untrack_orders(regclass) IS
+	'remove the order trigger and the customer state built from the table';
+REVOKE ALL ON FUNCTION post_purchase.untrack_orders(regclass) FROM PUBLIC;
+
+-- Every difference between the state the trigger kept and the state
+-- recomputed from the orders table; empty when all is well.
+CREATE FUNCTION post_purchase.verify_state()
+	RETURNS TABLE (customer_id text, day date, field text, expected text, actual text)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS pg_temp.post_purchase_expected_days
+		(LIKE post_purchase.customer_days) ON COMMIT DROP;
+	TRUNCATE pg_temp.post_purchase_expected_days;
+	INSERT INTO pg_temp.post_purchase_expected_days SELECT * FROM post_purchase.recomputed_days();
+
+	RETURN QUERY
+	SELECT coalesce(e.customer_id, a.customer_id), coalesce(e.day, a.day), f.field, f.expected, f.actual
+	FROM pg_temp.post_purchase_expected_days e
+	FULL JOIN post_purchase.customer_days a ON a.customer_id = e.customer_id AND a.day = e.day
+	CROSS JOIN LATERAL (VALUES
+		('orders', e.orders::text, a.orders::text),
+		('revenue', e.revenue::text, a.revenue::text),
+		('first_at', e.first_at::text, a.first_at::text),
+		('last_at', e.last_at::text, a.last_at::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	UNION ALL
+	SELECT coalesce(e.customer_id, a.customer_id), NULL::date, f.field, f.expected, f.actual
+	FROM post_purchase.state_from_days('pg_temp.post_purchase_expected_days') e
+	FULL JOIN post_purchase.customer_state a ON a.customer_id = e.customer_id
+	CROSS JOIN LATERAL (VALUES
+		('orders', e.orders::text, a.orders::text),
+		('revenue', e.revenue::text, a.revenue::text),
+		('first_order_at', e.first_order_at::text, a.first_order_at::text),
+		('last_order_at', e.last_order_at::text, a.last_order_at::text),
+		('purchase_days', e.purchase_days::text, a.purchase_days::text),
+		('first_day', e.first_day::text, a.first_day::text),
+		('last_day', e.last_day::text, a.last_day::text),
+		('first_day_revenue', e.first_day_revenue::text, a.first_day_revenue::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	ORDER BY 1, 2, 3;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.verify_state() IS
+	'every difference between the tracked customer state and the state recomputed from the orders; empty when exact';
+REVOKE ALL ON FUNCTION post_purchase.verify_state() FROM PUBLIC;
