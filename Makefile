@@ -37,7 +37,8 @@ SQL_PARTS = \
 	src/purchase_cycle.sql \
 	src/rfm_segment.sql \
 	src/btyd.sql \
-	src/tracking.sql
+	src/tracking.sql \
+	src/customer_metrics.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
@@ -51,7 +52,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking customer_metrics bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

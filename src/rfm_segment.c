@@ -9,6 +9,8 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #define RFM_MIN_SCORE 1
@@ -44,4 +46,40 @@ rfm_segment(PG_FUNCTION_ARGS)
 	check_score("recency", r_score);
 	check_score("frequency", f_score);
 	PG_RETURN_TEXT_P(cstring_to_text(rfm_segment_grid[r_score - 1][f_score - 1]));
+}
+
+PG_FUNCTION_INFO_V1(rfm_score);
+
+/*
+ * rfm_score(value, cuts): the quintile score 1..5 of a value, given the four
+ * cut points between the quintiles (ascending): 1 + the number of cuts below
+ * the value.  Ties stay together: with many one-time buyers the lower cuts
+ * are equal, and every one-time buyer scores 1.
+ */
+Datum
+rfm_score(PG_FUNCTION_ARGS)
+{
+	float8		value = PG_GETARG_FLOAT8(0);
+	ArrayType  *cuts = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *elements;
+	bool	   *nulls;
+	int			count;
+	int32		score = 1;
+
+	deconstruct_array(cuts, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elements, &nulls, &count);
+	if (count != RFM_MAX_SCORE - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rfm_score needs %d cut points, got %d", RFM_MAX_SCORE - 1, count)));
+	for (int i = 0; i < count; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("rfm_score cut points must not be null")));
+		if (DatumGetFloat8(elements[i]) < value)
+			score++;
+	}
+	PG_RETURN_INT32(score);
 }

@@ -206,7 +206,7 @@ add_order(const TrackedOrder *order)
 	values[4] = BoolGetDatum(new_day);
 	if (SPI_execute_plan(prepare(&add_state_plan,
 								 "INSERT INTO post_purchase.customer_state AS s "
-								 "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3) "
+								 "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3, pg_catalog.now()) "
 								 "ON CONFLICT (customer_id) DO UPDATE SET "
 								 "orders = s.orders OPERATOR(pg_catalog.+) 1, "
 								 "revenue = s.revenue OPERATOR(pg_catalog.+) $3, "
@@ -218,7 +218,8 @@ add_order(const TrackedOrder *order)
 								 "WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 "
 								 "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
 								 "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
-								 "ELSE s.first_day_revenue END",
+								 "ELSE s.first_day_revenue END, "
+								 "updated_at = pg_catalog.now()",
 								 5, state_types),
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the order in the customer state");
@@ -330,11 +331,11 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 	if (SPI_execute_plan(prepare(&recompute_state_plan,
 								 "UPDATE post_purchase.customer_state s SET "
 								 "(orders, revenue, first_order_at, last_order_at, purchase_days, "
-								 "first_day, last_day, first_day_revenue) = "
+								 "first_day, last_day, first_day_revenue, updated_at) = "
 								 "(SELECT pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue), "
 								 "pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*), "
 								 "pg_catalog.min(d.day), pg_catalog.max(d.day), "
-								 "(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1] "
+								 "(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now() "
 								 "FROM post_purchase.customer_days d "
 								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1) "
 								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",

@@ -43,7 +43,8 @@ CREATE TABLE post_purchase.customer_state (
 	purchase_days bigint NOT NULL,
 	first_day date NOT NULL,
 	last_day date NOT NULL,
-	first_day_revenue numeric NOT NULL
+	first_day_revenue numeric NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE post_purchase.customer_state IS 'per customer: orders, revenue, first and last order, purchase days; kept by the order trigger';
 
@@ -97,7 +98,7 @@ CREATE FUNCTION post_purchase.state_from_days(days regclass)
 BEGIN
 	RETURN QUERY EXECUTE format(
 		'SELECT d.customer_id, sum(d.orders)::bigint, sum(d.revenue), min(d.first_at), max(d.last_at),
-				count(*), min(d.day), max(d.day), (array_agg(d.revenue ORDER BY d.day))[1]
+				count(*), min(d.day), max(d.day), (array_agg(d.revenue ORDER BY d.day))[1], now()
 		 FROM %s d GROUP BY d.customer_id', days);
 END
 $$;

@@ -1,0 +1,99 @@
+-- customer_metrics: totals, BTYD summary, predictions, RFM scores and
+-- lifecycle of every tracked customer, as of a fixed "today".
+SET TimeZone = 'UTC';
+UPDATE post_purchase.settings SET value = '2025-01-01' WHERE name = 'today';
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders (order_id serial PRIMARY KEY, customer_id integer, ordered_at timestamptz, amount numeric(10,2));
+-- 600 customers drawn from a BG/NBD model (in days) in four cohorts of 90
+-- to 360 days' age, each customer's repeat orders spread evenly over the
+-- recency the simulator drew; amounts from 10 to 59.99
+INSERT INTO shop.orders (customer_id, ordered_at, amount)
+SELECT cohort * 1000 + s.customer,
+	   timestamptz '2025-01-01 10:00' - s.t * interval '1 day'
+		   + round(k * s.recency / greatest(s.frequency, 1)) * interval '1 day',
+	   10 + ((s.customer * 37 + k * 11) % 5000) / 100.0
+FROM generate_series(1, 4) cohort,
+	 LATERAL post_purchase.bgnbd_simulate(ROW(0.8, 40, 0.8, 3, NULL, NULL, true), 150, cohort * 90, cohort) s,
+	 LATERAL generate_series(0, s.frequency::int) k;
+SELECT post_purchase.track_orders('shop.orders');
+
+-- before any model or RFM cut points: predictions and scores are NULL, not errors
+SELECT customer_id, orders, first_order_at, last_order_at, revenue, average_order_value, frequency,
+	   recency_days, t_days, monetary_value, days_since_last_order, p_alive, clv_12m, r_score,
+	   rfm_segment, lifecycle_stage, next_replenishment_due
+FROM post_purchase.customer_metrics WHERE customer_id IN ('1001', '4007', '4010') ORDER BY customer_id;
+
+-- a hand-made customer: orders on Dec 1, Dec 11 (two) and Dec 31 2024:
+-- frequency 2, recency 30, t 31, monetary (15 + 40) / 2, next due 15 days on
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
+	(1, '2024-12-01 09:00', 20), (1, '2024-12-11 09:00', 5), (1, '2024-12-11 18:00', 10), (1, '2024-12-31 12:00', 40);
+SELECT orders, revenue, frequency, recency_days, t_days, monetary_value, days_since_last_order,
+	   next_replenishment_due
+FROM post_purchase.customer_metrics WHERE customer_id = '1';
+
+-- the same numbers as rfm_summary over the raw orders, for every customer
+SELECT count(*) AS customers,
+	   count(*) FILTER (WHERE m.frequency <> (r.s).frequency OR m.recency_days <> (r.s).recency
+						OR m.t_days <> (r.s).t OR m.monetary_value <> (r.s).monetary_value) AS differ
+FROM post_purchase.customer_metrics m
+JOIN (SELECT customer_id::text, post_purchase.rfm_summary(ordered_at, amount, '2025-01-01') AS s
+	  FROM shop.orders GROUP BY customer_id) r ON r.customer_id = m.customer_id;
+
+-- RFM cut points and scores
+SELECT recency_cuts, frequency_cuts, monetary_cuts FROM post_purchase.refresh_rfm_cuts();
+SELECT r_score, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
+SELECT rfm_segment, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
+
+-- models: fitted in days on the current state, history kept
+SELECT model_id, customers, (bgnbd).converged AS bgnbd_converged, (gamma_gamma).converged AS gg_converged,
+	   vip_clv_cut > 0 AS has_vip_cut
+FROM post_purchase.refresh_models();
+SELECT count(*) AS predictions FROM post_purchase.customer_predictions;
+
+-- stored predictions equal what the model computes live
+SELECT count(*) AS differ
+FROM post_purchase.customer_metrics m
+JOIN post_purchase.customer_summaries s USING (customer_id)
+CROSS JOIN (SELECT * FROM post_purchase.models ORDER BY model_id DESC LIMIT 1) model
+WHERE m.p_alive <> post_purchase.bgnbd_p_alive(model.bgnbd, s.frequency, s.recency, s.t)
+   OR m.expected_purchases_90d <> post_purchase.bgnbd_expected_purchases(model.bgnbd, s.frequency, s.recency, s.t, 90);
+
+-- a new order: the customer's predictions are computed live until the next refresh
+SELECT orders, frequency, round(p_alive::numeric, 6) AS p_alive_before, lifecycle_stage
+FROM post_purchase.customer_metrics WHERE customer_id = '4010';
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (4010, '2024-12-30 10:00', 25);
+SELECT orders, frequency, round(p_alive::numeric, 6) AS p_alive_after, lifecycle_stage
+FROM post_purchase.customer_metrics WHERE customer_id = '4010';
+-- and equal to what the model says for the new summary
+SELECT abs(m.p_alive - post_purchase.bgnbd_p_alive(model.bgnbd, s.frequency, s.recency, s.t)) < 1e-12 AS live_ok
+FROM post_purchase.customer_metrics m JOIN post_purchase.customer_summaries s USING (customer_id),
+	 (SELECT * FROM post_purchase.models ORDER BY model_id DESC LIMIT 1) model
+WHERE m.customer_id = '4010';
+
+-- lifecycle stages: vip is the top 10% by clv_12m among the active
+SELECT lifecycle_stage, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
+
+-- one customer is an index lookup
+EXPLAIN (COSTS OFF) SELECT * FROM post_purchase.customer_metrics WHERE customer_id = '42';
+
+-- a second refresh keeps the first model
+SELECT model_id, (bgnbd).converged FROM post_purchase.refresh_models();
+SELECT count(*) AS models FROM post_purchase.models;
+
+-- reading the view needs only SELECT on it
+CREATE ROLE metrics_reader;
+GRANT USAGE ON SCHEMA post_purchase TO metrics_reader;
+GRANT SELECT ON post_purchase.customer_metrics TO metrics_reader;
+SET ROLE metrics_reader;
+SELECT count(*) FROM post_purchase.customer_metrics;
+SELECT count(*) FROM post_purchase.customer_state;
+RESET ROLE;
+REVOKE ALL ON post_purchase.customer_metrics FROM metrics_reader;
+REVOKE USAGE ON SCHEMA post_purchase FROM metrics_reader;
+DROP ROLE metrics_reader;
+
+SELECT post_purchase.untrack_orders('shop.orders');
+DELETE FROM post_purchase.models;
+DELETE FROM post_purchase.rfm_cuts;
+UPDATE post_purchase.settings SET value = '' WHERE name = 'today';
+DROP SCHEMA shop CASCADE;

@@ -1,0 +1,213 @@
+-- The customer_metrics view, the models it scores with, and the RFM cut
+-- points its scores use.  Reading one customer is an index lookup on
+-- customer_state; predictions are stored by refresh_models() and computed
+-- live only for customers whose state changed since.
+
+INSERT INTO post_purchase.settings VALUES
+	('at_risk_after_days', '90', 'lifecycle: a customer with no order for this many days is at_risk'),
+	('lapsed_after_days', '180', 'lifecycle: a customer with no order for this many days is lapsed'),
+	('vip_share', '0.10', 'lifecycle and the vip segment: the top share of customers by predicted clv_12m'),
+	('clv_monthly_discount', '0.01', 'monthly discount rate of clv_12m'),
+	('today', '', 'if set (YYYY-MM-DD), the date metrics are computed as of, instead of today: for replays and tests');
+
+-- A setting's value.  These small SQL functions qualify every name instead
+-- of setting search_path, so that the planner can inline them: with constant
+-- arguments they then run once per query, not once per row.
+CREATE FUNCTION post_purchase.setting(setting_name text) RETURNS text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name$$;
+
+-- Today in the shop's time zone, or the "today" setting when it is set.
+CREATE FUNCTION post_purchase.shop_today() RETURNS date
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT COALESCE(NULLIF(post_purchase.setting('today'), '')::pg_catalog.date,
+								   (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
+
+CREATE TABLE post_purchase.models (
+	model_id bigserial PRIMARY KEY,
+	fitted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	customers bigint NOT NULL,
+	bgnbd post_purchase.bgnbd_model NOT NULL,
+	gamma_gamma post_purchase.gamma_gamma_model,
+	vip_clv_cut double precision
+);
+COMMENT ON TABLE post_purchase.models IS
+	'BG/NBD and Gamma-Gamma models fitted by refresh_models(), in days; customer_metrics uses the newest converged one';
+
+CREATE TABLE post_purchase.customer_predictions (
+	customer_id text PRIMARY KEY,
+	model_id bigint NOT NULL REFERENCES post_purchase.models ON DELETE CASCADE,
+	predicted_at timestamptz NOT NULL,
+	p_alive double precision,
+	expected_purchases_90d double precision,
+	clv_12m double precision
+);
+COMMENT ON TABLE post_purchase.customer_predictions IS
+	'predictions of every customer under a model, stored by refresh_models()';
+
+CREATE TABLE post_purchase.rfm_cuts (
+	computed_at timestamptz PRIMARY KEY DEFAULT pg_catalog.now(),
+	recency_cuts double precision[] NOT NULL,
+	frequency_cuts double precision[] NOT NULL,
+	monetary_cuts double precision[] NOT NULL
+);
+COMMENT ON TABLE post_purchase.rfm_cuts IS
+	'quintile cut points of days since the last order, purchase days and revenue, computed by refresh_segments()';
+
+-- Each customer in the BTYD conventions, in days, as of today: the inputs of
+-- the models.  An order dated in the future counts from its own day.
+CREATE VIEW post_purchase.customer_summaries AS
+SELECT s.customer_id,
+	   (s.purchase_days - 1)::double precision AS frequency,
+	   (s.last_day - s.first_day)::double precision AS recency,
+	   (GREATEST(today.day, s.last_day) - s.first_day)::double precision AS t,
+	   CASE WHEN s.purchase_days > 1
+			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
+		   AS monetary_value,
+	   today.day - s.last_day AS days_since_last_order
+FROM post_purchase.customer_state s
+CROSS JOIN (SELECT post_purchase.shop_today() AS day) today;
+
+-- clv_12m under a model, NULL where Gamma-Gamma does not apply (no model, or
+-- a repeat buyer whose refunds outweigh the purchases).  Inlinable.
+CREATE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.models, frequency double precision,
+												recency double precision, t double precision,
+												monetary_value numeric, monthly_discount double precision)
+	RETURNS double precision
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT CASE WHEN m.gamma_gamma IS NOT NULL
+				 AND (frequency OPERATOR(pg_catalog.=) 0 OR monetary_value OPERATOR(pg_catalog.>) 0)
+			THEN post_purchase.clv(m.bgnbd, m.gamma_gamma, frequency, recency, t,
+								   monetary_value::pg_catalog.float8, 12, monthly_discount, '1 day') END
+$$;
+
+CREATE VIEW post_purchase.customer_metrics AS
+SELECT s.customer_id,
+	   s.orders,
+	   s.first_order_at,
+	   s.last_order_at,
+	   s.revenue,
+	   round(s.revenue / s.orders, 2) AS average_order_value,
+	   b.frequency::bigint AS frequency,
+	   b.recency::integer AS recency_days,
+	   b.t::integer AS t_days,
+	   b.monetary_value,
+	   b.days_since_last_order,
+	   pr.p_alive,
+	   pr.expected_purchases_90d,
+	   pr.clv_12m,
+	   sc.r_score,
+	   sc.f_score,
+	   sc.m_score,
+	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
+	   CASE WHEN b.days_since_last_order > ctx.lapsed_after_days THEN 'lapsed'
+			WHEN b.days_since_last_order > ctx.at_risk_after_days THEN 'at_risk'
+			WHEN pr.clv_12m >= m.vip_clv_cut THEN 'vip'
+			WHEN s.purchase_days = 1 THEN 'new'
+			ELSE 'returning' END AS lifecycle_stage,
+	   -- the customer's own cycle: the mean gap between purchase days
+	   CASE WHEN s.purchase_days > 1
+			THEN s.last_order_at + (s.last_day - s.first_day) * interval '1 day' / (s.purchase_days - 1) END
+		   AS next_replenishment_due,
+	   m.model_id
+FROM post_purchase.customer_state s
+JOIN post_purchase.customer_summaries b ON b.customer_id = s.customer_id
+CROSS JOIN (SELECT post_purchase.setting('lapsed_after_days')::integer AS lapsed_after_days,
+				   post_purchase.setting('at_risk_after_days')::integer AS at_risk_after_days,
+				   post_purchase.setting('clv_monthly_discount')::float8 AS monthly_discount) ctx
+LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
+				   ORDER BY m.model_id DESC LIMIT 1) m ON true
+-- stored predictions count only when made after the customer's last change
+LEFT JOIN post_purchase.customer_predictions p
+	   ON p.customer_id = s.customer_id AND p.model_id = m.model_id AND p.predicted_at >= s.updated_at
+LEFT JOIN LATERAL (SELECT c.* FROM post_purchase.rfm_cuts c ORDER BY c.computed_at DESC LIMIT 1) c ON true
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
+				WHEN m.model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive(m.bgnbd, b.frequency, b.recency, b.t)
+		   END AS p_alive,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
+				WHEN m.model_id IS NOT NULL
+				THEN post_purchase.bgnbd_expected_purchases(m.bgnbd, b.frequency, b.recency, b.t, 90)
+		   END AS expected_purchases_90d,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
+				WHEN m.model_id IS NOT NULL
+				THEN post_purchase.predicted_clv_12m(m, b.frequency, b.recency, b.t, b.monetary_value,
+													 ctx.monthly_discount)
+		   END AS clv_12m) pr
+CROSS JOIN LATERAL (
+	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, c.recency_cuts) AS r_score,
+		   post_purchase.rfm_score(s.purchase_days, c.frequency_cuts) AS f_score,
+		   post_purchase.rfm_score(s.revenue::float8, c.monetary_cuts) AS m_score) sc;
+COMMENT ON VIEW post_purchase.customer_metrics IS
+	'one row per tracked customer: totals, BTYD summary in days, predictions of the newest model, RFM scores and segment, lifecycle stage';
+
+-- Fit both models on the current state and store every customer's predictions.
+CREATE FUNCTION post_purchase.refresh_models() RETURNS post_purchase.models
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	fitted post_purchase.models;
+BEGIN
+	INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
+	SELECT count(*),
+		   post_purchase.bgnbd_fit(s.frequency, s.recency, s.t),
+		   post_purchase.gamma_gamma_fit(s.frequency, s.monetary_value::float8)
+			   FILTER (WHERE s.monetary_value > 0)
+	FROM post_purchase.customer_summaries s
+	RETURNING * INTO fitted;
+	IF NOT (fitted.bgnbd).converged THEN
+		RAISE WARNING 'the BG/NBD fit did not converge; customer_metrics keeps using the previous model';
+		RETURN fitted;
+	END IF;
+	IF fitted.gamma_gamma IS NOT NULL AND NOT (fitted.gamma_gamma).converged THEN
+		RAISE WARNING 'the Gamma-Gamma fit did not converge; clv_12m stays empty under this model';
+		UPDATE post_purchase.models m SET gamma_gamma = NULL WHERE m.model_id = fitted.model_id;
+		fitted.gamma_gamma := NULL;
+	END IF;
+
+	INSERT INTO post_purchase.customer_predictions AS p
+	SELECT s.customer_id, fitted.model_id, now(),
+		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
+		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
+		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value,
+										   post_purchase.setting('clv_monthly_discount')::float8)
+	FROM post_purchase.customer_summaries s
+	ON CONFLICT (customer_id) DO UPDATE SET
+		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
+		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
+
+	UPDATE post_purchase.models m
+	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
+							  WITHIN GROUP (ORDER BY p.clv_12m)
+					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
+	WHERE m.model_id = fitted.model_id
+	RETURNING * INTO fitted;
+	RETURN fitted;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.refresh_models() IS
+	'fit BG/NBD and Gamma-Gamma (in days) on the current customer state, store the model and every customer''s predictions';
+REVOKE ALL ON FUNCTION post_purchase.refresh_models() FROM PUBLIC;
+
+-- Recompute the RFM quintile cut points (time moves customers between them).
+CREATE FUNCTION post_purchase.refresh_rfm_cuts() RETURNS post_purchase.rfm_cuts
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	cuts post_purchase.rfm_cuts;
+BEGIN
+	INSERT INTO post_purchase.rfm_cuts (computed_at, recency_cuts, frequency_cuts, monetary_cuts)
+	SELECT now(),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.days_since_last_order::float8),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.frequency + 1),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY c.revenue::float8)
+	FROM post_purchase.customer_summaries s JOIN post_purchase.customer_state c USING (customer_id)
+	HAVING count(*) > 0
+	ON CONFLICT (computed_at) DO UPDATE SET recency_cuts = excluded.recency_cuts,
+		frequency_cuts = excluded.frequency_cuts, monetary_cuts = excluded.monetary_cuts
+	RETURNING * INTO cuts;
+	RETURN cuts;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.refresh_rfm_cuts() FROM PUBLIC;
