@@ -10,7 +10,9 @@ INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
 
 -- tracking backfills what is there
 SELECT post_purchase.track_orders('shop.orders');
-SELECT * FROM post_purchase.customer_state ORDER BY customer_id;
+SELECT customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day,
+	   first_day_revenue
+FROM post_purchase.customer_state ORDER BY customer_id;
 
 -- a repeat purchase, a guest checkout (skipped), a new customer
 INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
@@ -21,7 +23,9 @@ UPDATE shop.orders SET customer_id = 2 WHERE customer_id = 3;
 UPDATE shop.orders SET amount = 99 WHERE order_id = 1;
 -- an update that changes nothing tracked
 UPDATE shop.orders SET order_id = order_id WHERE order_id = 2;
-SELECT * FROM post_purchase.customer_state ORDER BY customer_id;
+SELECT customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day,
+	   first_day_revenue
+FROM post_purchase.customer_state ORDER BY customer_id;
 SELECT * FROM post_purchase.customer_days ORDER BY customer_id, day;
 SELECT * FROM post_purchase.verify_state();
 
