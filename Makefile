@@ -27,7 +27,8 @@ OBJS = \
 	src/gamma_gamma.o \
 	src/clv.o \
 	src/simulate.o \
-	src/tracking.o
+	src/tracking.o \
+	src/segments.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -38,7 +39,8 @@ SQL_PARTS = \
 	src/rfm_segment.sql \
 	src/btyd.sql \
 	src/tracking.sql \
-	src/customer_metrics.sql
+	src/customer_metrics.sql \
+	src/segments.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
@@ -52,7 +54,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking customer_metrics bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking customer_metrics segments bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

@@ -191,3 +191,27 @@ DROP ROLE tracking_intruder;
 SELECT post_purchase.untrack_orders('bad_orders');
 DROP VIEW bad_orders_view;
 DROP TABLE bad_orders, other_orders;
+
+-- segments: bad rules (42601, 42703, 42846), duplicate names (42710), unknown
+-- segments (42704), rules smuggling statements or clauses (42601)
+SELECT post_purchase.create_segment('typo', 'revenu > 100');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('not boolean', 'revenue');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('broken', 'revenue >');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('empty', ' ');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('vip', 'true');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('evil', 'true); DROP TABLE post_purchase.segments; SELECT (true');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('evil', 'true) UNION SELECT (false');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_segment('evil', 'true) FROM pg_authid WHERE (true');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.drop_segment('no such segment');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.set_segment_rule('no such segment', 'true');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS segments FROM post_purchase.segments;

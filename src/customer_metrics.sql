@@ -134,7 +134,8 @@ CROSS JOIN LATERAL (
 				WHEN m.model_id IS NOT NULL
 				THEN post_purchase.predicted_clv_12m(m, b.frequency, b.recency, b.t, b.monetary_value,
 													 ctx.monthly_discount)
-		   END AS clv_12m) pr
+		   END AS clv_12m
+	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
 CROSS JOIN LATERAL (
 	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, c.recency_cuts) AS r_score,
 		   post_purchase.rfm_score(s.purchase_days, c.frequency_cuts) AS f_score,

@@ -71,13 +71,14 @@ static SPIPlanPtr set_day_bounds_plan;
 static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
+static SPIPlanPtr refresh_segments_plan;
 
 static SPIPlanPtr
 prepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -344,6 +345,18 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 		elog(ERROR, "could not recompute the customer state");
 }
 
+/* The segment memberships the order changed, in the order's transaction. */
+static void
+refresh_segments_of(Datum customer)
+{
+	Oid			types[1] = {TEXTOID};
+
+	if (SPI_execute_plan(prepare(&refresh_segments_plan,
+								 "SELECT post_purchase.refresh_customer_segments($1)", 1, types),
+						 &customer, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not refresh the customer's segments");
+}
+
 /* Whether an update changed anything the state depends on. */
 static bool
 same_order(const TrackedOrder *a, const TrackedOrder *b)
@@ -394,9 +407,18 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (old_order.tracked)
+	{
 		remove_order(trigdata->tg_relation, &cols, &old_order);
+		refresh_segments_of(old_order.customer);
+	}
 	if (new_order.tracked)
+	{
 		add_order(&new_order);
+		/* an order moved between customers changes both */
+		if (!old_order.tracked ||
+			!DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, old_order.customer, new_order.customer)))
+			refresh_segments_of(new_order.customer);
+	}
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

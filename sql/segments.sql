@@ -1,0 +1,86 @@
+-- Segments: rules over customer_metrics, memberships with history, changes
+-- caused by orders (in the order's transaction) and by time (refresh).
+SET TimeZone = 'UTC';
+UPDATE post_purchase.settings SET value = '2025-01-01' WHERE name = 'today';
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders (order_id serial PRIMARY KEY, customer_id integer, ordered_at timestamptz, amount numeric(10,2));
+INSERT INTO shop.orders (customer_id, ordered_at, amount)
+SELECT cohort * 1000 + s.customer,
+	   timestamptz '2025-01-01 10:00' - s.t * interval '1 day'
+		   + round(k * s.recency / greatest(s.frequency, 1)) * interval '1 day',
+	   10 + ((s.customer * 37 + k * 11) % 5000) / 100.0
+FROM generate_series(1, 4) cohort,
+	 LATERAL post_purchase.bgnbd_simulate(ROW(0.8, 40, 0.8, 3, NULL, NULL, true), 150, cohort * 90, cohort) s,
+	 LATERAL generate_series(0, s.frequency::int) k;
+SELECT post_purchase.track_orders('shop.orders');
+SELECT model_id FROM post_purchase.refresh_models();
+
+-- the built-in segments
+SELECT name, rule FROM post_purchase.segments WHERE builtin ORDER BY name;
+
+-- a first refresh fills them; a second one changes nothing
+SELECT * FROM post_purchase.refresh_segments();
+SELECT sum(entered) AS entered, sum(exited) AS exited FROM post_purchase.refresh_segments();
+
+-- every customer is in exactly one lifecycle and at most one RFM segment
+SELECT count(*) AS customers_not_in_one_lifecycle
+FROM post_purchase.customer_state s
+WHERE (SELECT count(*) FROM post_purchase.segment_memberships m
+	   WHERE m.customer_id = s.customer_id AND m.segment LIKE 'lifecycle%' AND m.exited_at IS NULL) <> 1;
+-- memberships agree with the rules
+SELECT count(*) AS disagree
+FROM post_purchase.customer_metrics c
+WHERE post_purchase.in_segment(c.customer_id, 'win_back') <> (c.orders >= 2 AND c.days_since_last_order >= 180)
+   OR post_purchase.in_segment(c.customer_id, 'Champions') <> (c.rfm_segment IS NOT DISTINCT FROM 'Champions');
+SELECT count(*) AS win_back_members FROM post_purchase.segment_members('win_back');
+
+-- a marketer's own segment
+SELECT post_purchase.create_segment('big spenders', 'revenue >= 150 AND p_alive > 0.5');
+SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'big spenders';
+SELECT count(*) = (SELECT count(*) FROM post_purchase.customer_metrics WHERE revenue >= 150 AND p_alive > 0.5)
+	   AS members_match FROM post_purchase.segment_members('big spenders');
+
+-- an order moves its customer between segments in the order's own
+-- transaction: a lapsed one-time buyer comes back
+SELECT c.customer_id AS lapsed_customer FROM post_purchase.customer_metrics c
+WHERE c.lifecycle_stage = 'lapsed' AND c.orders = 1 ORDER BY c.customer_id LIMIT 1 \gset
+BEGIN;
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (:lapsed_customer, '2024-12-31 09:00', 30);
+SELECT segment, exited_at IS NOT NULL AS exited FROM post_purchase.segment_memberships
+WHERE customer_id = :'lapsed_customer' AND segment LIKE 'lifecycle%' ORDER BY segment;
+ROLLBACK;
+-- rolled back with the order
+SELECT segment FROM post_purchase.segment_memberships
+WHERE customer_id = :'lapsed_customer' AND exited_at IS NULL AND segment LIKE 'lifecycle%';
+
+-- a customer whose only order is deleted leaves every segment
+DELETE FROM shop.orders WHERE customer_id = :lapsed_customer;
+SELECT count(*) AS open_memberships FROM post_purchase.segment_memberships
+WHERE customer_id = :'lapsed_customer' AND exited_at IS NULL;
+SELECT count(*) AS history_rows FROM post_purchase.segment_memberships WHERE customer_id = :'lapsed_customer';
+
+-- a rule that fails for some customer does not fail the order; it warns
+SELECT post_purchase.create_segment('fragile', '100 / (orders - 1) > 1');
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999999, '2024-12-31 09:00', 30);
+SELECT orders FROM post_purchase.customer_state WHERE customer_id = '999999';
+SELECT post_purchase.drop_segment('fragile');
+
+-- adjusting a built-in rule
+SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_last_order >= 90');
+SELECT entered > 0 AS more_win_back FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
+
+-- the order trigger sees segment changes made in other sessions' transactions
+SELECT post_purchase.create_segment('everyone', 'true');
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999998, '2024-12-31 09:00', 30);
+SELECT post_purchase.in_segment('999998', 'everyone');
+
+SELECT count(*) AS differences FROM post_purchase.verify_state();
+SELECT post_purchase.untrack_orders('shop.orders');
+SELECT post_purchase.drop_segment('everyone');
+SELECT post_purchase.drop_segment('big spenders');
+SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_last_order >= 180');
+DELETE FROM post_purchase.segment_memberships;
+DELETE FROM post_purchase.models;
+DELETE FROM post_purchase.rfm_cuts;
+UPDATE post_purchase.settings SET value = '' WHERE name = 'today';
+DROP SCHEMA shop CASCADE;

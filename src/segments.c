@@ -1,0 +1,283 @@
+/*
+ * segments.c
+ *	  Segment rules: checking that a rule is one expression, and evaluating
+ *	  every rule for the customer an order changed, in the order's
+ *	  transaction, with a plan cached until the segments change.
+ *
+ * Rules are SQL written by the shop's marketers.  They are pasted into a
+ * query, so a rule must be exactly one expression: anything that closes the
+ * parenthesis and adds clauses or statements is refused by parsing it first.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+PG_FUNCTION_INFO_V1(parse_segment_rule);
+PG_FUNCTION_INFO_V1(segments_changed);
+PG_FUNCTION_INFO_V1(refresh_customer_segments);
+
+/* The evaluation plan of all rules, valid until the segments table changes. */
+static SPIPlanPtr rules_plan = NULL;
+static Datum rule_names = (Datum) 0;	/* text[] in TopMemoryContext */
+static int	rule_count = 0;
+static bool callback_registered = false;
+static bool rules_stale = false;
+static Oid	segments_relid = InvalidOid;
+static SPIPlanPtr memberships_plan = NULL;
+
+static void
+check_rule_is_expression(const char *rule)
+{
+	char	   *sql = psprintf("SELECT (%s)", rule);
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *statements = NIL;
+	RawStmt    *raw;
+	SelectStmt *select;
+
+	/* report syntax errors against the rule, not against our query */
+	PG_TRY();
+	{
+		statements = raw_parser(sql, RAW_PARSE_DEFAULT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		MemoryContextSwitchTo(cxt);
+		error = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("invalid segment rule: %s", error->message),
+				 errdetail("The rule was: %s", rule)));
+	}
+	PG_END_TRY();
+
+	if (list_length(statements) != 1)
+		goto not_an_expression;
+	raw = linitial_node(RawStmt, statements);
+	if (!IsA(raw->stmt, SelectStmt))
+		goto not_an_expression;
+	select = (SelectStmt *) raw->stmt;
+	if (select->op != SETOP_NONE || list_length(select->targetList) != 1 ||
+		select->fromClause != NIL || select->whereClause != NULL || select->groupClause != NIL ||
+		select->havingClause != NULL || select->windowClause != NIL || select->sortClause != NIL ||
+		select->limitCount != NULL || select->limitOffset != NULL || select->lockingClause != NIL ||
+		select->withClause != NULL || select->intoClause != NULL || select->distinctClause != NIL ||
+		select->valuesLists != NIL)
+		goto not_an_expression;
+	return;
+
+not_an_expression:
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("a segment rule must be a single SQL expression"),
+			 errdetail("The rule was: %s", rule)));
+}
+
+/* parse_segment_rule(rule): an error unless the rule is one expression. */
+Datum
+parse_segment_rule(PG_FUNCTION_ARGS)
+{
+	check_rule_is_expression(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * Relcache callback: the segments changed (or every cache was reset, which
+ * InvalidOid means).  The plan is only marked here and freed at next use,
+ * since invalidations arrive at times when freeing it would not be safe.
+ */
+static void
+forget_rules(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == segments_relid)
+		rules_stale = true;
+}
+
+/* Statement trigger on post_purchase.segments: every backend re-plans. */
+Datum
+segments_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("segments_changed can only be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Build "SELECT ARRAY[(rule), ...]::bool[] FROM customer_metrics WHERE
+ * customer_id = $1" from the segments table, and keep the names in order.
+ */
+static void
+prepare_rules(void)
+{
+	StringInfoData sql;
+	Oid			types[1] = {TEXTOID};
+	MemoryContext old;
+	Datum	   *names;
+
+	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
+	rules_stale = false;
+	if (SPI_execute("SELECT s.name, s.rule FROM post_purchase.segments s ORDER BY s.name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the segments");
+	rule_count = (int) SPI_processed;
+	if (rule_count == 0)
+		return;
+
+	names = palloc(rule_count * sizeof(Datum));
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ARRAY[");
+	for (int i = 0; i < rule_count; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		char	   *rule = SPI_getvalue(row, SPI_tuptable->tupdesc, 2);
+
+		/* rules were checked when created; check again, they are pasted */
+		check_rule_is_expression(rule);
+		names[i] = CStringGetTextDatum(SPI_getvalue(row, SPI_tuptable->tupdesc, 1));
+		appendStringInfo(&sql, "%s(%s)", i > 0 ? ", " : "", rule);
+	}
+	/* OFFSET 0 keeps the view's columns computed once, however many rules use them */
+	appendStringInfoString(&sql, "]::pg_catalog.bool[] FROM (SELECT * FROM post_purchase.customer_metrics c "
+						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $1 OFFSET 0) c");
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (rule_names != (Datum) 0)
+		pfree(DatumGetPointer(rule_names));
+	rule_names = PointerGetDatum(construct_array(names, rule_count, TEXTOID, -1, false, TYPALIGN_INT));
+	MemoryContextSwitchTo(old);
+
+	/* a generic plan: planning this view for every order would dominate */
+	rules_plan = SPI_prepare_cursor(sql.data, 1, types, CURSOR_OPT_GENERIC_PLAN);
+	if (rules_plan == NULL)
+		elog(ERROR, "could not plan the segment rules: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(rules_plan);
+}
+
+/* Every rule for the customer, or all false when the customer has no orders. */
+static Datum
+evaluate_rules(Datum customer)
+{
+	bool		isnull = true;
+	Datum		flags = (Datum) 0;
+
+	if (SPI_execute_plan(rules_plan, &customer, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not evaluate the segment rules");
+	if (SPI_processed == 1)
+		flags = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+	{
+		Datum	   *none = palloc(rule_count * sizeof(Datum));
+
+		for (int i = 0; i < rule_count; i++)
+			none[i] = BoolGetDatum(false);
+		flags = PointerGetDatum(construct_array(none, rule_count, BOOLOID, 1, true, TYPALIGN_CHAR));
+	}
+	return flags;
+}
+
+static void
+record_memberships(Datum customer, Datum flags)
+{
+	Oid			types[3] = {TEXTOID, TEXTARRAYOID, BOOLARRAYOID};
+	Datum		values[3] = {customer, rule_names, flags};
+
+	if (memberships_plan == NULL)
+	{
+		memberships_plan = SPI_prepare(
+			"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS f(name, member)), "
+			"closed AS (UPDATE post_purchase.segment_memberships m SET exited_at = pg_catalog.now() FROM f "
+			"  WHERE m.customer_id OPERATOR(pg_catalog.=) $1 AND m.segment OPERATOR(pg_catalog.=) f.name "
+			"  AND m.exited_at IS NULL AND f.member IS NOT TRUE RETURNING 1) "
+			"INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
+			"SELECT $1, f.name FROM f WHERE f.member "
+			"ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
+			3, types);
+		if (memberships_plan == NULL)
+			elog(ERROR, "could not plan the membership update");
+		SPI_keepplan(memberships_plan);
+	}
+	if (SPI_execute_plan(memberships_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record segment memberships");
+}
+
+/*
+ * refresh_customer_segments(customer): the customer's memberships after an
+ * order changed the customer.  A rule that fails for this customer must not
+ * fail the shop's order, so the evaluation runs in a subtransaction; a
+ * failure is reported as a warning and refresh_segments() shows the error.
+ */
+Datum
+refresh_customer_segments(PG_FUNCTION_ARGS)
+{
+	Datum		customer = PG_GETARG_DATUM(0);
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_rules, (Datum) 0);
+		callback_registered = true;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (rules_stale && rules_plan != NULL)
+	{
+		SPI_freeplan(rules_plan);
+		rules_plan = NULL;
+	}
+	if (rules_plan == NULL)
+		prepare_rules();
+	if (rule_count == 0)
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		record_memberships(customer, evaluate_rules(customer));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		MemoryContextSwitchTo(caller);
+		error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errmsg("segment rules failed for customer %s: %s",
+						TextDatumGetCString(customer), error->message),
+				 errhint("Run post_purchase.refresh_segments() to see which rule fails.")));
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_VOID();
+}

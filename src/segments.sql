@@ -1,0 +1,192 @@
+-- Segments: named rules over customer_metrics, with a membership history
+-- that journeys react to.  Orders change memberships in their own
+-- transaction (the order trigger calls refresh_customer_segments); the
+-- passage of time changes them through refresh_segments().
+
+CREATE TABLE post_purchase.segments (
+	name text PRIMARY KEY CHECK (name <> '' AND length(name) <= 100),
+	rule text NOT NULL,
+	builtin boolean NOT NULL DEFAULT false,
+	owner regrole NOT NULL DEFAULT current_user::regrole,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE post_purchase.segments IS
+	'segments: a boolean SQL expression over the columns of customer_metrics';
+
+CREATE TABLE post_purchase.segment_memberships (
+	customer_id text NOT NULL,
+	segment text NOT NULL REFERENCES post_purchase.segments ON DELETE CASCADE ON UPDATE CASCADE,
+	entered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	exited_at timestamptz,
+	CHECK (exited_at >= entered_at)
+);
+-- one open membership per customer and segment, found by customer (the
+-- order trigger, in_segment) or by segment (segment_members, refreshes)
+CREATE UNIQUE INDEX segment_memberships_open ON post_purchase.segment_memberships (customer_id, segment)
+	WHERE exited_at IS NULL;
+CREATE INDEX segment_memberships_open_by_segment ON post_purchase.segment_memberships (segment)
+	WHERE exited_at IS NULL;
+COMMENT ON TABLE post_purchase.segment_memberships IS
+	'who entered and left each segment when; an open membership has no exited_at';
+
+CREATE FUNCTION post_purchase.parse_segment_rule(rule text) RETURNS void
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION post_purchase.parse_segment_rule(text) FROM PUBLIC;
+
+-- A rule must be one boolean expression over customer_metrics: parse it (no
+-- second statement or clause may ride along), then plan it, so typos and
+-- unknown columns fail at creation.
+CREATE FUNCTION post_purchase.check_segment_rule(rule text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF rule IS NULL OR btrim(rule) = '' THEN
+		RAISE EXCEPTION 'a segment rule must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM post_purchase.parse_segment_rule(rule);
+	BEGIN
+		EXECUTE format('SELECT (%s)::boolean FROM post_purchase.customer_metrics LIMIT 0', rule);
+	EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+			  OR cannot_coerce OR undefined_table OR ambiguous_column THEN
+		RAISE EXCEPTION 'invalid segment rule: %', SQLERRM
+			USING ERRCODE = SQLSTATE,
+				  DETAIL = format('The rule was: %s', rule),
+				  HINT = 'A rule is a boolean SQL expression over the columns of post_purchase.customer_metrics.';
+	END;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_segment_rule(text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.create_segment(name text, rule text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = create_segment.name) THEN
+		RAISE EXCEPTION 'segment "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Use post_purchase.set_segment_rule() to change its rule.';
+	END IF;
+	PERFORM post_purchase.check_segment_rule(rule);
+	INSERT INTO post_purchase.segments (name, rule) VALUES (name, rule);
+END
+$$;
+COMMENT ON FUNCTION post_purchase.create_segment(text, text) IS
+	'create a segment from a boolean SQL expression over customer_metrics; refresh_segments() fills it';
+REVOKE ALL ON FUNCTION post_purchase.create_segment(text, text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.set_segment_rule(name text, rule text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM post_purchase.check_segment_rule(rule);
+	UPDATE post_purchase.segments s SET rule = set_segment_rule.rule WHERE s.name = set_segment_rule.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.set_segment_rule(text, text) IS
+	'change the rule of a segment (built-in ones too); refresh_segments() applies it';
+REVOKE ALL ON FUNCTION post_purchase.set_segment_rule(text, text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.drop_segment(name text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.segments s WHERE s.name = drop_segment.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.drop_segment(text) IS 'drop a segment and its membership history';
+REVOKE ALL ON FUNCTION post_purchase.drop_segment(text) FROM PUBLIC;
+
+-- Inlinable: an index lookup on the open memberships.
+CREATE FUNCTION post_purchase.in_segment(customer_id text, segment text) RETURNS boolean
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$
+	SELECT EXISTS (SELECT FROM post_purchase.segment_memberships m
+				   WHERE m.segment OPERATOR(pg_catalog.=) in_segment.segment
+					 AND m.customer_id OPERATOR(pg_catalog.=) in_segment.customer_id
+					 AND m.exited_at IS NULL)
+$$;
+COMMENT ON FUNCTION post_purchase.in_segment(text, text) IS 'whether the customer is in the segment now';
+
+CREATE FUNCTION post_purchase.segment_members(segment text) RETURNS SETOF text
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$
+	SELECT m.customer_id FROM post_purchase.segment_memberships m
+	WHERE m.segment OPERATOR(pg_catalog.=) segment_members.segment AND m.exited_at IS NULL
+$$;
+COMMENT ON FUNCTION post_purchase.segment_members(text) IS 'the customers in the segment now';
+
+-- Bring every segment's memberships up to date (time moves customers), and
+-- the RFM cut points first.  Returns the entries and exits per segment.
+CREATE FUNCTION post_purchase.refresh_segments()
+	RETURNS TABLE (segment text, entered bigint, exited bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	PERFORM post_purchase.refresh_rfm_cuts();
+	-- every rule reads the same customer_metrics: compute it once
+	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS SELECT * FROM post_purchase.customer_metrics;
+	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
+		segment := seg.name;
+		EXECUTE format(
+			'WITH members AS (SELECT c.customer_id FROM pg_temp.customer_metrics c WHERE (%s)),
+			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = now()
+					   WHERE m.segment = $1 AND m.exited_at IS NULL
+						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
+					   RETURNING 1),
+			 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
+						 SELECT x.customer_id, $1 FROM members x
+						 WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
+										   WHERE m.segment = $1 AND m.customer_id = x.customer_id
+											 AND m.exited_at IS NULL)
+						 RETURNING 1)
+			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)', seg.rule)
+		INTO entered, exited USING seg.name;
+		RETURN NEXT;
+	END LOOP;
+	DROP TABLE pg_temp.customer_metrics;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.refresh_segments() IS
+	'recompute RFM cut points and every segment''s members, recording entries and exits';
+REVOKE ALL ON FUNCTION post_purchase.refresh_segments() FROM PUBLIC;
+
+-- One customer's memberships after an order changed the customer, in the
+-- order's transaction (src/segments.c); called by the order trigger.
+CREATE FUNCTION post_purchase.refresh_customer_segments(customer text) RETURNS void
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION post_purchase.refresh_customer_segments(text) FROM PUBLIC;
+
+-- Any change to the segments makes every backend re-plan the rules.
+CREATE FUNCTION post_purchase.segments_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+REVOKE ALL ON FUNCTION post_purchase.segments_changed() FROM PUBLIC;
+CREATE TRIGGER segments_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.segments
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.segments_changed();
+
+-- The built-in segments, adjustable with set_segment_rule().
+INSERT INTO post_purchase.segments (name, rule, builtin) VALUES
+	('lifecycle_new', 'lifecycle_stage = ''new''', true),
+	('lifecycle_returning', 'lifecycle_stage = ''returning''', true),
+	('lifecycle_vip', 'lifecycle_stage = ''vip''', true),
+	('lifecycle_at_risk', 'lifecycle_stage = ''at_risk''', true),
+	('lifecycle_lapsed', 'lifecycle_stage = ''lapsed''', true),
+	('Champions', 'rfm_segment = ''Champions''', true),
+	('Loyal Customers', 'rfm_segment = ''Loyal Customers''', true),
+	('Potential Loyalists', 'rfm_segment = ''Potential Loyalists''', true),
+	('New Customers', 'rfm_segment = ''New Customers''', true),
+	('Promising', 'rfm_segment = ''Promising''', true),
+	('Need Attention', 'rfm_segment = ''Need Attention''', true),
+	('About to Sleep', 'rfm_segment = ''About to Sleep''', true),
+	('At Risk', 'rfm_segment = ''At Risk''', true),
+	('Can''t Lose Them', 'rfm_segment = ''Can''''t Lose Them''', true),
+	('Hibernating', 'rfm_segment = ''Hibernating''', true),
+	('vip', 'clv_12m >= (SELECT m.vip_clv_cut FROM post_purchase.models m WHERE (m.bgnbd).converged ORDER BY m.model_id DESC LIMIT 1)', true),
+	('win_back', 'orders >= 2 AND days_since_last_order >= 180', true);
