@@ -13,7 +13,7 @@ FROM generate_series(1, 4) cohort,
 	 LATERAL post_purchase.bgnbd_simulate(ROW(0.8, 40, 0.8, 3, NULL, NULL, true), 150, cohort * 90, cohort) s,
 	 LATERAL generate_series(0, s.frequency::int) k;
 SELECT post_purchase.track_orders('shop.orders');
-SELECT model_id FROM post_purchase.refresh_models();
+SELECT (bgnbd).converged FROM post_purchase.refresh_models();
 
 -- the built-in segments
 SELECT name, rule FROM post_purchase.segments WHERE builtin ORDER BY name;
