@@ -13,8 +13,6 @@
 
 #include "dayset.h"
 
-#define DAYSET_INITIAL_CAPACITY 8
-
 /*
  * The calendar day of a timestamp in time zone "tz", as days since
  * 2000-01-01 (a DateADT).  The fast path covers fixed-offset zones such as
@@ -79,10 +77,11 @@ day_start_in(PurchaseDay day, pg_tz *tz)
 void
 dayset_init(DaySet *set, MemoryContext cxt)
 {
-	set->days = MemoryContextAlloc(cxt, DAYSET_INITIAL_CAPACITY * sizeof(PurchaseDay));
+	set->days = set->inline_days;
 	set->count = 0;
-	set->capacity = DAYSET_INITIAL_CAPACITY;
+	set->capacity = DAYSET_INLINE_DAYS;
 	set->compact = true;
+	set->cxt = cxt;
 }
 
 static int
@@ -134,7 +133,13 @@ dayset_reserve(DaySet *set, int32 needed)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct purchase days in one group")));
-	set->days = repalloc(set->days, want * sizeof(PurchaseDay));
+	if (set->days == set->inline_days)
+	{
+		set->days = MemoryContextAlloc(set->cxt, want * sizeof(PurchaseDay));
+		memcpy(set->days, set->inline_days, set->count * sizeof(PurchaseDay));
+	}
+	else
+		set->days = repalloc(set->days, want * sizeof(PurchaseDay));
 	set->capacity = (int32) want;
 }
 
@@ -185,8 +190,12 @@ dayset_deserialize(StringInfo buf, DaySet *set, MemoryContext cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid purchase day count %d in aggregate state", count)));
-	set->capacity = Max(count, DAYSET_INITIAL_CAPACITY);
-	set->days = MemoryContextAlloc(cxt, set->capacity * sizeof(PurchaseDay));
+	dayset_init(set, cxt);
+	if (count > set->capacity)
+	{
+		set->capacity = count;
+		set->days = MemoryContextAlloc(cxt, count * sizeof(PurchaseDay));
+	}
 	set->count = count;
 	set->compact = true;
 	for (int32 i = 0; i < count; i++)

@@ -19,12 +19,17 @@
 /* days since the PostgreSQL epoch (2000-01-01), like DateADT */
 typedef int32 PurchaseDay;
 
+/* most customers buy on few days: those fit in the state itself */
+#define DAYSET_INLINE_DAYS 6
+
 typedef struct DaySet
 {
-	PurchaseDay *days;
+	PurchaseDay *days;			/* inline_days, or an allocation in cxt */
 	int32		count;			/* entries used */
-	int32		capacity;		/* entries allocated */
+	int32		capacity;		/* entries available */
 	bool		compact;		/* sorted and free of duplicates */
+	MemoryContext cxt;
+	PurchaseDay inline_days[DAYSET_INLINE_DAYS];
 } DaySet;
 
 extern PurchaseDay timestamptz_to_day(TimestampTz ts);

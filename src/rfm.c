@@ -110,6 +110,9 @@ static void
 rfm_add_order(RfmState *state, PurchaseDay day, Datum amount)
 {
 	MemoryContext cxt = state->cxt;
+	/* the first and the last day are in the set already: skip touching it */
+	bool		known_day = state->days.count > 0 &&
+		(day == state->first_day || day == state->last_day);
 
 	if (state->days.count == 0 || day < state->first_day)
 	{
@@ -121,7 +124,8 @@ rfm_add_order(RfmState *state, PurchaseDay day, Datum amount)
 	if (state->days.count == 0 || day > state->last_day)
 		state->last_day = day;
 	amount_sum_add(&state->total, cxt, amount);
-	dayset_add(&state->days, day);
+	if (!known_day)
+		dayset_add(&state->days, day);
 }
 
 Datum
