@@ -28,7 +28,8 @@ OBJS = \
 	src/clv.o \
 	src/simulate.o \
 	src/tracking.o \
-	src/segments.o
+	src/segments.o \
+	src/order_items.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -40,7 +41,8 @@ SQL_PARTS = \
 	src/btyd.sql \
 	src/tracking.sql \
 	src/customer_metrics.sql \
-	src/segments.sql
+	src/segments.sql \
+	src/order_items.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
@@ -54,7 +56,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking customer_metrics segments bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments bad_input parallel
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

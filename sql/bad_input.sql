@@ -1,4 +1,5 @@
 -- Every kind of bad input, each with its SQLSTATE or its documented handling.
+\set SHOW_CONTEXT never
 SET TimeZone = 'UTC';
 
 -- nps: a score outside 0..10 is an error naming the valid range (22003)

@@ -1,4 +1,5 @@
 -- customer_metrics: totals, BTYD summary, predictions, RFM scores and
+\set SHOW_CONTEXT never
 -- lifecycle of every tracked customer, as of a fixed "today".
 SET TimeZone = 'UTC';
 UPDATE post_purchase.settings SET value = '2025-01-01' WHERE name = 'today';

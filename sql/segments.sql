@@ -1,4 +1,5 @@
 -- Segments: rules over customer_metrics, memberships with history, changes
+\set SHOW_CONTEXT never
 -- caused by orders (in the order's transaction) and by time (refresh).
 SET TimeZone = 'UTC';
 UPDATE post_purchase.settings SET value = '2025-01-01' WHERE name = 'today';

@@ -1,4 +1,5 @@
 -- The order trigger keeps customer state exact through inserts, updates,
+\set SHOW_CONTEXT never
 -- deletes and truncation; verify_state() proves it against a recomputation.
 SET TimeZone = 'UTC';
 CREATE SCHEMA shop;

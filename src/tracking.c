@@ -40,6 +40,7 @@
 #include "utils/timestamp.h"
 
 #include "dayset.h"
+#include "order_items.h"
 
 PG_FUNCTION_INFO_V1(track_orders_trigger);
 
@@ -52,6 +53,7 @@ typedef struct TrackedOrder
 	TimestampTz ordered_at;
 	DateADT		day;
 	Datum		amount;			/* numeric */
+	Datum		key;			/* the order key as text, when items are tracked */
 } TrackedOrder;
 
 /* The tracked columns and the shop's time zone, from the trigger's arguments. */
@@ -61,6 +63,7 @@ typedef struct TrackedColumns
 	int			ordered_at;
 	int			amount;
 	pg_tz	   *zone;
+	int			key;			/* the order key column when items are tracked, else 0 */
 } TrackedColumns;
 
 static SPIPlanPtr add_day_plan;
@@ -108,8 +111,10 @@ read_columns(TriggerData *trigdata, TrackedColumns *cols)
 	Trigger    *trigger = trigdata->tg_trigger;
 	Relation	rel = trigdata->tg_relation;
 
-	if (trigger->tgnargs != 4)
-		elog(ERROR, "track_orders_trigger needs 4 arguments, got %d", trigger->tgnargs);
+	if (trigger->tgnargs != 4 && trigger->tgnargs != 5)
+		elog(ERROR, "track_orders_trigger needs 4 or 5 arguments, got %d", trigger->tgnargs);
+	/* track_order_items adds the order key column as a fifth argument */
+	cols->key = trigger->tgnargs == 5 ? tracked_column(rel, trigger->tgargs[4]) : 0;
 	cols->customer = tracked_column(rel, trigger->tgargs[0]);
 	cols->ordered_at = tracked_column(rel, trigger->tgargs[1]);
 	cols->amount = tracked_column(rel, trigger->tgargs[2]);
@@ -167,6 +172,19 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	order->customer_key = heap_getattr(tuple, cols->customer, desc, &customer_null);
 	order->ordered_at = DatumGetTimestampTz(heap_getattr(tuple, cols->ordered_at, desc, &at_null));
 	amount = heap_getattr(tuple, cols->amount, desc, &amount_null);
+
+	order->key = (Datum) 0;
+	if (cols->key > 0)
+	{
+		bool		key_null;
+		Datum		key = heap_getattr(tuple, cols->key, desc, &key_null);
+
+		if (!key_null)
+		{
+			getTypeOutputInfo(TupleDescAttr(desc, cols->key - 1)->atttypid, &output, &varlena);
+			order->key = CStringGetTextDatum(OidOutputFunctionCall(output, key));
+		}
+	}
 
 	/* guest checkouts and orders without a time have no place in the state */
 	order->tracked = !customer_null && !at_null;
@@ -357,17 +375,55 @@ refresh_segments_of(Datum customer)
 		elog(ERROR, "could not refresh the customer's segments");
 }
 
+static bool
+same_text(Datum a, Datum b)
+{
+	if (a == (Datum) 0 || b == (Datum) 0)
+		return a == b;
+	return DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, a, b));
+}
+
 /* Whether an update changed anything the state depends on. */
 static bool
 same_order(const TrackedOrder *a, const TrackedOrder *b)
 {
-	if (a->tracked != b->tracked)
+	if (a->tracked != b->tracked || !same_text(a->key, b->key))
 		return false;
 	if (!a->tracked)
 		return true;
 	return a->ordered_at == b->ordered_at &&
-		DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, a->customer, b->customer)) &&
+		same_text(a->customer, b->customer) &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, a->amount, b->amount)) == 0;
+}
+
+/* The rows of the order's items follow the order (order_items.c). */
+static void
+follow_items(const TrackedColumns *cols, TriggerEvent event, const TrackedOrder *old_order,
+			 const TrackedOrder *new_order)
+{
+	if (cols->key == 0 || TRIGGER_FIRED_BY_INSERT(event))
+		return;
+	if (TRIGGER_FIRED_BY_DELETE(event) || !new_order->tracked || new_order->key == (Datum) 0)
+	{
+		if (old_order->key != (Datum) 0)
+			order_items_forget_order(old_order->key);
+	}
+	else if (old_order->tracked && same_text(old_order->key, new_order->key))
+		order_items_move_order(old_order->key, new_order->customer, new_order->ordered_at,
+							   new_order->day);
+	else
+	{
+		/*
+		 * A new key, or an order that just became tracked: derive its rows
+		 * from the items table.  Whether a cascaded update of the items'
+		 * order key runs before or after this, the item trigger then finds
+		 * nothing left under the old key and this finds the items wherever
+		 * they are, so nothing is counted twice.
+		 */
+		if (old_order->key != (Datum) 0)
+			order_items_forget_order(old_order->key);
+		order_items_rebuild_order(new_order->key);
+	}
 }
 
 Datum
@@ -415,10 +471,10 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	{
 		add_order(&new_order);
 		/* an order moved between customers changes both */
-		if (!old_order.tracked ||
-			!DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, old_order.customer, new_order.customer)))
+		if (!old_order.tracked || !same_text(old_order.customer, new_order.customer))
 			refresh_segments_of(new_order.customer);
 	}
+	follow_items(&cols, event, &old_order, &new_order);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

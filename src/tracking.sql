@@ -180,9 +180,9 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'column "%" of % does not exist', column_name, orders
 			USING ERRCODE = 'undefined_column',
-				  HINT = format('Name the %s column of the orders table in track_orders(%s_column => ...).', role, role);
+				  HINT = format('Name the %s column in the call: %s_column => ...', role, role);
 	END IF;
-	IF NOT found_type = ANY (allowed) THEN
+	IF allowed IS NOT NULL AND NOT found_type = ANY (allowed) THEN
 		RAISE EXCEPTION 'column "%" of % has type %, which cannot be the % column', column_name, orders, found_type, role
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = format('The %s column must be one of: %s.', role, array_to_string(allowed, ', '));
@@ -196,7 +196,14 @@ CREATE FUNCTION post_purchase.untrack_orders(orders regclass)
 	RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	items regclass;
 BEGIN
+	-- items cannot be tracked without their orders
+	SELECT i.items INTO items FROM post_purchase.tracked_order_items i;
+	IF FOUND AND EXISTS (SELECT FROM post_purchase.tracked_orders t WHERE t.orders = untrack_orders.orders) THEN
+		PERFORM post_purchase.untrack_order_items(items);
+	END IF;
 	DELETE FROM post_purchase.tracked_orders t WHERE t.orders = untrack_orders.orders;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'post_purchase does not track %', orders
@@ -249,6 +256,19 @@ BEGIN
 		('first_day', e.first_day::text, a.first_day::text),
 		('last_day', e.last_day::text, a.last_day::text),
 		('first_day_revenue', e.first_day_revenue::text, a.first_day_revenue::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	UNION ALL
+	SELECT coalesce(e.customer_id, a.customer_id), coalesce(e.day, a.day),
+		   format('order %s product %s: %s', coalesce(e.order_key, a.order_key),
+				  coalesce(e.product_id, a.product_id), f.field),
+		   f.expected, f.actual
+	FROM post_purchase.recomputed_product_orders() e
+	FULL JOIN post_purchase.customer_product_orders a ON a.order_key = e.order_key AND a.product_id = e.product_id
+	CROSS JOIN LATERAL (VALUES
+		('customer_id', e.customer_id, a.customer_id),
+		('ordered_at', e.ordered_at::text, a.ordered_at::text),
+		('quantity', e.quantity::text, a.quantity::text),
+		('items', e.items::text, a.items::text)) f(field, expected, actual)
 	WHERE f.expected IS DISTINCT FROM f.actual
 	ORDER BY 1, 2, 3;
 END
