@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(57);
+SELECT plan(58);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -144,14 +144,20 @@ SELECT is_empty(
 	  WHERE a.aggkind <> 'n' OR a.aggfinalmodify <> 'r' AND a.aggtranstype = 'internal'::regtype$$,
 	'aggregates are plain (not ordered-set) and their final functions leave the state read-only');
 SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc WHERE proparallel <> 's' AND provolatile = 'i'$$,
+	'every IMMUTABLE function is PARALLEL SAFE');
+SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc WHERE proparallel <> 's'
-	  AND proname NOT IN ('track_orders', 'untrack_orders', 'verify_state', 'track_orders_trigger',
-						  'track_orders_truncate', 'recomputed_days', 'state_from_days', 'tracked_column_type')$$,
-	'every function but the order tracking ones (which write) is PARALLEL SAFE');
+	  AND proname IN ('nps', 'nps_summary', 'rfm_summary', 'purchase_cycle', 'replenishment_due', 'rfm_segment',
+					  'rfm_score', 'bgnbd_fit', 'bgnbd_p_alive', 'bgnbd_expected_purchases',
+					  'bgnbd_probability_of_purchases', 'gamma_gamma_fit', 'gamma_gamma_expected_value', 'clv',
+					  'bgnbd_simulate', 'in_segment', 'segment_members', 'setting', 'shop_today')$$,
+	'every metric and read-only helper is PARALLEL SAFE');
 SELECT set_eq(
 	$$SELECT proname::text FROM ext_proc WHERE prosecdef$$,
-	ARRAY['track_orders_trigger', 'track_orders_truncate'],
-	'only the order triggers are SECURITY DEFINER');
+	ARRAY['track_orders_trigger', 'track_orders_truncate', 'track_items_trigger', 'track_items_truncate',
+		  'rebuild_order_items'],
+	'only the order and item triggers and what they call are SECURITY DEFINER');
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc
 	  WHERE prosecdef AND (has_function_privilege('public', oid, 'EXECUTE')
