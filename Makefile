@@ -29,7 +29,8 @@ OBJS = \
 	src/simulate.o \
 	src/tracking.o \
 	src/segments.o \
-	src/order_items.o
+	src/order_items.o \
+	src/trigger_support.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \

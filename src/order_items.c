@@ -25,6 +25,7 @@
 #include "utils/rel.h"
 
 #include "order_items.h"
+#include "trigger_support.h"
 
 PG_FUNCTION_INFO_V1(track_items_trigger);
 
@@ -60,44 +61,8 @@ static SPIPlanPtr move_order_plan;
 static Oid	rebuild_trigger = InvalidOid;
 static SPIPlanPtr rebuild_plan;
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
-static Datum
-text_of(Datum value, Oid type)
-{
-	Oid			output;
-	bool		varlena;
-
-	getTypeOutputInfo(type, &output, &varlena);
-	return CStringGetTextDatum(OidOutputFunctionCall(output, value));
-}
-
-static int
-item_column(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("tracked column \"%s\" of table \"%s\" no longer exists", name,
-						RelationGetRelationName(rel)),
-				 errhint("Call post_purchase.untrack_order_items() and post_purchase.track_order_items() again.")));
-	return attnum;
-}
+#define RETRACK_ITEMS_HINT \
+	"Call post_purchase.untrack_order_items() and post_purchase.track_order_items() again."
 
 static void
 read_item(TriggerData *trigdata, HeapTuple tuple, TrackedItem *item)
@@ -105,9 +70,9 @@ read_item(TriggerData *trigdata, HeapTuple tuple, TrackedItem *item)
 	Relation	rel = trigdata->tg_relation;
 	TupleDesc	desc = RelationGetDescr(rel);
 	char	  **args = trigdata->tg_trigger->tgargs;
-	int			order_col = item_column(rel, args[ITEM_ORDER_COLUMN]);
-	int			product_col = item_column(rel, args[ITEM_PRODUCT_COLUMN]);
-	int			quantity_col = item_column(rel, args[ITEM_QUANTITY_COLUMN]);
+	int			order_col = tracked_column(rel, args[ITEM_ORDER_COLUMN], RETRACK_ITEMS_HINT);
+	int			product_col = tracked_column(rel, args[ITEM_PRODUCT_COLUMN], RETRACK_ITEMS_HINT);
+	int			quantity_col = tracked_column(rel, args[ITEM_QUANTITY_COLUMN], RETRACK_ITEMS_HINT);
 	bool		order_null,
 				product_null,
 				quantity_null;
@@ -120,8 +85,8 @@ read_item(TriggerData *trigdata, HeapTuple tuple, TrackedItem *item)
 	item->tracked = !order_null && !product_null;
 	if (!item->tracked)
 		return;
-	item->order_text = text_of(item->order_key, item->order_key_type);
-	item->product = text_of(product, TupleDescAttr(desc, product_col - 1)->atttypid);
+	item->order_text = value_as_text(item->order_key, item->order_key_type);
+	item->product = value_as_text(product, TupleDescAttr(desc, product_col - 1)->atttypid);
 	if (quantity_null)
 		item->quantity = NumericGetDatum(int64_to_numeric(0));
 	else if (quantity_type == NUMERICOID)
@@ -156,7 +121,7 @@ rebuild_pair(TriggerData *trigdata, const TrackedItem *item)
 	Datum		delete_values[2] = {item->order_text, item->product};
 	Datum		values[2] = {item->order_key, item->product};
 
-	if (SPI_execute_plan(keep_plan(&delete_item_plan,
+	if (SPI_execute_plan(kept_plan(&delete_item_plan,
 								   "DELETE FROM post_purchase.customer_product_orders p "
 								   "WHERE p.order_key OPERATOR(pg_catalog.=) $1 "
 								   "AND p.product_id OPERATOR(pg_catalog.=) $2",
@@ -193,7 +158,7 @@ rebuild_pair(TriggerData *trigdata, const TrackedItem *item)
 		if (rebuild_plan != NULL)
 			SPI_freeplan(rebuild_plan);
 		rebuild_plan = NULL;
-		keep_plan(&rebuild_plan, sql, 2, types);
+		kept_plan(&rebuild_plan, sql, 2, types);
 		rebuild_trigger = trigdata->tg_trigger->tgoid;
 	}
 	if (SPI_execute_plan(rebuild_plan, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -214,7 +179,7 @@ order_items_forget_order(Datum order_key)
 {
 	Oid			types[1] = {TEXTOID};
 
-	if (SPI_execute_plan(keep_plan(&forget_order_plan,
+	if (SPI_execute_plan(kept_plan(&forget_order_plan,
 								   "DELETE FROM post_purchase.customer_product_orders p "
 								   "WHERE p.order_key OPERATOR(pg_catalog.=) $1",
 								   1, types),
@@ -240,7 +205,7 @@ order_items_move_order(Datum key, Datum customer, TimestampTz ordered_at, int32 
 	Oid			types[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, DATEOID};
 	Datum		values[4] = {key, customer, TimestampTzGetDatum(ordered_at), DateADTGetDatum(day)};
 
-	if (SPI_execute_plan(keep_plan(&move_order_plan,
+	if (SPI_execute_plan(kept_plan(&move_order_plan,
 								   "UPDATE post_purchase.customer_product_orders p SET "
 								   "customer_id = $2, ordered_at = $3, day = $4 "
 								   "WHERE p.order_key OPERATOR(pg_catalog.=) $1",

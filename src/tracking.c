@@ -41,6 +41,7 @@
 
 #include "dayset.h"
 #include "order_items.h"
+#include "trigger_support.h"
 
 PG_FUNCTION_INFO_V1(track_orders_trigger);
 
@@ -76,34 +77,8 @@ static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr refresh_segments_plan;
 
-static SPIPlanPtr
-prepare(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
-static int
-tracked_column(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("tracked column \"%s\" of table \"%s\" no longer exists", name,
-						RelationGetRelationName(rel)),
-				 errhint("Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names.")));
-	return attnum;
-}
+#define RETRACK_ORDERS_HINT \
+	"Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names."
 
 static void
 read_columns(TriggerData *trigdata, TrackedColumns *cols)
@@ -114,10 +89,10 @@ read_columns(TriggerData *trigdata, TrackedColumns *cols)
 	if (trigger->tgnargs != 4 && trigger->tgnargs != 5)
 		elog(ERROR, "track_orders_trigger needs 4 or 5 arguments, got %d", trigger->tgnargs);
 	/* track_order_items adds the order key column as a fifth argument */
-	cols->key = trigger->tgnargs == 5 ? tracked_column(rel, trigger->tgargs[4]) : 0;
-	cols->customer = tracked_column(rel, trigger->tgargs[0]);
-	cols->ordered_at = tracked_column(rel, trigger->tgargs[1]);
-	cols->amount = tracked_column(rel, trigger->tgargs[2]);
+	cols->key = trigger->tgnargs == 5 ? tracked_column(rel, trigger->tgargs[4], RETRACK_ORDERS_HINT) : 0;
+	cols->customer = tracked_column(rel, trigger->tgargs[0], RETRACK_ORDERS_HINT);
+	cols->ordered_at = tracked_column(rel, trigger->tgargs[1], RETRACK_ORDERS_HINT);
+	cols->amount = tracked_column(rel, trigger->tgargs[2], RETRACK_ORDERS_HINT);
 	cols->zone = pg_tzset(trigger->tgargs[3]);
 	if (cols->zone == NULL)
 		ereport(ERROR,
@@ -166,8 +141,6 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 				amount_null;
 	Datum		amount;
 	Oid			customer_type = TupleDescAttr(desc, cols->customer - 1)->atttypid;
-	Oid			output;
-	bool		varlena;
 
 	order->customer_key = heap_getattr(tuple, cols->customer, desc, &customer_null);
 	order->ordered_at = DatumGetTimestampTz(heap_getattr(tuple, cols->ordered_at, desc, &at_null));
@@ -180,18 +153,14 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 		Datum		key = heap_getattr(tuple, cols->key, desc, &key_null);
 
 		if (!key_null)
-		{
-			getTypeOutputInfo(TupleDescAttr(desc, cols->key - 1)->atttypid, &output, &varlena);
-			order->key = CStringGetTextDatum(OidOutputFunctionCall(output, key));
-		}
+			order->key = value_as_text(key, TupleDescAttr(desc, cols->key - 1)->atttypid);
 	}
 
 	/* guest checkouts and orders without a time have no place in the state */
 	order->tracked = !customer_null && !at_null;
 	if (!order->tracked)
 		return;
-	getTypeOutputInfo(customer_type, &output, &varlena);
-	order->customer = CStringGetTextDatum(OidOutputFunctionCall(output, order->customer_key));
+	order->customer = value_as_text(order->customer_key, customer_type);
 	order->day = timestamptz_to_day_in(order->ordered_at, cols->zone);
 	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
 }
@@ -209,7 +178,7 @@ add_order(const TrackedOrder *order)
 	values[1] = DateADTGetDatum(order->day);
 	values[2] = order->amount;
 	values[3] = TimestampTzGetDatum(order->ordered_at);
-	if (SPI_execute_plan(prepare(&add_day_plan,
+	if (SPI_execute_plan(kept_plan(&add_day_plan,
 								 "INSERT INTO post_purchase.customer_days AS d "
 								 "VALUES ($1, $2, 1, $3, $4, $4) "
 								 "ON CONFLICT (customer_id, day) DO UPDATE SET "
@@ -223,7 +192,7 @@ add_order(const TrackedOrder *order)
 	new_day = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	values[4] = BoolGetDatum(new_day);
-	if (SPI_execute_plan(prepare(&add_state_plan,
+	if (SPI_execute_plan(kept_plan(&add_state_plan,
 								 "INSERT INTO post_purchase.customer_state AS s "
 								 "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3, pg_catalog.now()) "
 								 "ON CONFLICT (customer_id) DO UPDATE SET "
@@ -281,7 +250,7 @@ refresh_day_bounds(Relation rel, const TrackedColumns *cols, const TrackedOrder 
 		return;					/* the day is empty; the caller deletes it */
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
-	if (SPI_execute_plan(prepare(&set_day_bounds_plan,
+	if (SPI_execute_plan(kept_plan(&set_day_bounds_plan,
 								 "UPDATE post_purchase.customer_days SET first_at = $3, last_at = $4 "
 								 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
 								 4, bound_types),
@@ -302,7 +271,7 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
 	values[2] = order->amount;
-	if (SPI_execute_plan(prepare(&remove_day_plan,
+	if (SPI_execute_plan(kept_plan(&remove_day_plan,
 								 "UPDATE post_purchase.customer_days d SET "
 								 "orders = d.orders OPERATOR(pg_catalog.-) 1, "
 								 "revenue = d.revenue OPERATOR(pg_catalog.-) $3 "
@@ -319,7 +288,7 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 	last_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 
 	/* the day row is locked; now the state row, before reading anything */
-	if (SPI_execute_plan(prepare(&lock_state_plan,
+	if (SPI_execute_plan(kept_plan(&lock_state_plan,
 								 "SELECT FROM post_purchase.customer_state s "
 								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 								 1, day_types),
@@ -328,7 +297,7 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 
 	if (orders_left <= 0)
 	{
-		if (SPI_execute_plan(prepare(&delete_day_plan,
+		if (SPI_execute_plan(kept_plan(&delete_day_plan,
 									 "DELETE FROM post_purchase.customer_days "
 									 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
 									 2, day_types),
@@ -339,7 +308,7 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 		refresh_day_bounds(rel, cols, order);
 
 	/* the customer's totals, from the purchase days that are left */
-	if (SPI_execute_plan(prepare(&delete_state_plan,
+	if (SPI_execute_plan(kept_plan(&delete_state_plan,
 								 "DELETE FROM post_purchase.customer_state s "
 								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 AND NOT EXISTS "
 								 "(SELECT FROM post_purchase.customer_days d "
@@ -347,7 +316,7 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 								 1, day_types),
 						 values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the customer state");
-	if (SPI_execute_plan(prepare(&recompute_state_plan,
+	if (SPI_execute_plan(kept_plan(&recompute_state_plan,
 								 "UPDATE post_purchase.customer_state s SET "
 								 "(orders, revenue, first_order_at, last_order_at, purchase_days, "
 								 "first_day, last_day, first_day_revenue, updated_at) = "
@@ -369,7 +338,7 @@ refresh_segments_of(Datum customer)
 {
 	Oid			types[1] = {TEXTOID};
 
-	if (SPI_execute_plan(prepare(&refresh_segments_plan,
+	if (SPI_execute_plan(kept_plan(&refresh_segments_plan,
 								 "SELECT post_purchase.refresh_customer_segments($1)", 1, types),
 						 &customer, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not refresh the customer's segments");

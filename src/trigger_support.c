@@ -1,0 +1,57 @@
+/*
+ * trigger_support.c
+ *	  Helpers of the order and item triggers; see trigger_support.h.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "trigger_support.h"
+
+/*
+ * A plan prepared on first use and kept: generic, because planning the same
+ * statement again for every order would cost more than running it.
+ */
+SPIPlanPtr
+kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* The number of a tracked column, or an error saying how to re-track. */
+int
+tracked_column(Relation rel, const char *name, const char *retrack_hint)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("tracked column \"%s\" of table \"%s\" no longer exists", name,
+						RelationGetRelationName(rel)),
+				 errhint("%s", retrack_hint)));
+	return attnum;
+}
+
+/* A value as text, the way customers, orders and products are keyed. */
+Datum
+value_as_text(Datum value, Oid type)
+{
+	Oid			output;
+	bool		varlena;
+
+	getTypeOutputInfo(type, &output, &varlena);
+	return CStringGetTextDatum(OidOutputFunctionCall(output, value));
+}

@@ -1,0 +1,17 @@
+/*
+ * trigger_support.h
+ *	  What the order and item triggers share: plans kept for the backend's
+ *	  life, tracked columns found by name, values turned into the text the
+ *	  state keys on.
+ */
+#ifndef POST_PURCHASE_TRIGGER_SUPPORT_H
+#define POST_PURCHASE_TRIGGER_SUPPORT_H
+
+#include "executor/spi.h"
+#include "utils/relcache.h"
+
+extern SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
+extern int	tracked_column(Relation rel, const char *name, const char *retrack_hint);
+extern Datum value_as_text(Datum value, Oid type);
+
+#endif							/* POST_PURCHASE_TRIGGER_SUPPORT_H */
