@@ -9,7 +9,9 @@
  * times are looked up again only when the deleted order was one of them, and
  * the customer's totals are recomputed from the customer's purchase days.
  * An update is a delete of the old row and an insert of the new one.  So the
- * state always equals what verify_state() recomputes from scratch.
+ * state always equals what verify_state() recomputes from scratch.  After
+ * the state, the trigger re-evaluates the customer's segments (segments.c)
+ * and, when order items are tracked, carries them along (order_items.c).
  *
  * Concurrency.  Inserts only add to counters in upserts, which PostgreSQL
  * re-evaluates on the newest row version, so they need no lock of their own.
