@@ -65,7 +65,8 @@ $(warning CDNOW data not found in $(CDNOW_DIR): the cdnow regression test is ski
 endif
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
-ISOLATION = nps_snapshot
+ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move tracking_backfill \
+	tracking_backfill_rr tracking_lock_order
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

@@ -216,3 +216,12 @@ SELECT post_purchase.drop_segment('no such segment');
 SELECT post_purchase.set_segment_rule('no such segment', 'true');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS segments FROM post_purchase.segments;
+
+-- tracking needs READ COMMITTED: a transaction snapshot would hide orders
+-- committed while the backfill waited for its lock (55000)
+CREATE TABLE rr_orders (customer_id bigint, ordered_at timestamptz, amount numeric);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT post_purchase.track_orders('rr_orders');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+DROP TABLE rr_orders;

@@ -134,6 +134,13 @@ DECLARE
 	o post_purchase.tracked_orders;
 	column_type regtype;
 BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_order_items() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
 	SELECT * INTO o FROM post_purchase.tracked_orders;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'track the orders table first' USING ERRCODE = 'object_not_in_prerequisite_state',

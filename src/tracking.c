@@ -13,19 +13,20 @@
  * the state, the trigger re-evaluates the customer's segments (segments.c)
  * and, when order items are tracked, carries them along (order_items.c).
  *
- * Concurrency.  Inserts only add to counters in upserts, which PostgreSQL
- * re-evaluates on the newest row version, so they need no lock of their own.
- * A delete recomputes from a snapshot, so it must see every insert that
- * touched the customer's totals: it locks the purchase day row, then the
- * customer's state row (the order inserts take them in), and only then reads.
- * An insert still waiting for the state row adds its increment on top of the
- * recomputed totals, which do not include it yet; one that got there first
- * has committed before the delete reads.  Under REPEATABLE READ a conflicting
- * change is a serialization failure instead.
+ * Concurrency.  Every path takes the customer's state row first and its
+ * day rows after, so paths cannot deadlock on one customer, and an order
+ * moving between customers locks both state rows in customer order first.
+ * Inserts only add to counters in upserts, which PostgreSQL re-evaluates on
+ * the newest row version.  A delete recomputes from a snapshot, so it reads
+ * only once it holds the state row: every insert for the customer has then
+ * committed or waits for it.  Under REPEATABLE READ a conflicting change is a
+ * serialization failure instead, including a transaction whose snapshot
+ * predates the tracking itself (check_state_visible).
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -78,6 +79,7 @@ static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr refresh_segments_plan;
+static SPIPlanPtr lock_two_states_plan;
 
 #define RETRACK_ORDERS_HINT \
 	"Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names."
@@ -167,52 +169,73 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
 }
 
+/*
+ * Add an order: the customer's totals first, which takes the state row lock
+ * every path takes first, then the purchase day, counting a new day.
+ */
 static void
 add_order(const TrackedOrder *order)
 {
-	Oid			day_types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
-	Oid			state_types[5] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID, BOOLOID};
-	Datum		values[5];
-	bool		isnull;
-	bool		new_day;
+	Oid			types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
+	Datum		values[4];
 
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
 	values[2] = order->amount;
 	values[3] = TimestampTzGetDatum(order->ordered_at);
-	if (SPI_execute_plan(kept_plan(&add_day_plan,
-								 "INSERT INTO post_purchase.customer_days AS d "
-								 "VALUES ($1, $2, 1, $3, $4, $4) "
-								 "ON CONFLICT (customer_id, day) DO UPDATE SET "
-								 "orders = d.orders OPERATOR(pg_catalog.+) 1, "
-								 "revenue = d.revenue OPERATOR(pg_catalog.+) $3, "
-								 "first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4) "
-								 "RETURNING d.orders OPERATOR(pg_catalog.=) 1",
-								 4, day_types),
-						 values, NULL, false, 1) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not record the order's purchase day");
-	new_day = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	values[4] = BoolGetDatum(new_day);
 	if (SPI_execute_plan(kept_plan(&add_state_plan,
-								 "INSERT INTO post_purchase.customer_state AS s "
-								 "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3, pg_catalog.now()) "
-								 "ON CONFLICT (customer_id) DO UPDATE SET "
-								 "orders = s.orders OPERATOR(pg_catalog.+) 1, "
-								 "revenue = s.revenue OPERATOR(pg_catalog.+) $3, "
-								 "first_order_at = LEAST(s.first_order_at, $4), "
-								 "last_order_at = GREATEST(s.last_order_at, $4), "
-								 "purchase_days = s.purchase_days OPERATOR(pg_catalog.+) $5::pg_catalog.int4, "
-								 "first_day = LEAST(s.first_day, $2), last_day = GREATEST(s.last_day, $2), "
-								 "first_day_revenue = CASE "
-								 "WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 "
-								 "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
-								 "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
-								 "ELSE s.first_day_revenue END, "
-								 "updated_at = pg_catalog.now()",
-								 5, state_types),
+								   "INSERT INTO post_purchase.customer_state AS s "
+								   "VALUES ($1, 1, $3, $4, $4, 0, $2, $2, $3, pg_catalog.now()) "
+								   "ON CONFLICT (customer_id) DO UPDATE SET "
+								   "orders = s.orders OPERATOR(pg_catalog.+) 1, "
+								   "revenue = s.revenue OPERATOR(pg_catalog.+) $3, "
+								   "first_order_at = LEAST(s.first_order_at, $4), "
+								   "last_order_at = GREATEST(s.last_order_at, $4), "
+								   "first_day = LEAST(s.first_day, $2), last_day = GREATEST(s.last_day, $2), "
+								   "first_day_revenue = CASE "
+								   "WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 "
+								   "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
+								   "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
+								   "ELSE s.first_day_revenue END, "
+								   "updated_at = pg_catalog.now()",
+								   4, types),
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the order in the customer state");
+
+	if (SPI_execute_plan(kept_plan(&add_day_plan,
+								   "WITH d AS (INSERT INTO post_purchase.customer_days AS d "
+								   "VALUES ($1, $2, 1, $3, $4, $4) "
+								   "ON CONFLICT (customer_id, day) DO UPDATE SET "
+								   "orders = d.orders OPERATOR(pg_catalog.+) 1, "
+								   "revenue = d.revenue OPERATOR(pg_catalog.+) $3, "
+								   "first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4) "
+								   "RETURNING d.orders OPERATOR(pg_catalog.=) 1 AS new_day) "
+								   "UPDATE post_purchase.customer_state s "
+								   "SET purchase_days = s.purchase_days OPERATOR(pg_catalog.+) 1 "
+								   "FROM d WHERE s.customer_id OPERATOR(pg_catalog.=) $1 AND d.new_day",
+								   4, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the order's purchase day");
+}
+
+/*
+ * The state holds nothing of an order that tracking should have seen: under
+ * a transaction snapshot taken before tracking began (its backfill is
+ * invisible to us), acting on that would corrupt the state; retry instead.
+ */
+static void
+check_state_visible(void)
+{
+	if (!IsolationUsesXactSnapshot())
+		return;
+	if (SPI_execute("SELECT FROM post_purchase.tracked_orders", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read post_purchase.tracked_orders");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to the customer state"),
+				 errdetail("Order tracking started after this transaction's snapshot."),
+				 errhint("Retry the transaction.")));
 }
 
 /*
@@ -273,29 +296,38 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
 	values[2] = order->amount;
+
+	/* the customer's state row first, as every path; then read and write */
+	if (SPI_execute_plan(kept_plan(&lock_state_plan,
+								   "SELECT FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+								   1, day_types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the customer state");
+	if (SPI_processed == 0)
+	{
+		/* an order the state never saw (tracked without backfill) */
+		check_state_visible();
+		return;
+	}
+
 	if (SPI_execute_plan(kept_plan(&remove_day_plan,
-								 "UPDATE post_purchase.customer_days d SET "
-								 "orders = d.orders OPERATOR(pg_catalog.-) 1, "
-								 "revenue = d.revenue OPERATOR(pg_catalog.-) $3 "
-								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1 AND d.day OPERATOR(pg_catalog.=) $2 "
-								 "RETURNING d.orders, d.first_at, d.last_at",
-								 3, day_types),
+								   "UPDATE post_purchase.customer_days d SET "
+								   "orders = d.orders OPERATOR(pg_catalog.-) 1, "
+								   "revenue = d.revenue OPERATOR(pg_catalog.-) $3 "
+								   "WHERE d.customer_id OPERATOR(pg_catalog.=) $1 AND d.day OPERATOR(pg_catalog.=) $2 "
+								   "RETURNING d.orders, d.first_at, d.last_at",
+								   3, day_types),
 						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not remove the order from its purchase day");
-	/* an order the state never saw (tracked without backfill) */
 	if (SPI_processed == 0)
+	{
+		check_state_visible();
 		return;
+	}
 	orders_left = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	first_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	last_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-
-	/* the day row is locked; now the state row, before reading anything */
-	if (SPI_execute_plan(kept_plan(&lock_state_plan,
-								 "SELECT FROM post_purchase.customer_state s "
-								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-								 1, day_types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock the customer state");
 
 	if (orders_left <= 0)
 	{
@@ -332,6 +364,26 @@ remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order
 								 1, day_types),
 						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recompute the customer state");
+}
+
+/*
+ * An order moving between customers locks both state rows, in customer
+ * order, before touching either: two moves in opposite directions then wait
+ * for each other instead of deadlocking.
+ */
+static void
+lock_both_customers(Datum a, Datum b)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {a, b};
+
+	if (SPI_execute_plan(kept_plan(&lock_two_states_plan,
+								   "SELECT FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) ANY (ARRAY[$1, $2]) "
+								   "ORDER BY s.customer_id FOR UPDATE",
+								   2, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the customers' state");
 }
 
 /* The segment memberships the order changed, in the order's transaction. */
@@ -433,6 +485,8 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (old_order.tracked && new_order.tracked && !same_text(old_order.customer, new_order.customer))
+		lock_both_customers(old_order.customer, new_order.customer);
 	if (old_order.tracked)
 	{
 		remove_order(trigdata->tg_relation, &cols, &old_order);

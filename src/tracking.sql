@@ -118,6 +118,13 @@ DECLARE
 	column_type regtype;
 	bad_customer text;
 BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_orders() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
 	SELECT t.orders INTO tracked FROM post_purchase.tracked_orders t;
 	IF FOUND THEN
 		RAISE EXCEPTION 'post_purchase already tracks %', tracked
