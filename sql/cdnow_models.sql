@@ -15,8 +15,8 @@ SELECT abs((m).r / 0.2426 - 1) < 1e-3 AS r_ok,
 	   abs((m).b / 2.4258 - 1) < 1e-3 AS b_ok,
 	   abs((m).log_likelihood + 9582.43) < 0.01 AS log_likelihood_ok,
 	   (m).customers, (m).converged,
-	   round((m).r::numeric, 4) AS r, round((m).alpha::numeric, 4) AS alpha,
-	   round((m).a::numeric, 4) AS a, round((m).b::numeric, 4) AS b,
+	   round((m).r::numeric, 3) AS r, round((m).alpha::numeric, 3) AS alpha,
+	   round((m).a::numeric, 3) AS a, round((m).b::numeric, 3) AS b,
 	   round((m).log_likelihood::numeric, 2) AS log_likelihood
 FROM bg;
 
@@ -45,7 +45,7 @@ FROM cdnow, bg;
 
 -- CLV over 12 months at 1% a month, in weeks; the customers worth most
 SELECT id, x, t_x, t, zbar,
-	   round(post_purchase.clv(bg.m, gg.m, x, t_x, t, zbar, 12, 0.01, '7 days')::numeric, 2) AS clv_12m
+	   round(post_purchase.clv(bg.m, gg.m, x, t_x, t, zbar, 12, 0.01, '7 days')::numeric) AS clv_12m
 FROM cdnow, bg, gg
 ORDER BY clv_12m DESC, id LIMIT 5;
 

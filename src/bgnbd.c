@@ -37,16 +37,6 @@ PG_FUNCTION_INFO_V1(bgnbd_expected_purchases);
 PG_FUNCTION_INFO_V1(bgnbd_expected_purchases_population);
 PG_FUNCTION_INFO_V1(bgnbd_probability_of_purchases);
 
-static double
-log_add_exp(double x, double y)
-{
-	double		hi = Max(x, y);
-
-	if (isinf(hi) && hi < 0)
-		return hi;
-	return hi + log1p(exp(Min(x, y) - hi));
-}
-
 /*
  * Minus the mean log-likelihood per customer, and its gradient, at
  * log-parameters theta = (log r, log alpha, log a, log b).  Summaries are
@@ -72,7 +62,8 @@ bgnbd_objective(const double *theta, double *gradient, void *arg)
 	double		gamma_part = 0,
 				dgamma_r = 0,
 				dgamma_a = 0,
-				dgamma_b = 0;
+				dgamma_b = 0,
+				log_dropout = 0;	/* ln[a / (b + x - 1)] */
 
 	if (!isfinite(r) || !isfinite(alpha) || !isfinite(a) || !isfinite(b) ||
 		r == 0 || alpha == 0 || a == 0 || b == 0)
@@ -100,19 +91,27 @@ bgnbd_objective(const double *theta, double *gradient, void *arg)
 				dgamma_a = gsl_sf_psi(a + b) - gsl_sf_psi(a + b + x);
 				dgamma_b = dgamma_a + gsl_sf_psi(b + x) - gsl_sf_psi(b);
 			}
+			if (x > 0)
+				log_dropout = log(a) - log(b + x - 1);
 			x_prev = x;
 		}
 
 		if (x > 0)
 		{
-			/* a dropout right after the last purchase, at t_x */
+			/*
+			 * A dropout right after the last purchase, at t_x: the likelihood
+			 * adds exp(a3) and exp(a4), in logs, and the gradient weighs the
+			 * two by their shares; one exp serves all three.
+			 */
 			double		a4;
+			double		e;
 
 			log_alpha_tx = log(alpha + c->recency);
-			a4 = log(a) - log(b + x - 1) - (r + x) * log_alpha_tx;
-			term = log_add_exp(a3, a4);
-			w3 = exp(a3 - term);
-			w4 = exp(a4 - term);
+			a4 = log_dropout - (r + x) * log_alpha_tx;
+			e = exp(-fabs(a4 - a3));
+			term = Max(a3, a4) + log1p(e);
+			w3 = (a3 >= a4 ? 1.0 : e) / (1.0 + e);
+			w4 = 1.0 - w3;
 		}
 		else
 			term = a3;
@@ -352,7 +351,7 @@ check_horizon(double horizon)
 Datum
 bgnbd_p_alive(PG_FUNCTION_ARGS)
 {
-	BgnbdParams m = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
+	BgnbdParams m = bgnbd_params_arg(fcinfo, 0);
 	double		x = PG_GETARG_FLOAT8(1),
 				tx = PG_GETARG_FLOAT8(2),
 				T = PG_GETARG_FLOAT8(3);
@@ -364,7 +363,7 @@ bgnbd_p_alive(PG_FUNCTION_ARGS)
 Datum
 bgnbd_expected_purchases(PG_FUNCTION_ARGS)
 {
-	BgnbdParams m = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
+	BgnbdParams m = bgnbd_params_arg(fcinfo, 0);
 	double		x = PG_GETARG_FLOAT8(1),
 				tx = PG_GETARG_FLOAT8(2),
 				T = PG_GETARG_FLOAT8(3),
@@ -379,7 +378,7 @@ bgnbd_expected_purchases(PG_FUNCTION_ARGS)
 Datum
 bgnbd_expected_purchases_population(PG_FUNCTION_ARGS)
 {
-	BgnbdParams m = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
+	BgnbdParams m = bgnbd_params_arg(fcinfo, 0);
 	double		horizon = PG_GETARG_FLOAT8(1);
 
 	check_horizon(horizon);
@@ -395,7 +394,7 @@ bgnbd_expected_purchases_population(PG_FUNCTION_ARGS)
 Datum
 bgnbd_probability_of_purchases(PG_FUNCTION_ARGS)
 {
-	BgnbdParams m = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
+	BgnbdParams m = bgnbd_params_arg(fcinfo, 0);
 	double		t = PG_GETARG_FLOAT8(1);
 	int32		n = PG_GETARG_INT32(2);
 	double		log_q,

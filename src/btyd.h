@@ -44,8 +44,8 @@ extern Datum model_fit_result(FunctionCallInfo fcinfo, const double *theta, int 
 							  const OptimizeResult *fit, double customers);
 
 /* model composites <-> parameters, with validation */
-extern BgnbdParams bgnbd_params_from_datum(Datum model);
-extern GammaGammaParams gamma_gamma_params_from_datum(Datum model);
+extern BgnbdParams bgnbd_params_arg(FunctionCallInfo fcinfo, int argno);
+extern GammaGammaParams gamma_gamma_params_arg(FunctionCallInfo fcinfo, int argno);
 extern void check_customer(double frequency, double recency, double t);
 
 extern double bgnbd_p_alive_of(const BgnbdParams *m, double x, double tx, double T);

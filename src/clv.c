@@ -25,8 +25,8 @@ PG_FUNCTION_INFO_V1(clv);
 Datum
 clv(PG_FUNCTION_ARGS)
 {
-	BgnbdParams bg = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
-	GammaGammaParams gg = gamma_gamma_params_from_datum(PG_GETARG_DATUM(1));
+	BgnbdParams bg = bgnbd_params_arg(fcinfo, 0);
+	GammaGammaParams gg = gamma_gamma_params_arg(fcinfo, 1);
 	double		x = PG_GETARG_FLOAT8(2),
 				tx = PG_GETARG_FLOAT8(3),
 				T = PG_GETARG_FLOAT8(4),

@@ -164,7 +164,7 @@ gamma_gamma_expected_of(const GammaGammaParams *m, double x, double mbar)
 Datum
 gamma_gamma_expected_value(PG_FUNCTION_ARGS)
 {
-	GammaGammaParams m = gamma_gamma_params_from_datum(PG_GETARG_DATUM(0));
+	GammaGammaParams m = gamma_gamma_params_arg(fcinfo, 0);
 	double		frequency = PG_GETARG_FLOAT8(1);
 	double		monetary_value = PG_GETARG_FLOAT8(2);
 

@@ -191,7 +191,7 @@ check_converged(HeapTupleHeader model, const char *model_name)
 				 errhint("Refit with more customers, or check the summaries it was fitted on.")));
 }
 
-BgnbdParams
+static BgnbdParams
 bgnbd_params_from_datum(Datum datum)
 {
 	HeapTupleHeader model = DatumGetHeapTupleHeader(datum);
@@ -205,7 +205,7 @@ bgnbd_params_from_datum(Datum datum)
 	return params;
 }
 
-GammaGammaParams
+static GammaGammaParams
 gamma_gamma_params_from_datum(Datum datum)
 {
 	HeapTupleHeader model = DatumGetHeapTupleHeader(datum);
@@ -221,4 +221,74 @@ gamma_gamma_params_from_datum(Datum datum)
 				 errmsg("Gamma-Gamma parameter q must be greater than 1, not %g", params.q),
 				 errdetail("The expected spend p * v / (q - 1) is infinite otherwise.")));
 	return params;
+}
+
+/*
+ * Scoring a million customers with one model decodes the same composite a
+ * million times; keep the last decoded model of each argument in fn_extra
+ * and decode again only when the bytes differ.
+ */
+typedef struct ModelArgCache
+{
+	struct varlena *datum[2];	/* copies of the last model of arguments 0, 1 */
+	BgnbdParams bgnbd;
+	GammaGammaParams gamma_gamma;
+} ModelArgCache;
+
+static bool
+cached_model(FunctionCallInfo fcinfo, int argno, ModelArgCache **cache_out)
+{
+	ModelArgCache *cache = (ModelArgCache *) fcinfo->flinfo->fn_extra;
+	struct varlena *datum = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno)));
+	struct varlena *cached;
+
+	Assert(argno >= 0 && argno < 2);
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ModelArgCache));
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	*cache_out = cache;
+	cached = cache->datum[argno];
+	return cached != NULL && VARSIZE_ANY(cached) == VARSIZE_ANY(datum) &&
+		memcmp(cached, datum, VARSIZE_ANY(datum)) == 0;
+}
+
+static void
+remember_model(FunctionCallInfo fcinfo, int argno, ModelArgCache *cache)
+{
+	struct varlena *datum = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(PG_GETARG_DATUM(argno)));
+
+	if (cache->datum[argno] != NULL)
+		pfree(cache->datum[argno]);
+	cache->datum[argno] = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARSIZE_ANY(datum));
+	memcpy(cache->datum[argno], datum, VARSIZE_ANY(datum));
+}
+
+/* The BG/NBD model in argument argno, checked; decoded once per model. */
+BgnbdParams
+bgnbd_params_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ModelArgCache *cache;
+
+	if (!cached_model(fcinfo, argno, &cache))
+	{
+		cache->bgnbd = bgnbd_params_from_datum(PG_GETARG_DATUM(argno));
+		remember_model(fcinfo, argno, cache);
+	}
+	return cache->bgnbd;
+}
+
+/* The Gamma-Gamma model in argument argno, checked; decoded once per model. */
+GammaGammaParams
+gamma_gamma_params_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ModelArgCache *cache;
+
+	if (!cached_model(fcinfo, argno, &cache))
+	{
+		cache->gamma_gamma = gamma_gamma_params_from_datum(PG_GETARG_DATUM(argno));
+		remember_model(fcinfo, argno, cache);
+	}
+	return cache->gamma_gamma;
 }

@@ -51,7 +51,7 @@ simulate_customer(gsl_rng *rng, const BgnbdParams *m, double t, double *x, doubl
 Datum
 bgnbd_simulate(PG_FUNCTION_ARGS)
 {
-	BgnbdParams m = bgnbd_params_from_datum(PG_GETARG_DATUM(0));
+	BgnbdParams m = bgnbd_params_arg(fcinfo, 0);
 	int32		customers = PG_GETARG_INT32(1);
 	double		t = PG_GETARG_FLOAT8(2);
 	int64		seed = PG_GETARG_INT64(3);
