@@ -5,6 +5,7 @@
 #   make demo                 the same, then the CDNOW demo on a throwaway server
 #   make bench                the metrics benchmark (test/bench/README.md)
 #   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
+#   make bench-tracking       order tracking and customer_metrics (test/bench/README_tracking.md)
 #   make installcheck         pg_regress and isolation tests against a running server
 
 EXTENSION = post_purchase
@@ -81,7 +82,7 @@ $(OBJS): $(wildcard src/*.h)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test demo bench bench-clv pgtapcheck tapcheck
+.PHONY: deps test demo bench bench-clv bench-tracking pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -101,6 +102,10 @@ bench: deps all
 bench-clv: deps all
 	$(MAKE) install
 	test/bench/run_clv_bench.sh
+
+bench-tracking: deps all
+	$(MAKE) install
+	test/bench/run_tracking_bench.sh
 
 # pgTAP suites, against the server in the environment (PGHOST, PGPORT, ...)
 pgtapcheck:
