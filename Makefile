@@ -31,7 +31,9 @@ OBJS = \
 	src/tracking.o \
 	src/segments.o \
 	src/order_items.o \
-	src/trigger_support.o
+	src/trigger_support.o \
+	src/worker.o \
+	src/journeys.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -44,7 +46,10 @@ SQL_PARTS = \
 	src/tracking.sql \
 	src/customer_metrics.sql \
 	src/segments.sql \
-	src/order_items.sql
+	src/order_items.sql \
+	src/worker.sql \
+	src/outbox.sql \
+	src/journeys.sql
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)

@@ -26,6 +26,8 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "segments.h"
+
 PG_FUNCTION_INFO_V1(parse_segment_rule);
 PG_FUNCTION_INFO_V1(segments_changed);
 PG_FUNCTION_INFO_V1(refresh_customer_segments);
@@ -39,8 +41,12 @@ static bool rules_stale = false;
 static Oid	segments_relid = InvalidOid;
 static SPIPlanPtr memberships_plan = NULL;
 
-static void
-check_rule_is_expression(const char *rule)
+/*
+ * An error unless the rule is exactly one SQL expression; what names the
+ * rule in the messages ("segment rule", "step condition").
+ */
+void
+check_rule_is_expression(const char *rule, const char *what)
 {
 	char	   *sql = psprintf("SELECT (%s)", rule);
 	MemoryContext cxt = CurrentMemoryContext;
@@ -62,7 +68,7 @@ check_rule_is_expression(const char *rule)
 		FlushErrorState();
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("invalid segment rule: %s", error->message),
+				 errmsg("invalid %s: %s", what, error->message),
 				 errdetail("The rule was: %s", rule)));
 	}
 	PG_END_TRY();
@@ -85,15 +91,15 @@ check_rule_is_expression(const char *rule)
 not_an_expression:
 	ereport(ERROR,
 			(errcode(ERRCODE_SYNTAX_ERROR),
-			 errmsg("a segment rule must be a single SQL expression"),
+			 errmsg("a %s must be a single SQL expression", what),
 			 errdetail("The rule was: %s", rule)));
 }
 
-/* parse_segment_rule(rule): an error unless the rule is one expression. */
+/* parse_segment_rule(rule, what): an error unless the rule is one expression. */
 Datum
 parse_segment_rule(PG_FUNCTION_ARGS)
 {
-	check_rule_is_expression(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	check_rule_is_expression(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 
@@ -152,7 +158,7 @@ prepare_rules(void)
 		char	   *rule = SPI_getvalue(row, SPI_tuptable->tupdesc, 2);
 
 		/* rules were checked when created; check again, they are pasted */
-		check_rule_is_expression(rule);
+		check_rule_is_expression(rule, "segment rule");
 		names[i] = CStringGetTextDatum(SPI_getvalue(row, SPI_tuptable->tupdesc, 1));
 		appendStringInfo(&sql, "%s(%s)", i > 0 ? ", " : "", rule);
 	}

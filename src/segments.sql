@@ -29,33 +29,34 @@ CREATE INDEX segment_memberships_open_by_segment ON post_purchase.segment_member
 COMMENT ON TABLE post_purchase.segment_memberships IS
 	'who entered and left each segment when; an open membership has no exited_at';
 
-CREATE FUNCTION post_purchase.parse_segment_rule(rule text) RETURNS void
+CREATE FUNCTION post_purchase.parse_segment_rule(rule text, what text) RETURNS void
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
-REVOKE ALL ON FUNCTION post_purchase.parse_segment_rule(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.parse_segment_rule(text, text) FROM PUBLIC;
 
 -- A rule must be one boolean expression over customer_metrics: parse it (no
 -- second statement or clause may ride along), then plan it, so typos and
--- unknown columns fail at creation.
-CREATE FUNCTION post_purchase.check_segment_rule(rule text) RETURNS void
+-- unknown columns fail at creation.  Journey step conditions are checked
+-- the same way; what names the rule in messages.
+CREATE FUNCTION post_purchase.check_segment_rule(rule text, what text DEFAULT 'segment rule') RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	IF rule IS NULL OR btrim(rule) = '' THEN
-		RAISE EXCEPTION 'a segment rule must not be empty' USING ERRCODE = 'invalid_parameter_value';
+		RAISE EXCEPTION 'a % must not be empty', what USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM post_purchase.parse_segment_rule(rule);
+	PERFORM post_purchase.parse_segment_rule(rule, what);
 	BEGIN
 		EXECUTE format('SELECT (%s)::boolean FROM post_purchase.customer_metrics LIMIT 0', rule);
 	EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
 			  OR cannot_coerce OR undefined_table OR ambiguous_column THEN
-		RAISE EXCEPTION 'invalid segment rule: %', SQLERRM
+		RAISE EXCEPTION 'invalid %: %', what, SQLERRM
 			USING ERRCODE = SQLSTATE,
 				  DETAIL = format('The rule was: %s', rule),
-				  HINT = 'A rule is a boolean SQL expression over the columns of post_purchase.customer_metrics.';
+				  HINT = format('A %s is a boolean SQL expression over the columns of post_purchase.customer_metrics.', what);
 	END;
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.check_segment_rule(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.check_segment_rule(text, text) FROM PUBLIC;
 
 CREATE FUNCTION post_purchase.create_segment(name text, rule text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

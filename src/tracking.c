@@ -80,6 +80,7 @@ static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr refresh_segments_plan;
 static SPIPlanPtr lock_two_states_plan;
+static SPIPlanPtr enroll_plan;
 
 #define RETRACK_ORDERS_HINT \
 	"Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names."
@@ -172,12 +173,15 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 /*
  * Add an order: the customer's totals first, which takes the state row lock
  * every path takes first, then the purchase day, counting a new day.
+ * Returns the customer's order count with it.
  */
-static void
+static int64
 add_order(const TrackedOrder *order)
 {
 	Oid			types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
 	Datum		values[4];
+	int64		orders;
+	bool		isnull;
 
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
@@ -197,10 +201,12 @@ add_order(const TrackedOrder *order)
 								   "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
 								   "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
 								   "ELSE s.first_day_revenue END, "
-								   "updated_at = pg_catalog.now()",
+								   "updated_at = pg_catalog.now() "
+								   "RETURNING s.orders",
 								   4, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT)
+						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not record the order in the customer state");
+	orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	if (SPI_execute_plan(kept_plan(&add_day_plan,
 								   "WITH d AS (INSERT INTO post_purchase.customer_days AS d "
@@ -216,6 +222,28 @@ add_order(const TrackedOrder *order)
 								   4, types),
 						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the order's purchase day");
+	return orders;
+}
+
+/*
+ * A new order ends the journey enrollments waiting for a purchase and
+ * enrolls the customer in the order journeys (journeys.sql), with the order
+ * row for the payloads.
+ */
+static void
+enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders)
+{
+	Oid			types[3] = {TEXTOID, INT8OID, JSONOID};
+	Datum		values[3];
+
+	values[0] = customer;
+	values[1] = Int64GetDatum(orders);
+	values[2] = DirectFunctionCall1(row_to_json, heap_copy_tuple_as_datum(tuple, desc));
+	if (SPI_execute_plan(kept_plan(&enroll_plan,
+								   "SELECT post_purchase.enroll_for_order($1, $2, $3::pg_catalog.jsonb)",
+								   3, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not enroll the customer in the order journeys");
 }
 
 /*
@@ -494,7 +522,10 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	}
 	if (new_order.tracked)
 	{
-		add_order(&new_order);
+		int64		orders = add_order(&new_order);
+
+		if (TRIGGER_FIRED_BY_INSERT(event))
+			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders);
 		/* an order moved between customers changes both */
 		if (!old_order.tracked || !same_text(old_order.customer, new_order.customer))
 			refresh_segments_of(new_order.customer);

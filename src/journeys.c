@@ -1,0 +1,82 @@
+/*
+ * journeys.c
+ *	  Evaluating a journey step's condition, SQL a marketer wrote, as the
+ *	  role that owns the journey.
+ *
+ * The workers that fire steps connect as a superuser.  A condition runs with
+ * the rights of the journey's owner instead, in a security-restricted
+ * operation (no SET ROLE, no changes to session state), and with
+ * search_path locked to pg_catalog, pg_temp, so a function or operator that
+ * someone planted in a schema on the caller's path is never what runs.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "segments.h"
+
+PG_FUNCTION_INFO_V1(evaluate_condition);
+
+/*
+ * evaluate_condition(owner, condition, customer_id): the condition over the
+ * customer's customer_metrics row, as owner; NULL when the customer has no
+ * row.  The caller must be able to act as owner already: this function
+ * never gives anyone more rights than they have.
+ */
+Datum
+evaluate_condition(PG_FUNCTION_ARGS)
+{
+	Oid			owner = PG_GETARG_OID(0);
+	char	   *condition = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Datum		customer = PG_GETARG_DATUM(2);
+	Oid			types[1] = {TEXTOID};
+	Oid			saved_user;
+	int			saved_context;
+	int			guc_level;
+	char	   *sql;
+	bool		isnull = true;
+	Datum		result = (Datum) 0;
+
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to evaluate a condition as role \"%s\"",
+						GetUserNameFromId(owner, false))));
+
+	/* conditions were checked when added; check again, they are pasted */
+	check_rule_is_expression(condition, "step condition");
+	sql = psprintf("SELECT (%s)::pg_catalog.bool FROM post_purchase.customer_metrics c "
+				   "WHERE c.customer_id OPERATOR(pg_catalog.=) $1", condition);
+
+	/*
+	 * An error unwinds both the user switch and the GUC level through the
+	 * (sub)transaction abort, so they are only restored by hand on success.
+	 */
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, types, &customer, NULL, true, 2) != SPI_OK_SELECT)
+		elog(ERROR, "could not evaluate the step condition");
+	if (SPI_processed == 1)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_finish();
+
+	AtEOXact_GUC(true, guc_level);
+	SetUserIdAndSecContext(saved_user, saved_context);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}

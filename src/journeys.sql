@@ -1,0 +1,834 @@
+-- Journeys: a marketer's post-purchase program as rows.  A journey has a
+-- trigger that enrolls customers and ordered steps that fire at the
+-- enrollment's anchor time plus each step's delay.  Orders enroll in their
+-- own transaction (the order trigger), segment changes through triggers on
+-- segment_memberships, the passage of time through enroll_due(); the
+-- background workers (worker.c) drain due steps with fire_due_steps(), which
+-- writes each fired step to the outbox exactly once per (enrollment, step).
+
+INSERT INTO post_purchase.settings VALUES
+	('frequency_cap_messages', '3', 'at most this many messages per customer and channel in frequency_cap_window, across all journeys (0: no cap)'),
+	('frequency_cap_window', '7 days', 'the window of the frequency cap'),
+	('quiet_hours_start', '21:00', 'no message on a quiet_hours_channels channel from this local time of the customer ...'),
+	('quiet_hours_end', '08:00', '... until this one; the message waits for the end, it is not dropped (equal times: no quiet hours)'),
+	('quiet_hours_channels', 'sms,push', 'the channels that keep quiet hours, comma-separated'),
+	('channel_fallback', 'email,push,sms', 'for steps on channel ''preferred'': the channels tried, in order, when the customer has no preferred opted-in one'),
+	('consent_exempt_channels', 'webhook', 'channels that need no opt-in (internal systems), comma-separated'),
+	('attribution_window', '7 days', 'journey_stats: an order this soon after a step counts as its conversion'),
+	('enroll_due_interval', '1 minute', 'enroll_due() sweeps for lapsed, anniversary and replenishment enrollments at most this often');
+
+-- How to reach a customer, and whether they agreed to it.
+CREATE TABLE post_purchase.customer_channels (
+	customer_id text NOT NULL,
+	channel text NOT NULL CHECK (channel ~ '^[a-z][a-z0-9_]*$' AND channel <> 'preferred'),
+	address text,
+	opted_in boolean NOT NULL,
+	preferred boolean NOT NULL DEFAULT false,
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (customer_id, channel)
+);
+CREATE UNIQUE INDEX customer_channels_one_preferred ON post_purchase.customer_channels (customer_id) WHERE preferred;
+COMMENT ON TABLE post_purchase.customer_channels IS
+	'per customer and channel: the address and the consent (opted_in); at most one preferred channel';
+
+CREATE TABLE post_purchase.customer_profiles (
+	customer_id text PRIMARY KEY,
+	time_zone text NOT NULL CHECK (pg_catalog.now() AT TIME ZONE time_zone IS NOT NULL)
+);
+COMMENT ON TABLE post_purchase.customer_profiles IS
+	'per customer: the time zone quiet hours are kept in (else the shop''s time_zone setting)';
+
+CREATE TABLE post_purchase.journeys (
+	name text PRIMARY KEY CHECK (name <> '' AND length(name) <= 100),
+	trigger text NOT NULL CHECK (trigger IN ('first_order', 'every_order', 'nth_order', 'segment_entered',
+											 'segment_exited', 'replenishment_due', 'lapsed', 'anniversary')),
+	segment text REFERENCES post_purchase.segments ON UPDATE CASCADE,
+	nth_order integer CHECK (nth_order >= 1),
+	lapsed_days integer CHECK (lapsed_days >= 1),
+	lead_time interval CHECK (lead_time >= interval '0'),
+	exit_on_purchase boolean NOT NULL,
+	reentry text NOT NULL CHECK (reentry IN ('once', 'every_time', 'after_interval')),
+	reentry_interval interval CHECK (reentry_interval > interval '0'),
+	holdout_percent numeric NOT NULL CHECK (holdout_percent >= 0 AND holdout_percent <= 100),
+	variants jsonb,
+	enabled boolean NOT NULL DEFAULT false,
+	enabled_at timestamptz,
+	owner regrole NOT NULL DEFAULT current_user::regrole,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CHECK ((trigger IN ('segment_entered', 'segment_exited')) = (segment IS NOT NULL)),
+	CHECK ((trigger = 'nth_order') = (nth_order IS NOT NULL)),
+	CHECK ((trigger = 'lapsed') = (lapsed_days IS NOT NULL)),
+	CHECK ((trigger = 'replenishment_due') = (lead_time IS NOT NULL)),
+	CHECK ((reentry = 'after_interval') = (reentry_interval IS NOT NULL))
+);
+COMMENT ON TABLE post_purchase.journeys IS
+	'journeys: what enrolls a customer (trigger), the guards, holdout and A/B variants; steps in journey_steps';
+
+CREATE TABLE post_purchase.journey_steps (
+	journey text NOT NULL REFERENCES post_purchase.journeys ON DELETE CASCADE ON UPDATE CASCADE,
+	step text NOT NULL CHECK (step <> '' AND length(step) <= 100),
+	position integer NOT NULL,
+	delay interval NOT NULL,
+	channel text NOT NULL CHECK (channel ~ '^[a-z][a-z0-9_]*$'),
+	message_type text NOT NULL CHECK (message_type <> ''),
+	condition text,
+	segment text REFERENCES post_purchase.segments ON UPDATE CASCADE,
+	payload jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(payload) = 'object'),
+	variant_payloads jsonb CHECK (pg_catalog.jsonb_typeof(variant_payloads) = 'object'),
+	PRIMARY KEY (journey, step),
+	UNIQUE (journey, position)
+);
+COMMENT ON TABLE post_purchase.journey_steps IS
+	'the steps of each journey, fired in position order at the enrollment''s anchor time plus delay';
+
+CREATE TABLE post_purchase.enrollments (
+	enrollment_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	journey text NOT NULL REFERENCES post_purchase.journeys ON DELETE CASCADE ON UPDATE CASCADE,
+	customer_id text NOT NULL,
+	enrolled_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	anchor_at timestamptz NOT NULL,
+	context jsonb NOT NULL DEFAULT '{}',
+	holdout boolean NOT NULL,
+	variant text,
+	status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'completed', 'exited')),
+	next_position integer,
+	next_fire_at timestamptz,
+	ended_at timestamptz,
+	end_reason text,
+	CHECK ((status = 'active') = (next_fire_at IS NOT NULL))
+);
+-- the workers' queue: the due steps, in fire time order
+CREATE INDEX enrollments_due ON post_purchase.enrollments (next_fire_at) WHERE status = 'active';
+-- one active enrollment per customer and journey
+CREATE UNIQUE INDEX enrollments_active ON post_purchase.enrollments (customer_id, journey) WHERE status = 'active';
+CREATE INDEX enrollments_customer ON post_purchase.enrollments (journey, customer_id, enrolled_at);
+COMMENT ON TABLE post_purchase.enrollments IS
+	'one customer''s way through a journey: the next step and when it fires; context holds the order or product that enrolled';
+
+-- What became of every step of every enrollment: fired (with its outbox
+-- message) or suppressed (with the reason).  The primary key is the second
+-- half of exactly-once: a step is decided once.
+CREATE TABLE post_purchase.step_outcomes (
+	enrollment_id bigint NOT NULL REFERENCES post_purchase.enrollments ON DELETE CASCADE,
+	step text NOT NULL,
+	journey text NOT NULL,
+	customer_id text NOT NULL,
+	variant text,
+	holdout boolean NOT NULL,
+	outcome text NOT NULL CHECK (outcome IN ('fired', 'suppressed')),
+	reason text CHECK ((outcome = 'suppressed') = (reason IS NOT NULL)),
+	detail text,
+	channel text,
+	outbox_id uuid,
+	decided_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (enrollment_id, step)
+);
+-- the frequency cap counts a customer's recent messages per channel
+CREATE INDEX step_outcomes_fired ON post_purchase.step_outcomes (customer_id, channel, decided_at)
+	WHERE outcome = 'fired';
+CREATE INDEX step_outcomes_journey ON post_purchase.step_outcomes (journey, step);
+COMMENT ON TABLE post_purchase.step_outcomes IS
+	'each decided step: fired into the outbox, or suppressed with a reason (holdout, condition, condition_error, segment, no_consent, frequency_cap)';
+
+-- When enroll_due() last swept, so the workers may call it every loop.
+CREATE TABLE post_purchase.enrollment_sweeps (
+	swept_at timestamptz NOT NULL
+);
+INSERT INTO post_purchase.enrollment_sweeps VALUES ('-infinity');
+
+-- A value from 0 to 9999, the same for the same key every time: holdout and
+-- variant assignment must not change when a step is retried.
+CREATE FUNCTION post_purchase.stable_bucket(key text, seed bigint) RETURNS integer
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	AS $$SELECT ((pg_catalog.hashtextextended(key, seed) OPERATOR(pg_catalog.%) 10000)
+				 OPERATOR(pg_catalog.+) 10000)::integer OPERATOR(pg_catalog.%) 10000$$;
+
+CREATE FUNCTION post_purchase.in_holdout(journey text, customer_id text, holdout_percent numeric)
+	RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	AS $$SELECT post_purchase.stable_bucket(journey OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) customer_id, 1)
+				OPERATOR(pg_catalog.<) (holdout_percent OPERATOR(pg_catalog.*) 100)$$;
+
+-- The variant for a customer: variants is {"name": weight, ...}; buckets
+-- are handed out by weight, in name order.
+CREATE FUNCTION post_purchase.pick_variant(journey text, customer_id text, variants jsonb) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	total numeric;
+	point numeric;
+	v record;
+BEGIN
+	IF variants IS NULL THEN
+		RETURN NULL;
+	END IF;
+	SELECT sum(w.value::numeric) INTO total FROM jsonb_each_text(variants) w;
+	point := post_purchase.stable_bucket(journey || '/' || customer_id, 2) * total / 10000;
+	FOR v IN SELECT w.key, w.value::numeric AS weight FROM jsonb_each_text(variants) w ORDER BY w.key LOOP
+		point := point - v.weight;
+		IF point < 0 THEN
+			RETURN v.key;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION post_purchase.check_variants(variants jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF variants IS NULL THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(variants) <> 'object' OR variants = '{}'
+	   OR EXISTS (SELECT FROM jsonb_each(variants) w
+				  WHERE jsonb_typeof(w.value) <> 'number' OR w.value::text::numeric <= 0) THEN
+		RAISE EXCEPTION 'invalid variants: %', variants
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give variants as a JSON object of names and positive weights, like {"A": 50, "B": 50}.';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_variants(jsonb) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.create_journey(name text, trigger text,
+											 segment text DEFAULT NULL,
+											 nth_order integer DEFAULT NULL,
+											 lapsed_days integer DEFAULT NULL,
+											 lead_time interval DEFAULT NULL,
+											 exit_on_purchase boolean DEFAULT NULL,
+											 reentry text DEFAULT 'every_time',
+											 reentry_interval interval DEFAULT NULL,
+											 holdout_percent numeric DEFAULT 0,
+											 variants jsonb DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF name IS NULL OR trigger IS NULL THEN
+		RAISE EXCEPTION 'a journey needs a name and a trigger' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF EXISTS (SELECT FROM post_purchase.journeys j WHERE j.name = create_journey.name) THEN
+		RAISE EXCEPTION 'journey "%" already exists', name USING ERRCODE = 'duplicate_object';
+	END IF;
+	IF trigger NOT IN ('first_order', 'every_order', 'nth_order', 'segment_entered', 'segment_exited',
+					   'replenishment_due', 'lapsed', 'anniversary') THEN
+		RAISE EXCEPTION 'unknown journey trigger "%"', trigger
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use first_order, every_order, nth_order, segment_entered, segment_exited, replenishment_due, lapsed or anniversary.';
+	END IF;
+	IF (trigger IN ('segment_entered', 'segment_exited')) <> (segment IS NOT NULL)
+	   OR (trigger = 'nth_order') <> (nth_order IS NOT NULL)
+	   OR (trigger = 'lapsed') <> (lapsed_days IS NOT NULL)
+	   OR (trigger = 'replenishment_due') <> (lead_time IS NOT NULL) THEN
+		RAISE EXCEPTION 'trigger % takes %', trigger,
+			CASE WHEN trigger IN ('segment_entered', 'segment_exited') THEN 'segment => name, and no other trigger argument'
+				 WHEN trigger = 'nth_order' THEN 'nth_order => n, and no other trigger argument'
+				 WHEN trigger = 'lapsed' THEN 'lapsed_days => n, and no other trigger argument'
+				 WHEN trigger = 'replenishment_due' THEN 'lead_time => interval, and no other trigger argument'
+				 ELSE 'no trigger argument' END
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF segment IS NOT NULL AND NOT EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = segment) THEN
+		RAISE EXCEPTION 'segment "%" does not exist', segment USING ERRCODE = 'undefined_object';
+	END IF;
+	IF reentry IS NULL OR reentry NOT IN ('once', 'every_time', 'after_interval')
+	   OR (reentry = 'after_interval') <> (reentry_interval IS NOT NULL) THEN
+		RAISE EXCEPTION 'invalid re-entry policy %', coalesce(reentry, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use once, every_time, or after_interval with reentry_interval => interval.';
+	END IF;
+	PERFORM post_purchase.check_variants(variants);
+	INSERT INTO post_purchase.journeys (name, trigger, segment, nth_order, lapsed_days, lead_time,
+										exit_on_purchase, reentry, reentry_interval, holdout_percent, variants)
+	VALUES (name, trigger, segment, nth_order, lapsed_days, lead_time,
+			-- a purchase is what win-back and replenishment journeys wait for
+			coalesce(exit_on_purchase, trigger IN ('lapsed', 'replenishment_due')),
+			reentry, reentry_interval, coalesce(holdout_percent, 0), variants);
+END
+$$;
+COMMENT ON FUNCTION post_purchase.create_journey(text, text, text, integer, integer, interval, boolean, text, interval, numeric, jsonb) IS
+	'create a disabled journey; add steps with add_step() and start it with enable_journey()';
+REVOKE ALL ON FUNCTION post_purchase.create_journey(text, text, text, integer, integer, interval, boolean, text, interval, numeric, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.add_step(journey text, step text, delay interval, channel text, message_type text,
+									   condition text DEFAULT NULL,
+									   payload jsonb DEFAULT '{}',
+									   segment text DEFAULT NULL,
+									   variant_payloads jsonb DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	last post_purchase.journey_steps;
+BEGIN
+	IF step IS NULL OR delay IS NULL OR channel IS NULL OR message_type IS NULL THEN
+		RAISE EXCEPTION 'a step needs a name, a delay, a channel and a message type'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM FROM post_purchase.journeys j WHERE j.name = add_step.journey FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'journey "%" does not exist', journey USING ERRCODE = 'undefined_object';
+	END IF;
+	IF EXISTS (SELECT FROM post_purchase.journey_steps s WHERE s.journey = add_step.journey AND s.step = add_step.step) THEN
+		RAISE EXCEPTION 'journey "%" already has a step "%"', journey, step USING ERRCODE = 'duplicate_object';
+	END IF;
+	SELECT * INTO last FROM post_purchase.journey_steps s WHERE s.journey = add_step.journey
+	ORDER BY s.position DESC LIMIT 1;
+	IF FOUND AND delay < last.delay THEN
+		RAISE EXCEPTION 'step "%" would fire before step "%"', step, last.step
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Its delay %s is shorter than the previous step''s %s.', delay, last.delay),
+				  HINT = 'Steps fire in the order they are added: add them in order of their delays.';
+	END IF;
+	IF channel !~ '^[a-z][a-z0-9_]*$' THEN
+		RAISE EXCEPTION 'invalid channel name "%"', channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A channel is a lower-case name such as email, sms, push or webhook, or "preferred".';
+	END IF;
+	IF segment IS NOT NULL AND NOT EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = segment) THEN
+		RAISE EXCEPTION 'segment "%" does not exist', segment USING ERRCODE = 'undefined_object';
+	END IF;
+	IF payload IS NULL OR jsonb_typeof(payload) <> 'object'
+	   OR (variant_payloads IS NOT NULL AND (jsonb_typeof(variant_payloads) <> 'object'
+			OR EXISTS (SELECT FROM jsonb_each(variant_payloads) v WHERE jsonb_typeof(v.value) <> 'object'))) THEN
+		RAISE EXCEPTION 'a payload template must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'variant_payloads maps variant names to objects merged over the payload.';
+	END IF;
+	IF condition IS NOT NULL THEN
+		-- the same checks as a segment rule: one boolean expression over customer_metrics
+		PERFORM post_purchase.check_segment_rule(condition, 'step condition');
+	END IF;
+	INSERT INTO post_purchase.journey_steps
+	VALUES (journey, step, coalesce(last.position, 0) + 1, delay, channel, message_type, condition, segment,
+			payload, variant_payloads);
+END
+$$;
+COMMENT ON FUNCTION post_purchase.add_step(text, text, interval, text, text, text, jsonb, text, jsonb) IS
+	'append a step to a journey: it fires delay after the enrollment''s anchor, if its condition and segment hold';
+REVOKE ALL ON FUNCTION post_purchase.add_step(text, text, interval, text, text, text, jsonb, text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.set_journey_enabled(name text, enabled boolean) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	UPDATE post_purchase.journeys j
+	SET enabled = set_journey_enabled.enabled,
+		enabled_at = CASE WHEN set_journey_enabled.enabled AND NOT j.enabled THEN now() ELSE j.enabled_at END
+	WHERE j.name = set_journey_enabled.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'journey "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF enabled AND NOT EXISTS (SELECT FROM post_purchase.journey_steps s WHERE s.journey = set_journey_enabled.name) THEN
+		RAISE EXCEPTION 'journey "%" has no steps', name
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Add steps with post_purchase.add_step().';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.set_journey_enabled(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.enable_journey(name text) RETURNS void
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp
+	AS $$SELECT post_purchase.set_journey_enabled(name, true)$$;
+COMMENT ON FUNCTION post_purchase.enable_journey(text) IS
+	'start enrolling customers; enrollments of a disabled journey wait, and go on when it is enabled again';
+REVOKE ALL ON FUNCTION post_purchase.enable_journey(text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.disable_journey(name text) RETURNS void
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp
+	AS $$SELECT post_purchase.set_journey_enabled(name, false)$$;
+COMMENT ON FUNCTION post_purchase.disable_journey(text) IS 'stop enrolling and firing; pending steps wait';
+REVOKE ALL ON FUNCTION post_purchase.disable_journey(text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.drop_journey(name text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.journeys j WHERE j.name = drop_journey.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'journey "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.drop_journey(text) IS
+	'drop a journey with its steps, enrollments and outcomes (messages already in the outbox stay)';
+REVOKE ALL ON FUNCTION post_purchase.drop_journey(text) FROM PUBLIC;
+
+-- The customers an enrollment call admits into journey j: one per customer
+-- (the earliest anchor), if the re-entry policy lets them in.
+CREATE FUNCTION post_purchase.admitted(j post_purchase.journeys, customers text[], anchors timestamptz[],
+									   contexts jsonb[])
+	RETURNS TABLE (customer_id text, anchor_at timestamptz, context jsonb)
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT DISTINCT ON (c.customer_id) c.customer_id, c.anchor_at, coalesce(c.context, '{}')
+	FROM unnest(customers, anchors, contexts) c(customer_id, anchor_at, context)
+	WHERE c.customer_id IS NOT NULL AND c.anchor_at IS NOT NULL
+	  AND CASE j.reentry
+			WHEN 'once' THEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
+										 WHERE e.journey = j.name AND e.customer_id = c.customer_id)
+			WHEN 'after_interval' THEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
+												   WHERE e.journey = j.name AND e.customer_id = c.customer_id
+													 AND e.enrolled_at > now() - j.reentry_interval)
+			ELSE true END
+	ORDER BY c.customer_id, c.anchor_at
+$$;
+REVOKE ALL ON FUNCTION post_purchase.admitted(post_purchase.journeys, text[], timestamptz[], jsonb[]) FROM PUBLIC;
+
+-- Enroll customers in an enabled journey, each at an anchor time (the
+-- steps' delays count from it), with a context the payloads can use.  The
+-- re-entry policy decides who may enter again; a new enrollment replaces an
+-- active one.  Returns how many entered.
+CREATE FUNCTION post_purchase.enroll(journey text, customers text[], anchors timestamptz[], contexts jsonb[])
+	RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j post_purchase.journeys;
+	first post_purchase.journey_steps;
+	entered integer;
+	due_now boolean;
+BEGIN
+	SELECT * INTO j FROM post_purchase.journeys x WHERE x.name = enroll.journey AND x.enabled;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	SELECT * INTO first FROM post_purchase.journey_steps s WHERE s.journey = j.name ORDER BY s.position LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+
+	-- two statements: one would check the new row against the old one's
+	-- entry in the one-active-enrollment index before the old one ended
+	UPDATE post_purchase.enrollments e
+	SET status = 'exited', ended_at = now(), end_reason = 'reentered', next_position = NULL, next_fire_at = NULL
+	FROM post_purchase.admitted(j, customers, anchors, contexts) c
+	WHERE e.journey = j.name AND e.customer_id = c.customer_id AND e.status = 'active';
+
+	INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, context, holdout, variant,
+										   next_position, next_fire_at)
+	SELECT j.name, c.customer_id, c.anchor_at, c.context,
+		   post_purchase.in_holdout(j.name, c.customer_id, j.holdout_percent),
+		   post_purchase.pick_variant(j.name, c.customer_id, j.variants),
+		   first.position, c.anchor_at + first.delay
+	FROM post_purchase.admitted(j, customers, anchors, contexts) c;
+	GET DIAGNOSTICS entered = ROW_COUNT;
+
+	-- a step due now reaches the outbox right after this transaction commits
+	SELECT bool_or(a + first.delay <= now()) INTO due_now FROM unnest(anchors) a;
+	IF entered > 0 AND due_now THEN
+		PERFORM post_purchase.wake_workers();
+	END IF;
+	RETURN entered;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.enroll(text, text[], timestamptz[], jsonb[]) IS
+	'enroll customers in an enabled journey at anchor times (step delays count from them); used by the triggers and enroll_due()';
+REVOKE ALL ON FUNCTION post_purchase.enroll(text, text[], timestamptz[], jsonb[]) FROM PUBLIC;
+
+-- An order was inserted (the order trigger, in the order's transaction): a
+-- purchase ends the enrollments that wait for one, then the order journeys
+-- enroll the customer.  orders is the customer's order count with it.
+CREATE FUNCTION post_purchase.enroll_for_order(customer text, orders bigint, order_row jsonb)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j record;
+BEGIN
+	UPDATE post_purchase.enrollments e
+	SET status = 'exited', ended_at = now(), end_reason = 'purchased', next_position = NULL, next_fire_at = NULL
+	FROM post_purchase.journeys x
+	WHERE e.customer_id = customer AND e.status = 'active' AND x.name = e.journey AND x.exit_on_purchase;
+
+	FOR j IN SELECT x.name FROM post_purchase.journeys x
+			 WHERE x.enabled
+			   AND (x.trigger = 'every_order' OR (x.trigger = 'first_order' AND orders = 1)
+					OR (x.trigger = 'nth_order' AND x.nth_order = orders))
+			 ORDER BY x.name LOOP
+		PERFORM post_purchase.enroll(j.name, ARRAY[customer], ARRAY[now()],
+									 ARRAY[jsonb_build_object('order', order_row)]);
+	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb) FROM PUBLIC;
+
+-- Segment entries and exits enroll the segment journeys: statement triggers
+-- on the membership history, so refresh_segments() enrolls set-based.
+CREATE FUNCTION post_purchase.enroll_segment_changes() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j record;
+	wanted text := CASE TG_OP WHEN 'INSERT' THEN 'segment_entered' ELSE 'segment_exited' END;
+BEGIN
+	FOR j IN SELECT x.name, x.segment FROM post_purchase.journeys x
+			 WHERE x.enabled AND x.trigger = wanted ORDER BY x.name LOOP
+		PERFORM post_purchase.enroll(j.name, array_agg(m.customer_id),
+									 array_agg(coalesce(m.exited_at, m.entered_at)),
+									 array_agg(jsonb_build_object('segment', m.segment)))
+		FROM changed m
+		WHERE m.segment = j.segment AND (TG_OP = 'INSERT') = (m.exited_at IS NULL)
+		HAVING count(*) > 0;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.enroll_segment_changes() FROM PUBLIC;
+CREATE TRIGGER enroll_on_segment_entry AFTER INSERT ON post_purchase.segment_memberships
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+CREATE TRIGGER enroll_on_segment_exit AFTER UPDATE ON post_purchase.segment_memberships
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+
+-- The journeys time triggers: customers who lapsed, whose first order has an
+-- anniversary today, or whose product runs out within the lead time.  Only
+-- what happened since the journey was enabled enrolls: enabling a win-back
+-- journey does not message every customer who lapsed years ago.  Sweeps run
+-- at most every enroll_due_interval; returns the enrollments made.
+CREATE FUNCTION post_purchase.enroll_due() RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j post_purchase.journeys;
+	entered integer := 0;
+	today date := (now() AT TIME ZONE post_purchase.setting('time_zone'))::date;
+BEGIN
+	UPDATE post_purchase.enrollment_sweeps s SET swept_at = now()
+	WHERE s.swept_at <= now() - post_purchase.setting('enroll_due_interval')::interval;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	FOR j IN SELECT * FROM post_purchase.journeys x
+			 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due') ORDER BY x.name LOOP
+		IF j.trigger = 'lapsed' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id),
+											array_agg(s.last_order_at + make_interval(days => j.lapsed_days)),
+											array_agg(jsonb_build_object('last_order_at', s.last_order_at)))
+				FROM post_purchase.customer_state s
+				WHERE s.last_order_at + make_interval(days => j.lapsed_days) <= now()
+				  AND s.last_order_at + make_interval(days => j.lapsed_days) > j.enabled_at
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND e.anchor_at >= s.last_order_at + make_interval(days => j.lapsed_days))
+				HAVING count(*) > 0), 0);
+		ELSIF j.trigger = 'anniversary' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
+											array_agg(jsonb_build_object('years', y.years, 'first_order_at', s.first_order_at)))
+				FROM post_purchase.customer_state s
+				CROSS JOIN LATERAL (SELECT (extract(year FROM today) - extract(year FROM s.first_day))::integer AS years) y
+				WHERE y.years >= 1 AND (s.first_day + make_interval(years => y.years))::date = today
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND (e.enrolled_at AT TIME ZONE post_purchase.setting('time_zone'))::date = today)
+				HAVING count(*) > 0), 0);
+		ELSE
+			-- one enrollment per customer, for the product due first
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(r.customer_id), array_agg(r.next_due - j.lead_time),
+											array_agg(jsonb_build_object('product_id', r.product_id, 'due_at', r.next_due,
+																		 'last_purchase', r.last_purchase)))
+				FROM (SELECT DISTINCT ON (p.customer_id) p.*
+					  FROM post_purchase.customer_product_replenishment p
+					  WHERE p.next_due - j.lead_time <= now() AND p.next_due - j.lead_time > j.enabled_at
+					  ORDER BY p.customer_id, p.next_due) r
+				WHERE NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = r.customer_id
+									AND e.anchor_at >= r.next_due - j.lead_time)
+				HAVING count(*) > 0), 0);
+		END IF;
+	END LOOP;
+	RETURN entered;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.enroll_due() IS
+	'enroll customers in the lapsed, anniversary and replenishment_due journeys; the workers call it';
+REVOKE ALL ON FUNCTION post_purchase.enroll_due() FROM PUBLIC;
+
+-- Whether a user-written condition holds for a customer, evaluated as the
+-- journey's owner with search_path locked down (src/journeys.c).
+CREATE FUNCTION post_purchase.evaluate_condition(owner regrole, condition text, customer_id text)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION post_purchase.evaluate_condition(regrole, text, text) FROM PUBLIC;
+
+-- A payload template with its {{placeholders}} filled from the context:
+-- a string that is exactly one placeholder takes the value with its JSON
+-- type, placeholders inside longer strings are replaced by text; a path
+-- with dots walks into objects ({{customer.clv_12m}}).  Unknown: null / ''.
+CREATE FUNCTION post_purchase.render_payload(template jsonb, context jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	s text;
+	whole text[];
+	m text[];
+	result text := '';
+BEGIN
+	CASE jsonb_typeof(template)
+	WHEN 'object' THEN
+		RETURN coalesce((SELECT jsonb_object_agg(e.key, post_purchase.render_payload(e.value, context))
+						 FROM jsonb_each(template) e), '{}');
+	WHEN 'array' THEN
+		RETURN coalesce((SELECT jsonb_agg(post_purchase.render_payload(e.value, context) ORDER BY e.n)
+						 FROM jsonb_array_elements(template) WITH ORDINALITY e(value, n)), '[]');
+	WHEN 'string' THEN
+		s := template #>> '{}';
+		whole := regexp_match(s, '^\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}$');
+		IF whole IS NOT NULL THEN
+			RETURN coalesce(context #> string_to_array(whole[1], '.'), 'null');
+		END IF;
+		IF position('{{' IN s) = 0 THEN
+			RETURN template;
+		END IF;
+		LOOP
+			m := regexp_match(s, '^(.*?)\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}(.*)$');
+			EXIT WHEN m IS NULL;
+			result := result || m[1] || coalesce(context #>> string_to_array(m[2], '.'), '');
+			s := m[3];
+		END LOOP;
+		RETURN to_jsonb(result || s);
+	ELSE
+		RETURN template;
+	END CASE;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.render_payload(jsonb, jsonb) IS
+	'fill a payload template''s {{placeholders}} from a context object';
+
+-- The channel a step goes out on for a customer, with the address, or no
+-- row when the customer gave no consent for it.  'preferred' means the
+-- customer's preferred opted-in channel, else the channel_fallback order.
+CREATE FUNCTION post_purchase.resolve_channel(customer text, wanted text, OUT channel text, OUT address text)
+	RETURNS SETOF record
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH exempt AS (SELECT btrim(x) AS channel
+					FROM unnest(string_to_array(post_purchase.setting('consent_exempt_channels'), ',')) x),
+		 fallback AS (SELECT btrim(x) AS channel, n
+					  FROM unnest(string_to_array(post_purchase.setting('channel_fallback'), ',')) WITH ORDINALITY f(x, n))
+	SELECT c.channel, c.address FROM (
+		SELECT c.channel, c.address, 0 AS rank
+		FROM post_purchase.customer_channels c
+		WHERE wanted <> 'preferred' AND c.customer_id = customer AND c.channel = wanted AND c.opted_in
+		UNION ALL
+		SELECT wanted, (SELECT c.address FROM post_purchase.customer_channels c
+						WHERE c.customer_id = customer AND c.channel = wanted), 1
+		WHERE wanted IN (SELECT e.channel FROM exempt e)
+		UNION ALL
+		SELECT c.channel, c.address, CASE WHEN c.preferred THEN 0 ELSE 1 + f.n END
+		FROM post_purchase.customer_channels c
+		LEFT JOIN fallback f ON f.channel = c.channel
+		WHERE wanted = 'preferred' AND c.customer_id = customer AND c.opted_in
+		  AND (c.preferred OR f.channel IS NOT NULL)) c
+	ORDER BY c.rank LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION post_purchase.resolve_channel(text, text) FROM PUBLIC;
+
+-- When a message on this channel may go to the customer: now, or the end
+-- of the customer's quiet hours (in their time zone) if now is inside them.
+CREATE FUNCTION post_purchase.quiet_hours_end(customer text, channel text, at timestamptz) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	zone text := coalesce((SELECT p.time_zone FROM post_purchase.customer_profiles p WHERE p.customer_id = customer),
+						  post_purchase.setting('time_zone'));
+	quiet_from time := post_purchase.setting('quiet_hours_start')::time;
+	quiet_until time := post_purchase.setting('quiet_hours_end')::time;
+	local timestamp := at AT TIME ZONE zone;
+	t time := local::time;
+BEGIN
+	IF quiet_from = quiet_until OR channel <> ALL (SELECT btrim(x) FROM unnest(string_to_array(
+			post_purchase.setting('quiet_hours_channels'), ',')) x) THEN
+		RETURN at;
+	END IF;
+	IF quiet_from < quiet_until THEN
+		IF t >= quiet_from AND t < quiet_until THEN
+			RETURN (local::date + quiet_until) AT TIME ZONE zone;
+		END IF;
+	ELSIF t >= quiet_from THEN			-- overnight window, evening part
+		RETURN (local::date + 1 + quiet_until) AT TIME ZONE zone;
+	ELSIF t < quiet_until THEN			-- overnight window, morning part
+		RETURN (local::date + quiet_until) AT TIME ZONE zone;
+	END IF;
+	RETURN at;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.quiet_hours_end(text, text, timestamptz) FROM PUBLIC;
+
+-- Decide one claimed step of an enrollment (fire_due_steps holds its row
+-- lock): suppress it with a reason, defer it past quiet hours, or write its
+-- message to the outbox; then move the enrollment to its next step.  The
+-- outbox row, the outcome and the move commit together, so a crash before
+-- the commit leaves the step due and it fires again, once.
+CREATE FUNCTION post_purchase.fire_step(enrollment_id bigint) RETURNS text
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	e post_purchase.enrollments;
+	j post_purchase.journeys;
+	s post_purchase.journey_steps;
+	next_step post_purchase.journey_steps;
+	reason text;
+	detail text;
+	ch record;
+	holds boolean;
+	context jsonb;
+	message uuid;
+	send_at timestamptz;
+	cap integer := coalesce(nullif(post_purchase.setting('frequency_cap_messages'), ''), '0')::integer;
+BEGIN
+	SELECT * INTO e FROM post_purchase.enrollments x WHERE x.enrollment_id = fire_step.enrollment_id;
+	SELECT * INTO j FROM post_purchase.journeys x WHERE x.name = e.journey;
+	SELECT * INTO s FROM post_purchase.journey_steps x WHERE x.journey = e.journey AND x.position = e.next_position;
+
+	IF e.holdout THEN
+		reason := 'holdout';
+	ELSIF s.segment IS NOT NULL AND NOT post_purchase.in_segment(e.customer_id, s.segment) THEN
+		reason := 'segment';
+	ELSIF s.condition IS NOT NULL THEN
+		BEGIN
+			holds := post_purchase.evaluate_condition(j.owner, s.condition, e.customer_id);
+			IF holds IS NOT TRUE THEN
+				reason := 'condition';
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			-- the marketer's SQL failed: the step is suppressed, with the error
+			reason := 'condition_error';
+			detail := SQLERRM;
+		END;
+	END IF;
+
+	IF reason IS NULL THEN
+		SELECT * INTO ch FROM post_purchase.resolve_channel(e.customer_id, s.channel);
+		IF NOT FOUND THEN
+			reason := 'no_consent';
+		ELSIF cap > 0 AND (SELECT count(*) FROM post_purchase.step_outcomes o
+						   WHERE o.customer_id = e.customer_id AND o.channel = ch.channel AND o.outcome = 'fired'
+							 AND o.decided_at > now() - post_purchase.setting('frequency_cap_window')::interval) >= cap THEN
+			reason := 'frequency_cap';
+		ELSE
+			send_at := post_purchase.quiet_hours_end(e.customer_id, ch.channel, now());
+			IF send_at > now() THEN
+				UPDATE post_purchase.enrollments x SET next_fire_at = send_at
+				WHERE x.enrollment_id = e.enrollment_id;
+				RETURN 'deferred';
+			END IF;
+		END IF;
+	END IF;
+
+	IF reason IS NULL THEN
+		context := jsonb_build_object(
+			'customer', (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = e.customer_id),
+			'customer_id', e.customer_id, 'journey', j.name, 'step', s.step, 'variant', e.variant,
+			'channel', ch.channel, 'address', ch.address, 'enrollment_id', e.enrollment_id,
+			'enrolled_at', e.enrolled_at) || e.context;
+		INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, address, journey, step, variant,
+										  enrollment_id)
+		VALUES (e.customer_id, s.message_type,
+				post_purchase.render_payload(s.payload || coalesce(s.variant_payloads -> e.variant, '{}'), context),
+				ch.channel, ch.address, j.name, s.step, e.variant, e.enrollment_id)
+		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
+		RETURNING id INTO message;
+	END IF;
+	INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
+											 outcome, reason, detail, channel, outbox_id)
+	VALUES (e.enrollment_id, s.step, j.name, e.customer_id, e.variant, e.holdout,
+			CASE WHEN reason IS NULL THEN 'fired' ELSE 'suppressed' END, reason, detail, ch.channel, message)
+	ON CONFLICT DO NOTHING;
+
+	SELECT * INTO next_step FROM post_purchase.journey_steps x
+	WHERE x.journey = e.journey AND x.position > e.next_position ORDER BY x.position LIMIT 1;
+	IF FOUND THEN
+		UPDATE post_purchase.enrollments x
+		SET next_position = next_step.position, next_fire_at = e.anchor_at + next_step.delay
+		WHERE x.enrollment_id = e.enrollment_id;
+	ELSE
+		UPDATE post_purchase.enrollments x
+		SET status = 'completed', ended_at = now(), end_reason = 'completed', next_position = NULL, next_fire_at = NULL
+		WHERE x.enrollment_id = e.enrollment_id;
+	END IF;
+	RETURN coalesce(reason, 'fired');
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.fire_step(bigint) FROM PUBLIC;
+
+-- Claim up to batch_size due steps and decide each (the workers' unit of
+-- work; callable by hand).  SKIP LOCKED lets workers share the queue; the
+-- share lock on the journey makes disable_journey() wait for batches in
+-- flight, after which no step of it fires.  Returns the steps decided.
+CREATE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	e record;
+	decided integer := 0;
+BEGIN
+	IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
+		RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', coalesce(batch_size::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR e IN SELECT x.enrollment_id
+			 FROM post_purchase.enrollments x
+			 JOIN post_purchase.journeys j ON j.name = x.journey
+			 WHERE x.status = 'active' AND x.next_fire_at <= now() AND j.enabled
+			 ORDER BY x.next_fire_at
+			 LIMIT batch_size
+			 FOR UPDATE OF x SKIP LOCKED
+			 FOR SHARE OF j SKIP LOCKED LOOP
+		PERFORM post_purchase.fire_step(e.enrollment_id);
+		decided := decided + 1;
+	END LOOP;
+	RETURN decided;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.fire_due_steps(integer) IS
+	'decide up to batch_size due journey steps: fire them into the outbox or record why not; the workers call it';
+REVOKE ALL ON FUNCTION post_purchase.fire_due_steps(integer) FROM PUBLIC;
+
+-- When the next step is due, for the workers' sleep.
+CREATE FUNCTION post_purchase.next_due_at() RETURNS timestamptz
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT x.next_fire_at FROM post_purchase.enrollments x
+	WHERE x.status = 'active'
+	  AND EXISTS (SELECT FROM post_purchase.journeys j WHERE j.name = x.journey AND j.enabled)
+	ORDER BY x.next_fire_at LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION post_purchase.next_due_at() FROM PUBLIC;
+
+-- The seed programs: ready, disabled; enable_journey(name) starts one.
+INSERT INTO post_purchase.journeys (name, trigger, nth_order, lapsed_days, lead_time, exit_on_purchase,
+									reentry, reentry_interval, holdout_percent) VALUES
+	('thank_you', 'every_order', NULL, NULL, NULL, false, 'every_time', NULL, 0),
+	('how_to_guide', 'first_order', NULL, NULL, NULL, false, 'once', NULL, 0),
+	('nps_survey', 'every_order', NULL, NULL, NULL, false, 'after_interval', '90 days', 0),
+	('review_request', 'every_order', NULL, NULL, NULL, false, 'every_time', NULL, 0),
+	('cross_sell', 'every_order', NULL, NULL, NULL, true, 'every_time', NULL, 10),
+	('loyalty_invite', 'nth_order', 2, NULL, NULL, false, 'once', NULL, 0),
+	('replenishment_reminder', 'replenishment_due', NULL, NULL, '3 days', true, 'every_time', NULL, 0),
+	('win_back', 'lapsed', NULL, 180, NULL, true, 'every_time', NULL, 10);
+INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel, message_type, payload) VALUES
+	('thank_you', 'thank_you', 1, '0', 'preferred', 'thank_you',
+	 '{"subject": "Thank you for your order", "customer_id": "{{customer_id}}", "order": "{{order}}"}'),
+	('how_to_guide', 'how_to_guide', 1, '2 days', 'email', 'how_to_guide',
+	 '{"subject": "Getting the most out of your purchase", "order": "{{order}}"}'),
+	('nps_survey', 'nps_survey', 1, '7 days', 'email', 'nps_survey',
+	 '{"subject": "How likely are you to recommend us?", "scale": "0-10", "customer_id": "{{customer_id}}"}'),
+	('review_request', 'review_request', 1, '14 days', 'email', 'review_request',
+	 '{"subject": "How do you like it?", "order": "{{order}}"}'),
+	('cross_sell', 'cross_sell', 1, '30 days', 'preferred', 'cross_sell',
+	 '{"subject": "Picked for you", "customer_id": "{{customer_id}}", "rfm_segment": "{{customer.rfm_segment}}"}'),
+	('loyalty_invite', 'loyalty_invite', 1, '0', 'email', 'loyalty_invite',
+	 '{"subject": "Join our loyalty program", "orders": "{{customer.orders}}"}'),
+	('replenishment_reminder', 'replenishment_reminder', 1, '0', 'preferred', 'replenishment_reminder',
+	 '{"subject": "Running low?", "product_id": "{{product_id}}", "due_at": "{{due_at}}"}'),
+	('win_back', 'win_back_offer', 1, '0', 'email', 'win_back',
+	 '{"subject": "We miss you: 15% off your next order", "discount_code": "COMEBACK15", "discount_percent": 15, "last_order_at": "{{last_order_at}}"}'),
+	('win_back', 'win_back_reminder', 2, '14 days', 'email', 'win_back_reminder',
+	 '{"subject": "Your 15% off ends soon", "discount_code": "COMEBACK15", "discount_percent": 15}');

@@ -1,0 +1,1 @@
+-- src/outbox.sql: placeholder, filled in by the issue 5 work

@@ -1,0 +1,1 @@
+-- src/worker.sql: placeholder, filled in by the issue 5 work
