@@ -676,7 +676,8 @@ DECLARE
 	next_step post_purchase.journey_steps;
 	reason text;
 	detail text;
-	ch record;
+	to_channel text;
+	to_address text;
 	holds boolean;
 	context jsonb;
 	message uuid;
@@ -705,15 +706,15 @@ BEGIN
 	END IF;
 
 	IF reason IS NULL THEN
-		SELECT * INTO ch FROM post_purchase.resolve_channel(e.customer_id, s.channel);
+		SELECT r.channel, r.address INTO to_channel, to_address FROM post_purchase.resolve_channel(e.customer_id, s.channel) r;
 		IF NOT FOUND THEN
 			reason := 'no_consent';
 		ELSIF cap > 0 AND (SELECT count(*) FROM post_purchase.step_outcomes o
-						   WHERE o.customer_id = e.customer_id AND o.channel = ch.channel AND o.outcome = 'fired'
+						   WHERE o.customer_id = e.customer_id AND o.channel = to_channel AND o.outcome = 'fired'
 							 AND o.decided_at > now() - post_purchase.setting('frequency_cap_window')::interval) >= cap THEN
 			reason := 'frequency_cap';
 		ELSE
-			send_at := post_purchase.quiet_hours_end(e.customer_id, ch.channel, now());
+			send_at := post_purchase.quiet_hours_end(e.customer_id, to_channel, now());
 			IF send_at > now() THEN
 				UPDATE post_purchase.enrollments x SET next_fire_at = send_at
 				WHERE x.enrollment_id = e.enrollment_id;
@@ -726,20 +727,20 @@ BEGIN
 		context := jsonb_build_object(
 			'customer', (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = e.customer_id),
 			'customer_id', e.customer_id, 'journey', j.name, 'step', s.step, 'variant', e.variant,
-			'channel', ch.channel, 'address', ch.address, 'enrollment_id', e.enrollment_id,
+			'channel', to_channel, 'address', to_address, 'enrollment_id', e.enrollment_id,
 			'enrolled_at', e.enrolled_at) || e.context;
 		INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, address, journey, step, variant,
 										  enrollment_id)
 		VALUES (e.customer_id, s.message_type,
 				post_purchase.render_payload(s.payload || coalesce(s.variant_payloads -> e.variant, '{}'), context),
-				ch.channel, ch.address, j.name, s.step, e.variant, e.enrollment_id)
+				to_channel, to_address, j.name, s.step, e.variant, e.enrollment_id)
 		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
 		RETURNING id INTO message;
 	END IF;
 	INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
 											 outcome, reason, detail, channel, outbox_id)
 	VALUES (e.enrollment_id, s.step, j.name, e.customer_id, e.variant, e.holdout,
-			CASE WHEN reason IS NULL THEN 'fired' ELSE 'suppressed' END, reason, detail, ch.channel, message)
+			CASE WHEN reason IS NULL THEN 'fired' ELSE 'suppressed' END, reason, detail, to_channel, message)
 	ON CONFLICT DO NOTHING;
 
 	SELECT * INTO next_step FROM post_purchase.journey_steps x

@@ -93,7 +93,18 @@ REVOKE ALL ON FUNCTION post_purchase.set_segment_rule(text, text) FROM PUBLIC;
 CREATE FUNCTION post_purchase.drop_segment(name text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	journey text;
 BEGIN
+	SELECT j.name INTO journey FROM post_purchase.journeys j WHERE j.segment = drop_segment.name
+	UNION ALL
+	SELECT s.journey FROM post_purchase.journey_steps s WHERE s.segment = drop_segment.name
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'segment "%" is used by journey "%"', name, journey
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop the journey first, or change it to use another segment.';
+	END IF;
 	DELETE FROM post_purchase.segments s WHERE s.name = drop_segment.name;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
