@@ -156,7 +156,11 @@ BEGIN
 		   post_purchase.gamma_gamma_fit(s.frequency, s.monetary_value::float8)
 			   FILTER (WHERE s.monetary_value > 0)
 	FROM post_purchase.customer_summaries s
+	HAVING count(*) > 0
 	RETURNING * INTO fitted;
+	IF NOT FOUND THEN
+		RETURN NULL;			-- no customer yet: nothing to fit (the workers call this on a schedule)
+	END IF;
 	IF NOT (fitted.bgnbd).converged THEN
 		RAISE WARNING 'the BG/NBD fit did not converge; customer_metrics keeps using the previous model';
 		RETURN fitted;

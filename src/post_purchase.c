@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "aggregate.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -20,6 +21,9 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/* settings first: reserving the prefix drops the values of undefined ones */
+	post_purchase_worker_init();
+
 	/* keep typos in post_purchase.* settings from passing silently */
 	MarkGUCPrefixReserved("post_purchase");
 

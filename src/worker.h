@@ -1,0 +1,16 @@
+/*
+ * worker.h
+ *	  The background workers that fire journey steps (worker.c).
+ */
+#ifndef POST_PURCHASE_WORKER_H
+#define POST_PURCHASE_WORKER_H
+
+/*
+ * Defines the post_purchase.* worker settings and, when loaded through
+ * shared_preload_libraries, registers the launcher and the hooks.  Call it
+ * from _PG_init before MarkGUCPrefixReserved, which would otherwise drop the
+ * values postgresql.conf gave these settings.
+ */
+extern void post_purchase_worker_init(void);
+
+#endif							/* POST_PURCHASE_WORKER_H */
