@@ -121,14 +121,15 @@ CREATE TABLE post_purchase.step_outcomes (
 	channel text,
 	outbox_id uuid,
 	decided_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	converted_at timestamptz,
+	attributed_revenue numeric NOT NULL DEFAULT 0,
 	PRIMARY KEY (enrollment_id, step)
 );
--- the frequency cap counts a customer's recent messages per channel
-CREATE INDEX step_outcomes_fired ON post_purchase.step_outcomes (customer_id, channel, decided_at)
-	WHERE outcome = 'fired';
+-- a customer's recent steps: the frequency cap, and orders converting them
+CREATE INDEX step_outcomes_customer ON post_purchase.step_outcomes (customer_id, decided_at);
 CREATE INDEX step_outcomes_journey ON post_purchase.step_outcomes (journey, step);
 COMMENT ON TABLE post_purchase.step_outcomes IS
-	'each decided step: fired into the outbox, or suppressed with a reason (holdout, condition, condition_error, segment, no_consent, frequency_cap)';
+	'each decided step: fired into the outbox, or suppressed with a reason (holdout, condition, condition_error, segment, no_consent, frequency_cap); the orders within attribution_window after it convert it';
 
 -- When enroll_due() last swept, so the workers may call it every loop.
 CREATE TABLE post_purchase.enrollment_sweeps (
@@ -437,7 +438,19 @@ CREATE FUNCTION post_purchase.enroll_for_order(customer text, orders bigint, ord
 	AS $$
 DECLARE
 	j record;
+	tracked post_purchase.tracked_orders;
+	order_at timestamptz;
 BEGIN
+	-- the order converts the steps decided for the customer within the
+	-- attribution window before it (holdout steps too: the uplift's baseline)
+	SELECT * INTO tracked FROM post_purchase.tracked_orders;
+	order_at := (order_row ->> tracked.ordered_at_column)::timestamptz;
+	UPDATE post_purchase.step_outcomes o
+	SET converted_at = coalesce(o.converted_at, order_at),
+		attributed_revenue = o.attributed_revenue + coalesce((order_row ->> tracked.amount_column)::numeric, 0)
+	WHERE o.customer_id = customer AND o.decided_at < order_at
+	  AND o.decided_at >= order_at - post_purchase.setting('attribution_window')::interval;
+
 	UPDATE post_purchase.enrollments e
 	SET status = 'exited', ended_at = now(), end_reason = 'purchased', next_position = NULL, next_fire_at = NULL
 	FROM post_purchase.journeys x
@@ -802,6 +815,56 @@ CREATE FUNCTION post_purchase.next_due_at() RETURNS timestamptz
 	ORDER BY x.next_fire_at LIMIT 1
 $$;
 REVOKE ALL ON FUNCTION post_purchase.next_due_at() FROM PUBLIC;
+
+-- Per journey, step and A/B variant: how many entered, what became of the
+-- steps, what the senders reported, and what it earned.  A step converts
+-- when its customer orders within attribution_window after it was decided
+-- (recorded by the order trigger); the holdout's steps are decided at the
+-- same time without a message, so the uplift compares like with like.
+CREATE VIEW post_purchase.journey_stats AS
+WITH enrolled AS (
+	SELECT e.journey, e.variant, count(*) FILTER (WHERE NOT e.holdout) AS enrolled,
+		   count(*) FILTER (WHERE e.holdout) AS holdout_enrolled
+	FROM post_purchase.enrollments e GROUP BY e.journey, e.variant
+), events AS (
+	SELECT v.journey, v.step, v.variant,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'delivered') AS delivered,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'opened') AS opened,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'clicked') AS clicked,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'bounced') AS bounced,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'unsubscribed') AS unsubscribed
+	FROM post_purchase.message_events v GROUP BY v.journey, v.step, v.variant
+), steps AS (
+	SELECT o.journey, o.step, o.variant,
+		   count(*) FILTER (WHERE o.outcome = 'fired') AS fired,
+		   count(*) FILTER (WHERE o.reason = 'holdout') AS held_out,
+		   count(*) FILTER (WHERE o.reason = 'condition') AS suppressed_condition,
+		   count(*) FILTER (WHERE o.reason = 'condition_error') AS suppressed_condition_error,
+		   count(*) FILTER (WHERE o.reason = 'segment') AS suppressed_segment,
+		   count(*) FILTER (WHERE o.reason = 'no_consent') AS suppressed_no_consent,
+		   count(*) FILTER (WHERE o.reason = 'frequency_cap') AS suppressed_frequency_cap,
+		   count(*) FILTER (WHERE o.outcome = 'fired' AND o.converted_at IS NOT NULL) AS converted,
+		   coalesce(sum(o.attributed_revenue) FILTER (WHERE o.outcome = 'fired'), 0) AS attributed_revenue,
+		   count(*) FILTER (WHERE o.reason = 'holdout' AND o.converted_at IS NOT NULL) AS holdout_converted
+	FROM post_purchase.step_outcomes o GROUP BY o.journey, o.step, o.variant
+)
+SELECT s.journey, s.step, s.variant, coalesce(n.enrolled, 0) AS enrolled,
+	   coalesce(n.holdout_enrolled, 0) AS holdout_enrolled, s.fired, s.held_out,
+	   s.suppressed_condition, s.suppressed_condition_error, s.suppressed_segment, s.suppressed_no_consent,
+	   s.suppressed_frequency_cap,
+	   coalesce(v.delivered, 0) AS delivered, coalesce(v.opened, 0) AS opened, coalesce(v.clicked, 0) AS clicked,
+	   coalesce(v.bounced, 0) AS bounced, coalesce(v.unsubscribed, 0) AS unsubscribed,
+	   s.converted, s.attributed_revenue,
+	   round(s.converted::numeric / nullif(s.fired, 0), 4) AS conversion_rate,
+	   s.holdout_converted,
+	   round(s.holdout_converted::numeric / nullif(s.held_out, 0), 4) AS holdout_conversion_rate,
+	   round(s.converted::numeric / nullif(s.fired, 0) - s.holdout_converted::numeric / nullif(s.held_out, 0), 4)
+		   AS uplift
+FROM steps s
+LEFT JOIN enrolled n ON n.journey = s.journey AND n.variant IS NOT DISTINCT FROM s.variant
+LEFT JOIN events v ON v.journey = s.journey AND v.step = s.step AND v.variant IS NOT DISTINCT FROM s.variant;
+COMMENT ON VIEW post_purchase.journey_stats IS
+	'per journey, step and variant: enrolled, fired, suppressed by reason, delivered, opened, clicked, converted, attributed revenue, holdout conversion and uplift';
 
 -- The seed programs: ready, disabled; enable_journey(name) starts one.
 INSERT INTO post_purchase.journeys (name, trigger, nth_order, lapsed_days, lead_time, exit_on_purchase,
