@@ -63,7 +63,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys bad_input parallel
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys bad_input parallel outbox
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
@@ -72,7 +72,8 @@ endif
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
 ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move tracking_backfill \
-	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch
+	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch \
+	outbox_claim_race outbox_ack_claim outbox_notify
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

@@ -363,3 +363,8 @@ SELECT count(*) FROM post_purchase.enrollments;
 RESET ROLE;
 DROP OWNED BY journey_marketer;
 DROP ROLE journey_marketer, journey_reader;
+SELECT post_purchase.untrack_orders('shop_orders');
+DROP TABLE shop_orders;
+DELETE FROM post_purchase.outbox;
+DELETE FROM post_purchase.message_events;
+RESET client_min_messages;

@@ -210,6 +210,13 @@ BEGIN
 	IF name IS NULL OR trigger IS NULL THEN
 		RAISE EXCEPTION 'a journey needs a name and a trigger' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF name = '' OR length(name) > 100 THEN
+		RAISE EXCEPTION 'a journey name must have 1 to 100 characters' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF holdout_percent < 0 OR holdout_percent > 100 THEN
+		RAISE EXCEPTION 'holdout_percent must be between 0 and 100, not %', holdout_percent
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF EXISTS (SELECT FROM post_purchase.journeys j WHERE j.name = create_journey.name) THEN
 		RAISE EXCEPTION 'journey "%" already exists', name USING ERRCODE = 'duplicate_object';
 	END IF;

@@ -211,7 +211,7 @@ record_memberships(Datum customer, Datum flags)
 	{
 		memberships_plan = SPI_prepare(
 			"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS f(name, member)), "
-			"closed AS (UPDATE post_purchase.segment_memberships m SET exited_at = pg_catalog.now() FROM f "
+			"closed AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) FROM f "
 			"  WHERE m.customer_id OPERATOR(pg_catalog.=) $1 AND m.segment OPERATOR(pg_catalog.=) f.name "
 			"  AND m.exited_at IS NULL AND f.member IS NOT TRUE RETURNING 1) "
 			"INSERT INTO post_purchase.segment_memberships (customer_id, segment) "

@@ -149,7 +149,7 @@ BEGIN
 		segment := seg.name;
 		EXECUTE format(
 			'WITH members AS (SELECT c.customer_id FROM pg_temp.customer_metrics c WHERE (%s)),
-			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = now()
+			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
 					   WHERE m.segment = $1 AND m.exited_at IS NULL
 						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
 					   RETURNING 1),

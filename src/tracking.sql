@@ -221,7 +221,7 @@ BEGIN
 	-- state nobody keeps current any more would mislead
 	DELETE FROM post_purchase.customer_days;
 	DELETE FROM post_purchase.customer_state;
-	UPDATE post_purchase.segment_memberships m SET exited_at = now() WHERE m.exited_at IS NULL;
+	UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at) WHERE m.exited_at IS NULL;
 END
 $$;
 COMMENT ON FUNCTION post_purchase.untrack_orders(regclass) IS

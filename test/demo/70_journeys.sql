@@ -1,0 +1,100 @@
+-- Journeys into the outbox: the background worker of this database fires
+-- the thank-you of every new order within moments of its commit; a sender
+-- claims the messages, acknowledges them and reports what happened; the
+-- win-back goes to customers who lapsed.  Journeys run on the real clock
+-- (now()), so the orders below are placed now.
+
+\echo
+\echo '== Background workers for this database (post_purchase.databases, reloaded) =='
+SELECT current_database() AS demo_db \gset
+ALTER SYSTEM SET post_purchase.databases = :'demo_db';
+SELECT pg_reload_conf() AS reloaded;
+
+-- consent: most customers gave an email address, some a phone for SMS
+INSERT INTO post_purchase.customer_channels (customer_id, channel, address, opted_in, preferred)
+SELECT s.customer_id, 'email', 'customer' || s.customer_id || '@example.com',
+	   hashtext(s.customer_id) % 10 <> 0, true
+FROM post_purchase.customer_state s;
+INSERT INTO post_purchase.customer_channels (customer_id, channel, address, opted_in, preferred)
+SELECT s.customer_id, 'sms', '+1555' || lpad(s.customer_id, 7, '0'), true, false
+FROM post_purchase.customer_state s WHERE hashtext(s.customer_id) % 3 = 0;
+-- quiet hours would hold SMS back at night: the demo wants to show messages now
+UPDATE post_purchase.settings SET value = '00:00' WHERE name IN ('quiet_hours_start', 'quiet_hours_end');
+
+\echo
+\echo '== The seed journeys, enabled with one call each =='
+SELECT post_purchase.enable_journey(j) FROM unnest(ARRAY['thank_you', 'loyalty_invite', 'review_request', 'win_back']) j;
+SELECT name, trigger, enabled, holdout_percent,
+	   (SELECT string_agg(s.step || ' +' || s.delay, ', ' ORDER BY s.position)
+		FROM post_purchase.journey_steps s WHERE s.journey = j.name) AS steps
+FROM post_purchase.journeys j ORDER BY enabled DESC, name;
+
+\echo
+\echo '== 200 orders arrive now; the worker fires their thank-yous and loyalty invites =='
+SELECT clock_timestamp() AS orders_at \gset
+INSERT INTO shop.orders (order_id, customer_id, ordered_at, quantity, amount)
+SELECT m.max_id + i, (i * 7919) % m.customers + 1, now(), 1 + i % 3, 9.99 + i % 40
+FROM (SELECT max(order_id) AS max_id, count(DISTINCT customer_id) AS customers FROM shop.orders) m,
+	 generate_series(1, 200) i;
+-- wait (at most 30 s) for the worker; nothing here calls fire_due_steps()
+DO $$
+BEGIN
+	FOR i IN 1 .. 300 LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
+							  WHERE e.status = 'active' AND e.next_fire_at <= now());
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+SELECT journey, step, count(*) AS messages, round(extract(epoch FROM max(created_at) - :'orders_at'::timestamptz)::numeric, 2)
+	   AS last_one_after_seconds
+FROM post_purchase.outbox GROUP BY journey, step ORDER BY journey;
+SELECT outcome, coalesce(reason, '') AS reason, count(*) FROM post_purchase.step_outcomes
+GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT worker, steps_fired > 0 AS has_fired, last_error FROM post_purchase.worker_status ORDER BY worker;
+
+\echo
+\echo '== One message as a sender or Debezium sees it =='
+SELECT id IS NOT NULL AS has_uuid, aggregatetype, aggregateid, type, channel, address, journey, payload
+FROM post_purchase.outbox WHERE journey = 'thank_you' ORDER BY aggregateid::bigint LIMIT 1;
+
+\echo
+\echo '== A sender claims a batch, delivers it, and reports opens, clicks and an unsubscribe =='
+CREATE TEMP TABLE claimed AS SELECT * FROM post_purchase.outbox_claim(100, '5 minutes');
+SELECT count(*) AS claimed FROM claimed;
+SELECT post_purchase.outbox_ack(array_agg(id)) AS acknowledged FROM claimed;
+SELECT count(*) AS events FROM (
+	SELECT post_purchase.record_event(c.id, e.event)
+	FROM claimed c CROSS JOIN LATERAL (VALUES ('delivered'), ('opened'), ('clicked')) e(event)
+	WHERE e.event = 'delivered' OR (e.event = 'opened' AND hashtext(c.aggregateid) % 2 = 0)
+	   OR (e.event = 'clicked' AND hashtext(c.aggregateid) % 5 = 0)) x;
+SELECT post_purchase.record_event(min(id::text)::uuid, 'unsubscribed') FROM claimed WHERE channel = 'email';
+SELECT count(*) FILTER (WHERE NOT opted_in) AS email_opt_outs FROM post_purchase.customer_channels WHERE channel = 'email';
+
+\echo
+\echo '== Win-back: customers who lapsed (180 days) since the journey was enabled =='
+-- for the demo, the journey counts as enabled a year ago, and a few customers'
+-- last orders are moved into that year
+UPDATE post_purchase.journeys SET enabled_at = now() - interval '1 year' WHERE name = 'win_back';
+UPDATE shop.orders o SET ordered_at = now() - interval '200 days' - (o.customer_id % 30) * interval '1 day'
+WHERE o.customer_id IN (SELECT customer_id FROM shop.orders GROUP BY customer_id
+						HAVING max(ordered_at) < now() - interval '1 day' ORDER BY customer_id LIMIT 25);
+UPDATE post_purchase.enrollment_sweeps SET swept_at = '-infinity';
+DO $$
+BEGIN
+	FOR i IN 1 .. 300 LOOP
+		EXIT WHEN (SELECT count(*) FROM post_purchase.step_outcomes WHERE journey = 'win_back') >= 25;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+SELECT outcome, coalesce(reason, '') AS reason, count(*) FROM post_purchase.step_outcomes
+WHERE journey = 'win_back' GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT payload ->> 'discount_code' AS discount_code, count(*) FROM post_purchase.outbox
+WHERE journey = 'win_back' GROUP BY 1;
+
+\echo
+\echo '== journey_stats: what each step did =='
+SELECT journey, step, variant, enrolled, holdout_enrolled, fired, held_out, suppressed_no_consent,
+	   delivered, opened, clicked, converted
+FROM post_purchase.journey_stats ORDER BY journey, step;
