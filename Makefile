@@ -33,7 +33,8 @@ OBJS = \
 	src/order_items.o \
 	src/trigger_support.o \
 	src/worker.o \
-	src/journeys.o
+	src/journeys.o \
+	src/payload.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \

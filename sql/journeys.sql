@@ -28,6 +28,15 @@ SELECT post_purchase.render_payload(
 	  "missing": "{{nope.x}}", "missing_in_text": "[{{nope}}]", "list": ["{{order.amount}}", 1, true, null], "plain": "no {braces}"}',
 	'{"customer_id": "c1", "order": {"order_id": 7, "amount": 12.5}}');
 SELECT post_purchase.render_payload('{"nested": {"deep": ["x {{a}} y {{b}} z"]}}', '{"a": 1, "b": "two"}');
+-- malformed placeholders are text; values of every type inside text; paths
+-- through non-objects lead nowhere; templates that are not objects
+SELECT post_purchase.render_payload(
+	'{"open": "{{a", "empty": "{{ }}", "digit": "{{1a}}", "spaces": "{{  a  }}", "dash": "{{a-b}}", "braces": "{{{a}}}",
+	  "types": "n={{n}} b={{b}} z={{z}} o={{o}} s={{s}}", "through": "{{s.x}}", "deep": "{{o.k}}", "unicode": "é {{s}} ü"}',
+	'{"a": "A", "n": 1.50, "b": false, "z": null, "o": {"k": [1, 2]}, "s": "text"}');
+SELECT post_purchase.render_payload('"{{o}}"', '{"o": {"k": 1}}'), post_purchase.render_payload('"hi {{s}}"', '{"s": "x"}'),
+	   post_purchase.render_payload('["{{n}}", ["{{n}}"]]', '{"n": 2}'), post_purchase.render_payload('7', '{}'),
+	   post_purchase.render_payload('{"a": "{{a}}"}', '[1]');
 
 -- consent and channels
 INSERT INTO post_purchase.customer_channels (customer_id, channel, address, opted_in, preferred) VALUES

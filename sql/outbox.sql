@@ -13,7 +13,7 @@ DELETE FROM post_purchase.message_events;
 
 SELECT name, value FROM post_purchase.settings WHERE name LIKE 'outbox%' ORDER BY name;
 
--- what fire_step() in journeys.sql does for one message, but with an id
+-- what fire_due_steps() in journeys.sql does for one message, but with an id
 -- made from the customer, for stable error messages
 CREATE FUNCTION fire(customer text, enrollment bigint, step text DEFAULT 'thank_you') RETURNS integer
 LANGUAGE plpgsql AS $$

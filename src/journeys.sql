@@ -17,6 +17,13 @@ INSERT INTO post_purchase.settings VALUES
 	('attribution_window', '7 days', 'journey_stats: an order this soon after a step counts as its conversion'),
 	('enroll_due_interval', '1 minute', 'enroll_due() sweeps for lapsed, anniversary and replenishment enrollments at most this often');
 
+-- A comma-separated setting as an array of trimmed names.
+CREATE FUNCTION post_purchase.setting_list(setting_name text) RETURNS text[]
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT coalesce(pg_catalog.array_agg(pg_catalog.btrim(x)), '{}')
+		 FROM pg_catalog.unnest(pg_catalog.string_to_array(post_purchase.setting(setting_name), ',')) x
+		 WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) ''$$;
+
 -- How to reach a customer, and whether they agreed to it.
 CREATE TABLE post_purchase.customer_channels (
 	customer_id text NOT NULL,
@@ -75,6 +82,10 @@ CREATE TABLE post_purchase.journey_steps (
 	segment text REFERENCES post_purchase.segments ON UPDATE CASCADE,
 	payload jsonb NOT NULL DEFAULT '{}' CHECK (pg_catalog.jsonb_typeof(payload) = 'object'),
 	variant_payloads jsonb CHECK (pg_catalog.jsonb_typeof(variant_payloads) = 'object'),
+	-- whether the templates use {{customer...}}: only then is customer_metrics read at fire time
+	uses_customer boolean GENERATED ALWAYS AS (
+		(payload::text OPERATOR(pg_catalog.||) coalesce(variant_payloads::text, ''))
+		OPERATOR(pg_catalog.~) '\{\{\s*customer(\.|\s|\})') STORED,
 	PRIMARY KEY (journey, step),
 	UNIQUE (journey, position)
 );
@@ -176,7 +187,7 @@ END
 $$;
 
 CREATE FUNCTION post_purchase.check_variants(variants jsonb) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
 	IF variants IS NULL THEN
@@ -309,7 +320,8 @@ BEGIN
 		-- the same checks as a segment rule: one boolean expression over customer_metrics
 		PERFORM post_purchase.check_segment_rule(condition, 'step condition');
 	END IF;
-	INSERT INTO post_purchase.journey_steps
+	INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel, message_type, condition,
+											 segment, payload, variant_payloads)
 	VALUES (journey, step, coalesce(last.position, 0) + 1, delay, channel, message_type, condition, segment,
 			payload, variant_payloads);
 END
@@ -580,75 +592,12 @@ REVOKE ALL ON FUNCTION post_purchase.evaluate_condition(regrole, text, text) FRO
 -- A payload template with its {{placeholders}} filled from the context:
 -- a string that is exactly one placeholder takes the value with its JSON
 -- type, placeholders inside longer strings are replaced by text; a path
--- with dots walks into objects ({{customer.clv_12m}}).  Unknown: null / ''.
+-- with dots walks into objects ({{customer.clv_12m}}); a path that leads
+-- nowhere gives null, or "" inside text (src/payload.c).
 CREATE FUNCTION post_purchase.render_payload(template jsonb, context jsonb) RETURNS jsonb
-	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	s text;
-	whole text[];
-	m text[];
-	result text := '';
-BEGIN
-	CASE jsonb_typeof(template)
-	WHEN 'object' THEN
-		RETURN coalesce((SELECT jsonb_object_agg(e.key, post_purchase.render_payload(e.value, context))
-						 FROM jsonb_each(template) e), '{}');
-	WHEN 'array' THEN
-		RETURN coalesce((SELECT jsonb_agg(post_purchase.render_payload(e.value, context) ORDER BY e.n)
-						 FROM jsonb_array_elements(template) WITH ORDINALITY e(value, n)), '[]');
-	WHEN 'string' THEN
-		s := template #>> '{}';
-		whole := regexp_match(s, '^\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}$');
-		IF whole IS NOT NULL THEN
-			RETURN coalesce(context #> string_to_array(whole[1], '.'), 'null');
-		END IF;
-		IF position('{{' IN s) = 0 THEN
-			RETURN template;
-		END IF;
-		LOOP
-			m := regexp_match(s, '^(.*?)\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}(.*)$');
-			EXIT WHEN m IS NULL;
-			result := result || m[1] || coalesce(context #>> string_to_array(m[2], '.'), '');
-			s := m[3];
-		END LOOP;
-		RETURN to_jsonb(result || s);
-	ELSE
-		RETURN template;
-	END CASE;
-END
-$$;
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION post_purchase.render_payload(jsonb, jsonb) IS
 	'fill a payload template''s {{placeholders}} from a context object';
-
--- The channel a step goes out on for a customer, with the address, or no
--- row when the customer gave no consent for it.  'preferred' means the
--- customer's preferred opted-in channel, else the channel_fallback order.
-CREATE FUNCTION post_purchase.resolve_channel(customer text, wanted text, OUT channel text, OUT address text)
-	RETURNS SETOF record
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	AS $$
-	WITH exempt AS (SELECT btrim(x) AS channel
-					FROM unnest(string_to_array(post_purchase.setting('consent_exempt_channels'), ',')) x),
-		 fallback AS (SELECT btrim(x) AS channel, n
-					  FROM unnest(string_to_array(post_purchase.setting('channel_fallback'), ',')) WITH ORDINALITY f(x, n))
-	SELECT c.channel, c.address FROM (
-		SELECT c.channel, c.address, 0 AS rank
-		FROM post_purchase.customer_channels c
-		WHERE wanted <> 'preferred' AND c.customer_id = customer AND c.channel = wanted AND c.opted_in
-		UNION ALL
-		SELECT wanted, (SELECT c.address FROM post_purchase.customer_channels c
-						WHERE c.customer_id = customer AND c.channel = wanted), 1
-		WHERE wanted IN (SELECT e.channel FROM exempt e)
-		UNION ALL
-		SELECT c.channel, c.address, CASE WHEN c.preferred THEN 0 ELSE 1 + f.n END
-		FROM post_purchase.customer_channels c
-		LEFT JOIN fallback f ON f.channel = c.channel
-		WHERE wanted = 'preferred' AND c.customer_id = customer AND c.opted_in
-		  AND (c.preferred OR f.channel IS NOT NULL)) c
-	ORDER BY c.rank LIMIT 1
-$$;
-REVOKE ALL ON FUNCTION post_purchase.resolve_channel(text, text) FROM PUBLIC;
 
 -- When a message on this channel may go to the customer: now, or the end
 -- of the customer's quiet hours (in their time zone) if now is inside them.
@@ -663,8 +612,7 @@ DECLARE
 	local timestamp := at AT TIME ZONE zone;
 	t time := local::time;
 BEGIN
-	IF quiet_from = quiet_until OR channel <> ALL (SELECT btrim(x) FROM unnest(string_to_array(
-			post_purchase.setting('quiet_hours_channels'), ',')) x) THEN
+	IF quiet_from = quiet_until OR NOT channel = ANY (post_purchase.setting_list('quiet_hours_channels')) THEN
 		RETURN at;
 	END IF;
 	IF quiet_from < quiet_until THEN
@@ -681,130 +629,179 @@ END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.quiet_hours_end(text, text, timestamptz) FROM PUBLIC;
 
--- Decide one claimed step of an enrollment (fire_due_steps holds its row
--- lock): suppress it with a reason, defer it past quiet hours, or write its
--- message to the outbox; then move the enrollment to its next step.  The
--- outbox row, the outcome and the move commit together, so a crash before
--- the commit leaves the step due and it fires again, once.
-CREATE FUNCTION post_purchase.fire_step(enrollment_id bigint) RETURNS text
+-- The user-written conditions of claimed steps, evaluated one at a time as
+-- each journey's owner: a condition that fails suppresses its own step with
+-- the error, and never the batch.  Holdout steps are decided without one.
+CREATE FUNCTION post_purchase.evaluate_step_conditions(enrollment_ids bigint[])
+	RETURNS TABLE (enrollment_id bigint, reason text, detail text)
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	e post_purchase.enrollments;
-	j post_purchase.journeys;
-	s post_purchase.journey_steps;
-	next_step post_purchase.journey_steps;
-	reason text;
-	detail text;
-	to_channel text;
-	to_address text;
+	c record;
 	holds boolean;
-	context jsonb;
-	message uuid;
-	send_at timestamptz;
-	cap integer := coalesce(nullif(post_purchase.setting('frequency_cap_messages'), ''), '0')::integer;
 BEGIN
-	SELECT * INTO e FROM post_purchase.enrollments x WHERE x.enrollment_id = fire_step.enrollment_id;
-	SELECT * INTO j FROM post_purchase.journeys x WHERE x.name = e.journey;
-	SELECT * INTO s FROM post_purchase.journey_steps x WHERE x.journey = e.journey AND x.position = e.next_position;
-
-	IF e.holdout THEN
-		reason := 'holdout';
-	ELSIF s.segment IS NOT NULL AND NOT post_purchase.in_segment(e.customer_id, s.segment) THEN
-		reason := 'segment';
-	ELSIF s.condition IS NOT NULL THEN
+	FOR c IN SELECT e.enrollment_id, e.customer_id, j.owner, s.condition
+			 FROM post_purchase.enrollments e
+			 JOIN post_purchase.journeys j ON j.name = e.journey
+			 JOIN post_purchase.journey_steps s ON s.journey = e.journey AND s.position = e.next_position
+			 WHERE e.enrollment_id = ANY (enrollment_ids) AND s.condition IS NOT NULL AND NOT e.holdout LOOP
+		enrollment_id := c.enrollment_id;
+		detail := NULL;
 		BEGIN
-			holds := post_purchase.evaluate_condition(j.owner, s.condition, e.customer_id);
-			IF holds IS NOT TRUE THEN
-				reason := 'condition';
-			END IF;
+			holds := post_purchase.evaluate_condition(c.owner, c.condition, c.customer_id);
+			reason := CASE WHEN holds IS TRUE THEN NULL ELSE 'condition' END;
 		EXCEPTION WHEN OTHERS THEN
-			-- the marketer's SQL failed: the step is suppressed, with the error
 			reason := 'condition_error';
 			detail := SQLERRM;
 		END;
-	END IF;
-
-	IF reason IS NULL THEN
-		SELECT r.channel, r.address INTO to_channel, to_address FROM post_purchase.resolve_channel(e.customer_id, s.channel) r;
-		IF NOT FOUND THEN
-			reason := 'no_consent';
-		ELSIF cap > 0 AND (SELECT count(*) FROM post_purchase.step_outcomes o
-						   WHERE o.customer_id = e.customer_id AND o.channel = to_channel AND o.outcome = 'fired'
-							 AND o.decided_at > now() - post_purchase.setting('frequency_cap_window')::interval) >= cap THEN
-			reason := 'frequency_cap';
-		ELSE
-			send_at := post_purchase.quiet_hours_end(e.customer_id, to_channel, now());
-			IF send_at > now() THEN
-				UPDATE post_purchase.enrollments x SET next_fire_at = send_at
-				WHERE x.enrollment_id = e.enrollment_id;
-				RETURN 'deferred';
-			END IF;
-		END IF;
-	END IF;
-
-	IF reason IS NULL THEN
-		context := jsonb_build_object(
-			'customer', (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = e.customer_id),
-			'customer_id', e.customer_id, 'journey', j.name, 'step', s.step, 'variant', e.variant,
-			'channel', to_channel, 'address', to_address, 'enrollment_id', e.enrollment_id,
-			'enrolled_at', e.enrolled_at) || e.context;
-		INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, address, journey, step, variant,
-										  enrollment_id)
-		VALUES (e.customer_id, s.message_type,
-				post_purchase.render_payload(s.payload || coalesce(s.variant_payloads -> e.variant, '{}'), context),
-				to_channel, to_address, j.name, s.step, e.variant, e.enrollment_id)
-		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
-		RETURNING id INTO message;
-	END IF;
-	INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
-											 outcome, reason, detail, channel, outbox_id)
-	VALUES (e.enrollment_id, s.step, j.name, e.customer_id, e.variant, e.holdout,
-			CASE WHEN reason IS NULL THEN 'fired' ELSE 'suppressed' END, reason, detail, to_channel, message)
-	ON CONFLICT DO NOTHING;
-
-	SELECT * INTO next_step FROM post_purchase.journey_steps x
-	WHERE x.journey = e.journey AND x.position > e.next_position ORDER BY x.position LIMIT 1;
-	IF FOUND THEN
-		UPDATE post_purchase.enrollments x
-		SET next_position = next_step.position, next_fire_at = e.anchor_at + next_step.delay
-		WHERE x.enrollment_id = e.enrollment_id;
-	ELSE
-		UPDATE post_purchase.enrollments x
-		SET status = 'completed', ended_at = now(), end_reason = 'completed', next_position = NULL, next_fire_at = NULL
-		WHERE x.enrollment_id = e.enrollment_id;
-	END IF;
-	RETURN coalesce(reason, 'fired');
+		RETURN NEXT;
+	END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.fire_step(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.evaluate_step_conditions(bigint[]) FROM PUBLIC;
 
--- Claim up to batch_size due steps and decide each (the workers' unit of
--- work; callable by hand).  SKIP LOCKED lets workers share the queue; the
--- share lock on the journey makes disable_journey() wait for batches in
--- flight, after which no step of it fires.  Returns the steps decided.
+-- Claim up to batch_size due steps and decide them all (the workers' unit of
+-- work; callable by hand): suppress a step with a reason, defer it past
+-- quiet hours, or write its message to the outbox; then move each
+-- enrollment to its next step.  The claim is FOR UPDATE SKIP LOCKED, so
+-- workers share the queue; the share lock on the journey makes
+-- disable_journey() wait for batches in flight, after which no step of it
+-- fires.  The outbox rows, the outcomes and the moves commit together: a
+-- crash before the commit leaves the steps due, and they fire again, once.
+-- Set-based but for the conditions.  Returns the number of steps decided.
 CREATE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	e record;
-	decided integer := 0;
+	ids bigint[];
+	checked record;
+	failed_ids bigint[] := '{}';
+	failed_reasons text[] := '{}';
+	failed_details text[] := '{}';
+	cap integer := coalesce(nullif(post_purchase.setting('frequency_cap_messages'), ''), '0')::integer;
+	cap_window interval := post_purchase.setting('frequency_cap_window')::interval;
+	fallback text[] := post_purchase.setting_list('channel_fallback');
+	exempt text[] := post_purchase.setting_list('consent_exempt_channels');
+	quiet text[] := CASE WHEN post_purchase.setting('quiet_hours_start')::time
+							  <> post_purchase.setting('quiet_hours_end')::time
+						 THEN post_purchase.setting_list('quiet_hours_channels') ELSE '{}' END;
+	decided integer;
 BEGIN
 	IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
 		RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', coalesce(batch_size::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	FOR e IN SELECT x.enrollment_id
-			 FROM post_purchase.enrollments x
-			 JOIN post_purchase.journeys j ON j.name = x.journey
-			 WHERE x.status = 'active' AND x.next_fire_at <= now() AND j.enabled
-			 ORDER BY x.next_fire_at
-			 LIMIT batch_size
-			 FOR UPDATE OF x SKIP LOCKED
-			 FOR SHARE OF j SKIP LOCKED LOOP
-		PERFORM post_purchase.fire_step(e.enrollment_id);
-		decided := decided + 1;
+
+	SELECT array_agg(c.enrollment_id) INTO ids
+	FROM (SELECT x.enrollment_id
+		  FROM post_purchase.enrollments x
+		  JOIN post_purchase.journeys j ON j.name = x.journey
+		  WHERE x.status = 'active' AND x.next_fire_at <= now() AND j.enabled
+		  ORDER BY x.next_fire_at
+		  LIMIT batch_size
+		  FOR UPDATE OF x SKIP LOCKED
+		  FOR SHARE OF j SKIP LOCKED) c;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	FOR checked IN SELECT * FROM post_purchase.evaluate_step_conditions(ids) x WHERE x.reason IS NOT NULL LOOP
+		failed_ids := failed_ids || checked.enrollment_id;
+		failed_reasons := failed_reasons || checked.reason;
+		failed_details := failed_details || checked.detail;
 	END LOOP;
+
+	WITH due AS (
+		SELECT e.enrollment_id, e.customer_id, e.journey, e.next_position, e.anchor_at, e.holdout, e.variant,
+			   e.context, e.enrolled_at, s.step, s.channel AS wanted, s.message_type, s.segment,
+			   s.payload || coalesce(s.variant_payloads -> e.variant, '{}') AS template, s.uses_customer,
+			   f.reason AS condition_reason, f.detail
+		FROM post_purchase.enrollments e
+		JOIN post_purchase.journey_steps s ON s.journey = e.journey AND s.position = e.next_position
+		LEFT JOIN unnest(failed_ids, failed_reasons, failed_details) f(enrollment_id, reason, detail)
+			ON f.enrollment_id = e.enrollment_id
+		WHERE e.enrollment_id = ANY (ids)
+	), routed AS (
+		-- the channel: the step's own if the customer opted in (or it needs no
+		-- consent); for 'preferred', the customer's preferred opted-in channel,
+		-- else the first opted-in one in the channel_fallback order
+		SELECT d.*, coalesce(r.channel, x.channel) AS channel, coalesce(r.address, x.address) AS address,
+			   CASE WHEN d.holdout THEN 'holdout'
+					WHEN d.segment IS NOT NULL AND NOT post_purchase.in_segment(d.customer_id, d.segment) THEN 'segment'
+					WHEN d.condition_reason IS NOT NULL THEN d.condition_reason
+					WHEN r.channel IS NULL AND x.channel IS NULL THEN 'no_consent'
+			   END AS early_reason
+		FROM due d
+		LEFT JOIN LATERAL (
+			SELECT c.channel, c.address FROM post_purchase.customer_channels c
+			WHERE c.customer_id = d.customer_id AND c.opted_in
+			  AND (c.channel = d.wanted OR (d.wanted = 'preferred' AND (c.preferred OR c.channel = ANY (fallback))))
+			ORDER BY CASE WHEN c.channel = d.wanted OR c.preferred THEN 0 ELSE array_position(fallback, c.channel) END
+			LIMIT 1) r ON true
+		LEFT JOIN LATERAL (
+			SELECT d.wanted AS channel, (SELECT c.address FROM post_purchase.customer_channels c
+										 WHERE c.customer_id = d.customer_id AND c.channel = d.wanted) AS address
+			WHERE d.wanted = ANY (exempt)) x ON true
+	), capped AS (
+		-- the cap counts earlier messages and the ones this batch sends first
+		SELECT r.*,
+			   CASE WHEN r.early_reason IS NOT NULL THEN r.early_reason
+					WHEN cap > 0 AND
+						 (SELECT count(*) FROM post_purchase.step_outcomes o
+						  WHERE o.customer_id = r.customer_id AND o.channel = r.channel AND o.outcome = 'fired'
+							AND o.decided_at > now() - cap_window)
+						 + count(*) FILTER (WHERE r.early_reason IS NULL)
+							 OVER (PARTITION BY r.customer_id, r.channel ORDER BY r.enrollment_id) > cap
+					THEN 'frequency_cap'
+			   END AS reason
+		FROM routed r
+	), decided AS (
+		SELECT c.*,
+			   CASE WHEN c.reason IS NOT NULL THEN NULL
+					WHEN c.channel = ANY (quiet) THEN post_purchase.quiet_hours_end(c.customer_id, c.channel, now())
+					ELSE now() END AS send_at
+		FROM capped c
+	), sent AS (
+		INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, address, journey, step, variant,
+										  enrollment_id)
+		SELECT d.customer_id, d.message_type,
+			   post_purchase.render_payload(d.template,
+				   jsonb_build_object(
+					   'customer', CASE WHEN d.uses_customer THEN
+						   (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = d.customer_id) END,
+					   'customer_id', d.customer_id, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
+					   'channel', d.channel, 'address', d.address, 'enrollment_id', d.enrollment_id,
+					   'enrolled_at', d.enrolled_at) || d.context),
+			   d.channel, d.address, d.journey, d.step, d.variant, d.enrollment_id
+		FROM decided d
+		WHERE d.reason IS NULL AND d.send_at <= now()
+		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
+		RETURNING id, enrollment_id
+	), recorded AS (
+		INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
+												 outcome, reason, detail, channel, outbox_id)
+		SELECT d.enrollment_id, d.step, d.journey, d.customer_id, d.variant, d.holdout,
+			   CASE WHEN d.reason IS NULL THEN 'fired' ELSE 'suppressed' END, d.reason,
+			   CASE WHEN d.reason = 'condition_error' THEN d.detail END, d.channel, m.id
+		FROM decided d LEFT JOIN sent m ON m.enrollment_id = d.enrollment_id
+		WHERE d.reason IS NOT NULL OR d.send_at <= now()
+		ON CONFLICT DO NOTHING
+	), moved AS (
+		-- quiet hours defer the step; otherwise on to the next step, or done
+		UPDATE post_purchase.enrollments e
+		SET next_fire_at = CASE WHEN d.send_at > now() THEN d.send_at WHEN n.position IS NOT NULL
+								THEN e.anchor_at + n.delay END,
+			next_position = CASE WHEN d.send_at > now() THEN e.next_position ELSE n.position END,
+			status = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN 'active' ELSE 'completed' END,
+			ended_at = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN NULL ELSE now() END,
+			end_reason = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN NULL ELSE 'completed' END
+		FROM decided d
+		LEFT JOIN LATERAL (SELECT x.position, x.delay FROM post_purchase.journey_steps x
+						   WHERE x.journey = d.journey AND x.position > d.next_position
+						   ORDER BY x.position LIMIT 1) n ON true
+		WHERE e.enrollment_id = d.enrollment_id
+	)
+	SELECT count(*) INTO decided FROM decided d WHERE d.reason IS NOT NULL OR d.send_at <= now();
 	RETURN decided;
 END
 $$;

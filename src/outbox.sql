@@ -1,4 +1,4 @@
--- The outbox: one row per message fired by a journey step (fire_step() in
+-- The outbox: one row per message fired by a journey step (fire_due_steps() in
 -- journeys.sql writes it, exactly once per enrollment and step).  Senders
 -- take messages with a claim / acknowledge / fail protocol; CDC tools
 -- (Debezium's outbox event router) read the Debezium columns.  Delivery is
