@@ -376,27 +376,6 @@ COMMENT ON FUNCTION post_purchase.drop_journey(text) IS
 	'drop a journey with its steps, enrollments and outcomes (messages already in the outbox stay)';
 REVOKE ALL ON FUNCTION post_purchase.drop_journey(text) FROM PUBLIC;
 
--- The customers an enrollment call admits into journey j: one per customer
--- (the earliest anchor), if the re-entry policy lets them in.
-CREATE FUNCTION post_purchase.admitted(j post_purchase.journeys, customers text[], anchors timestamptz[],
-									   contexts jsonb[])
-	RETURNS TABLE (customer_id text, anchor_at timestamptz, context jsonb)
-	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-	AS $$
-	SELECT DISTINCT ON (c.customer_id) c.customer_id, c.anchor_at, coalesce(c.context, '{}')
-	FROM unnest(customers, anchors, contexts) c(customer_id, anchor_at, context)
-	WHERE c.customer_id IS NOT NULL AND c.anchor_at IS NOT NULL
-	  AND CASE j.reentry
-			WHEN 'once' THEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
-										 WHERE e.journey = j.name AND e.customer_id = c.customer_id)
-			WHEN 'after_interval' THEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
-												   WHERE e.journey = j.name AND e.customer_id = c.customer_id
-													 AND e.enrolled_at > now() - j.reentry_interval)
-			ELSE true END
-	ORDER BY c.customer_id, c.anchor_at
-$$;
-REVOKE ALL ON FUNCTION post_purchase.admitted(post_purchase.journeys, text[], timestamptz[], jsonb[]) FROM PUBLIC;
-
 -- Enroll customers in an enabled journey, each at an anchor time (the
 -- steps' delays count from it), with a context the payloads can use.  The
 -- re-entry policy decides who may enter again; a new enrollment replaces an
@@ -408,6 +387,9 @@ CREATE FUNCTION post_purchase.enroll(journey text, customers text[], anchors tim
 DECLARE
 	j post_purchase.journeys;
 	first post_purchase.journey_steps;
+	admitted_customers text[];
+	admitted_anchors timestamptz[];
+	admitted_contexts jsonb[];
 	entered integer;
 	due_now boolean;
 BEGIN
@@ -420,12 +402,27 @@ BEGIN
 		RETURN 0;
 	END IF;
 
+	-- one per customer (the earliest anchor), if the re-entry policy lets
+	-- them in: one NOT EXISTS, an anti-join on the index (a sub-select per
+	-- policy lets the planner hash every enrollment of the journey instead)
+	SELECT array_agg(a.customer_id), array_agg(a.anchor_at), array_agg(a.context)
+	INTO admitted_customers, admitted_anchors, admitted_contexts
+	FROM (SELECT DISTINCT ON (c.customer_id) c.customer_id, c.anchor_at, coalesce(c.context, '{}') AS context
+		  FROM unnest(customers, anchors, contexts) c(customer_id, anchor_at, context)
+		  WHERE c.customer_id IS NOT NULL AND c.anchor_at IS NOT NULL
+			AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+							WHERE j.reentry <> 'every_time' AND e.journey = j.name AND e.customer_id = c.customer_id
+							  AND (j.reentry = 'once' OR e.enrolled_at > now() - j.reentry_interval))
+		  ORDER BY c.customer_id, c.anchor_at) a;
+	IF admitted_customers IS NULL THEN
+		RETURN 0;
+	END IF;
+
 	-- two statements: one would check the new row against the old one's
 	-- entry in the one-active-enrollment index before the old one ended
 	UPDATE post_purchase.enrollments e
 	SET status = 'exited', ended_at = now(), end_reason = 'reentered', next_position = NULL, next_fire_at = NULL
-	FROM post_purchase.admitted(j, customers, anchors, contexts) c
-	WHERE e.journey = j.name AND e.customer_id = c.customer_id AND e.status = 'active';
+	WHERE e.customer_id = ANY (admitted_customers) AND e.journey = j.name AND e.status = 'active';
 
 	INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, context, holdout, variant,
 										   next_position, next_fire_at)
@@ -433,11 +430,11 @@ BEGIN
 		   post_purchase.in_holdout(j.name, c.customer_id, j.holdout_percent),
 		   post_purchase.pick_variant(j.name, c.customer_id, j.variants),
 		   first.position, c.anchor_at + first.delay
-	FROM post_purchase.admitted(j, customers, anchors, contexts) c;
+	FROM unnest(admitted_customers, admitted_anchors, admitted_contexts) c(customer_id, anchor_at, context);
 	GET DIAGNOSTICS entered = ROW_COUNT;
 
 	-- a step due now reaches the outbox right after this transaction commits
-	SELECT bool_or(a + first.delay <= now()) INTO due_now FROM unnest(anchors) a;
+	SELECT bool_or(a + first.delay <= now()) INTO due_now FROM unnest(admitted_anchors) a;
 	IF entered > 0 AND due_now THEN
 		PERFORM post_purchase.wake_workers();
 	END IF;
@@ -451,14 +448,16 @@ REVOKE ALL ON FUNCTION post_purchase.enroll(text, text[], timestamptz[], jsonb[]
 -- An order was inserted (the order trigger, in the order's transaction): a
 -- purchase ends the enrollments that wait for one, then the order journeys
 -- enroll the customer.  orders is the customer's order count with it.
+-- Generic plans: this runs for every order, and planning its statements
+-- afresh for each one (custom plans) would cost more than running them.
 CREATE FUNCTION post_purchase.enroll_for_order(customer text, orders bigint, order_row jsonb)
 	RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 	AS $$
 DECLARE
-	j record;
 	tracked post_purchase.tracked_orders;
 	order_at timestamptz;
+	entering text[];
 BEGIN
 	-- the order converts the steps decided for the customer within the
 	-- attribution window before it (holdout steps too: the uplift's baseline)
@@ -475,14 +474,40 @@ BEGIN
 	FROM post_purchase.journeys x
 	WHERE e.customer_id = customer AND e.status = 'active' AND x.name = e.journey AND x.exit_on_purchase;
 
-	FOR j IN SELECT x.name FROM post_purchase.journeys x
-			 WHERE x.enabled
-			   AND (x.trigger = 'every_order' OR (x.trigger = 'first_order' AND orders = 1)
-					OR (x.trigger = 'nth_order' AND x.nth_order = orders))
-			 ORDER BY x.name LOOP
-		PERFORM post_purchase.enroll(j.name, ARRAY[customer], ARRAY[now()],
-									 ARRAY[jsonb_build_object('order', order_row)]);
-	END LOOP;
+	-- the order journeys the customer enters: enroll() for all of them at
+	-- once, in three statements instead of a dozen per journey, since this
+	-- runs for every order
+	SELECT array_agg(j.name) INTO entering
+	FROM post_purchase.journeys j
+	WHERE j.enabled
+	  AND (j.trigger = 'every_order' OR (j.trigger = 'first_order' AND orders = 1)
+		   OR (j.trigger = 'nth_order' AND j.nth_order = orders))
+	  AND EXISTS (SELECT FROM post_purchase.journey_steps s WHERE s.journey = j.name)
+	  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+					  WHERE j.reentry <> 'every_time' AND e.journey = j.name AND e.customer_id = customer
+						AND (j.reentry = 'once' OR e.enrolled_at > now() - j.reentry_interval));
+	IF entering IS NULL THEN
+		RETURN;
+	END IF;
+	UPDATE post_purchase.enrollments e
+	SET status = 'exited', ended_at = now(), end_reason = 'reentered', next_position = NULL, next_fire_at = NULL
+	WHERE e.customer_id = customer AND e.journey = ANY (entering) AND e.status = 'active';
+	INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, context, holdout, variant,
+										   next_position, next_fire_at)
+	SELECT j.name, customer, now(), jsonb_build_object('order', order_row),
+		   post_purchase.in_holdout(j.name, customer, j.holdout_percent),
+		   post_purchase.pick_variant(j.name, customer, j.variants), f.position, now() + f.delay
+	FROM post_purchase.journeys j
+	CROSS JOIN LATERAL (SELECT s.position, s.delay FROM post_purchase.journey_steps s
+						WHERE s.journey = j.name ORDER BY s.position LIMIT 1) f
+	WHERE j.name = ANY (entering)
+	ORDER BY j.name;
+	-- a thank-you reaches the outbox right after the order commits
+	IF EXISTS (SELECT FROM post_purchase.enrollments e
+			   WHERE e.customer_id = customer AND e.journey = ANY (entering) AND e.status = 'active'
+				 AND e.next_fire_at <= now()) THEN
+		PERFORM post_purchase.wake_workers();
+	END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb) FROM PUBLIC;

@@ -1,0 +1,152 @@
+#!/bin/bash
+# The journeys benchmark (README_journeys.md): how fast the background
+# workers drain due steps into the outbox, how soon a thank-you follows its
+# order, and what enabled journeys cost an order insert.  It starts a
+# throwaway server of its own, prints a report and appends it to
+# RESULTS_journeys.md.
+#
+#   test/bench/run_journey_bench.sh
+#
+#   JOURNEY_BENCH_STEPS     due steps drained (1000000)
+#   JOURNEY_BENCH_WORKERS   post_purchase.workers_per_database (2: one per core)
+#   JOURNEY_BENCH_RATE      orders per second in the latency run (100)
+#   JOURNEY_BENCH_DURATION  seconds per pgbench run (20)
+#   JOURNEY_BENCH_CLIENTS   pgbench clients of the insert runs (2)
+#   JOURNEY_BENCH_RECORD    0: do not append to RESULTS_journeys.md
+#   JOURNEY_BENCH_NOTE      a sentence recorded with the results
+# A missed target is reported, not fatal; a lost or doubled message is fatal.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+: "${JOURNEY_BENCH_STEPS:=1000000}" "${JOURNEY_BENCH_WORKERS:=2}" "${JOURNEY_BENCH_RATE:=100}"
+: "${JOURNEY_BENCH_DURATION:=20}" "${JOURNEY_BENCH_CLIENTS:=2}" "${JOURNEY_BENCH_RECORD:=1}"
+: "${JOURNEY_BENCH_NOTE:=}" "${JOURNEY_BENCH_RESULTS:=$here/RESULTS_journeys.md}"
+db=post_purchase_journey_bench
+
+# the settings of the other benchmarks, and workers for the benchmark database
+settings=(shared_buffers=4GB work_mem=256MB maintenance_work_mem=1GB jit=off max_parallel_workers_per_gather=0
+	autovacuum=off fsync=off synchronous_commit=off full_page_writes=off max_wal_size=20GB
+	checkpoint_timeout=1h TimeZone=UTC shared_preload_libraries=post_purchase
+	post_purchase.databases=$db post_purchase.workers_per_database=$JOURNEY_BENCH_WORKERS
+	post_purchase.naptime=100 post_purchase.batch_size=1000
+	post_purchase.segments_refresh_interval=0 post_purchase.models_refresh_interval=0)
+
+if [ -z "${JOURNEY_BENCH_INSIDE:-}" ]; then
+	unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSERVICE
+	opts=()
+	for s in "${settings[@]}"; do opts+=(-o "$s"); done
+	JOURNEY_BENCH_INSIDE=1 exec pg_virtualenv -t "${opts[@]}" "$0"
+fi
+
+export PGOPTIONS="-c client_min_messages=warning"
+psql=(psql -X -q -v ON_ERROR_STOP=1)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+"${psql[@]}" -d postgres -c "CREATE DATABASE $db"
+export PGDATABASE=$db
+sql() { "${psql[@]}" -At "${@/#/-c}"; }
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+say() { echo "$*" | tee -a "$report"; }
+
+"${psql[@]}" <<'EOF'
+CREATE EXTENSION post_purchase;
+CREATE TABLE orders (order_id bigserial PRIMARY KEY, customer_id bigint NOT NULL,
+					 ordered_at timestamptz NOT NULL, amount numeric NOT NULL);
+CREATE TABLE plain_orders (LIKE orders INCLUDING ALL);
+SELECT post_purchase.track_orders('orders');
+UPDATE post_purchase.settings SET value = '00:00' WHERE name IN ('quiet_hours_start', 'quiet_hours_end');
+UPDATE post_purchase.settings SET value = '0' WHERE name = 'frequency_cap_messages';
+SELECT post_purchase.create_journey('drain', 'every_order');
+SELECT post_purchase.add_step('drain', 'hello', '0', 'webhook', 'hello',
+	payload => '{"customer_id": "{{customer_id}}", "order": "{{order}}", "subject": "Thank you"}');
+EOF
+
+steps=$JOURNEY_BENCH_STEPS
+# the rows a worker would write, as a bare INSERT ... SELECT: the baseline
+baseline_sql="INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, journey, step, enrollment_id)
+SELECT i::text, 'hello', jsonb_build_object('customer_id', i::text, 'order',
+	jsonb_build_object('order_id', i, 'customer_id', i, 'amount', 10), 'subject', 'Thank you'),
+	'webhook', 'drain', 'hello', -i FROM generate_series(1, $steps) i"
+
+echo "== baseline: bare INSERT ... SELECT of $steps outbox rows" >&2
+base_ms=$(sql "SELECT extract(epoch FROM clock_timestamp()) * 1000" )
+sql "$baseline_sql" >/dev/null
+base_ms=$(sql "SELECT round(extract(epoch FROM clock_timestamp()) * 1000 - $base_ms)")
+sql "DELETE FROM post_purchase.outbox" "VACUUM post_purchase.outbox" >/dev/null
+
+echo "== $steps due steps (enrolled while the journey is disabled)" >&2
+sql "INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, context, holdout, next_position, next_fire_at)
+	 SELECT 'drain', i::text, now(), jsonb_build_object('order', jsonb_build_object('order_id', i, 'customer_id', i, 'amount', 10)),
+			false, 1, now() - interval '1 second'
+	 FROM generate_series(1, $steps) i" "VACUUM ANALYZE post_purchase.enrollments" >/dev/null
+
+echo "== drain: enable the journey, wake the workers, wait until no step is due" >&2
+start=$(sql "SELECT extract(epoch FROM clock_timestamp())")
+sql "BEGIN" "SELECT post_purchase.enable_journey('drain')" "SELECT post_purchase.wake_workers()" "COMMIT" >/dev/null
+while [ "$(sql "SELECT count(*) FROM post_purchase.outbox")" -lt "$steps" ]; do
+	sleep 0.2
+done
+drain_ms=$(sql "SELECT round((extract(epoch FROM clock_timestamp()) - $start) * 1000)")
+check=$(sql "SELECT count(*) = $steps AND count(DISTINCT (enrollment_id, step)) = $steps FROM post_purchase.outbox")
+[ "$check" = t ] || { echo "FAIL: the outbox does not hold each step exactly once" >&2; exit 1; }
+sql "SELECT post_purchase.disable_journey('drain')" >/dev/null
+
+echo "== latency: $JOURNEY_BENCH_RATE orders/s for ${JOURNEY_BENCH_DURATION}s, thank-you fired by the workers" >&2
+sql "SELECT post_purchase.enable_journey('thank_you')" "UPDATE post_purchase.journey_steps SET channel = 'webhook' WHERE journey = 'thank_you'" \
+	"CREATE SEQUENCE customers START 10000000" >/dev/null
+cat > "$report.order.sql" <<'EOF'
+INSERT INTO :table (customer_id, ordered_at, amount) VALUES (nextval('customers'), clock_timestamp(), 10);
+EOF
+pgbench -n -c 2 -j 2 -R "$JOURNEY_BENCH_RATE" -T "$JOURNEY_BENCH_DURATION" -D table=orders -f "$report.order.sql" >/dev/null 2>&1
+sleep 2
+read -r p50 p99 nlat <<<"$(sql "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), count(*)
+	FROM (SELECT extract(epoch FROM x.created_at - o.ordered_at) * 1000 AS ms
+		  FROM post_purchase.outbox x JOIN orders o ON o.customer_id::text = x.aggregateid
+		  WHERE x.journey = 'thank_you') l" | tr '|' ' ')"
+missing=$(sql "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM post_purchase.outbox x
+	WHERE x.journey = 'thank_you' AND x.aggregateid = o.customer_id::text)")
+[ "$missing" = 0 ] || { echo "FAIL: $missing orders have no thank-you" >&2; exit 1; }
+
+echo "== inserts: TPS untracked / tracked with the 8 seed journeys enabled / untracked" >&2
+sql "SELECT post_purchase.enable_journey(name) FROM post_purchase.journeys WHERE name <> 'drain' AND NOT enabled" >/dev/null
+tps() {
+	pgbench -n -c "$JOURNEY_BENCH_CLIENTS" -j "$JOURNEY_BENCH_CLIENTS" -T "$JOURNEY_BENCH_DURATION" \
+		-D table="$1" -f "$report.order.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+}
+tps_before=$(tps plain_orders)
+tps_tracked=$(tps orders)
+tps_after=$(tps plain_orders)
+rm -f "$report.order.sql"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = dir == "max" ? v <= g : v >= g; print ok ? "PASS" : "MISS" }'; }
+rate=$(awk -v n="$steps" -v ms="$drain_ms" 'BEGIN { printf "%.0f", n / ms * 1000 }')
+drain_ratio=$(ratio "$drain_ms" "$base_ms")
+tps_ratio=$(ratio "$tps_tracked" "$(awk -v a="$tps_before" -v b="$tps_after" 'BEGIN { print (a + b) / 2 }')")
+
+{
+	echo
+	echo "## $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo
+	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); load average $load_before at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+	echo "- server: $(sql 'SELECT version()' | cut -d, -f1), settings: ${settings[*]}"
+	echo "- note: ${JOURNEY_BENCH_NOTE:-none}"
+	echo
+	echo "| target | measured | goal | result |"
+	echo "|---|---:|---:|---|"
+	echo "| drain $steps due steps, $JOURNEY_BENCH_WORKERS workers: steps/s | $rate | >= 20000 | $(verdict "$rate" 20000 min) |"
+	echo "| drain time / bare INSERT ... SELECT of the same rows into the outbox | ${drain_ratio}x | <= 3.00x | $(verdict "$drain_ratio" 3 max) |"
+	echo "| order commit to thank-you in the outbox, p99 ms ($nlat orders at $JOURNEY_BENCH_RATE/s) | $p99 | < 50 | $(verdict "$p99" 50 max) |"
+	echo "| insert TPS tracked with 8 journeys / untracked ($JOURNEY_BENCH_CLIENTS clients) | $tps_ratio | >= 0.60 | $(verdict "$tps_ratio" 0.6 min) |"
+	echo "| info: drain ms / baseline ms | $drain_ms / $base_ms | | |"
+	echo "| info: latency p50 ms | $p50 | | |"
+	echo "| info: TPS untracked before / tracked / untracked after | $tps_before / $tps_tracked / $tps_after | | |"
+	echo
+	echo "Checks: every drained step is in the outbox exactly once; every order of the latency run has its thank-you."
+} | tee -a "$report"
+
+if [ "$JOURNEY_BENCH_RECORD" = 1 ]; then
+	cat "$report" >> "$JOURNEY_BENCH_RESULTS"
+	echo "appended to $JOURNEY_BENCH_RESULTS" >&2
+fi
