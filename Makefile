@@ -6,6 +6,7 @@
 #   make bench                the metrics benchmark (test/bench/README.md)
 #   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
 #   make bench-tracking       order tracking and customer_metrics (test/bench/README_tracking.md)
+#   make bench-journeys       journeys: drain rate, thank-you latency, insert cost (test/bench/README_journeys.md)
 #   make installcheck         pg_regress and isolation tests against a running server
 
 EXTENSION = post_purchase
@@ -89,7 +90,7 @@ $(OBJS): $(wildcard src/*.h)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test demo bench bench-clv bench-tracking pgtapcheck tapcheck
+.PHONY: deps test demo bench bench-clv bench-tracking bench-journeys pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -113,6 +114,10 @@ bench-clv: deps all
 bench-tracking: deps all
 	$(MAKE) install
 	test/bench/run_tracking_bench.sh
+
+bench-journeys: deps all
+	$(MAKE) install
+	test/bench/run_journey_bench.sh
 
 # pgTAP suites, against the server in the environment (PGHOST, PGPORT, ...)
 pgtapcheck:

@@ -262,6 +262,17 @@ SELECT post_purchase.evaluate_condition('journey_marketer', 'true) FROM pg_class
 \echo :LAST_ERROR_SQLSTATE
 SELECT post_purchase.disable_journey('conditional');
 
+-- a condition that fails at fire time for one customer suppresses that
+-- customer's step with the error; the rest of the batch fires
+SELECT post_purchase.create_journey('poisoned', 'every_order');
+SELECT post_purchase.add_step('poisoned', 's', '0', 'webhook', 'm', condition => '100 / (orders - 1) > 0');
+SELECT post_purchase.enable_journey('poisoned');
+INSERT INTO shop_orders VALUES (22, 'c21', now(), 1), (23, 'c21', now(), 1), (24, 'c20', now(), 1), (25, 'c22', now(), 1),
+							   (26, 'c22', now(), 1);
+SELECT post_purchase.fire_due_steps(10);
+SELECT customer_id, outcome, reason, detail FROM post_purchase.step_outcomes WHERE journey = 'poisoned' ORDER BY customer_id;
+SELECT post_purchase.disable_journey('poisoned');
+
 -- the frequency cap counts messages per customer and channel across journeys
 UPDATE post_purchase.settings SET value = '1' WHERE name = 'frequency_cap_messages';
 SELECT post_purchase.create_journey('cap_a', 'every_order');
@@ -329,6 +340,12 @@ SELECT post_purchase.add_step('welcome', 'early', '1 day', 'email', 'm');
 \echo :LAST_ERROR_SQLSTATE
 SELECT post_purchase.add_step('welcome', 'later', '5 days', 'E-Mail', 'm');
 \echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.add_step('welcome', 'later', '5 days', 'fax', 'm');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.create_journey('negative', 'every_order');
+SELECT post_purchase.add_step('negative', 'before', '-1 day', 'email', 'm');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.drop_journey('negative');
 SELECT post_purchase.add_step('welcome', 'later', '5 days', 'email', 'm', condition => 'revenu > 3');
 \echo :LAST_ERROR_SQLSTATE
 SELECT post_purchase.add_step('welcome', 'later', '5 days', 'email', 'm', condition => 'true; DROP TABLE shop_orders');

@@ -13,6 +13,7 @@ INSERT INTO post_purchase.settings VALUES
 	('quiet_hours_end', '08:00', '... until this one; the message waits for the end, it is not dropped (equal times: no quiet hours)'),
 	('quiet_hours_channels', 'sms,push', 'the channels that keep quiet hours, comma-separated'),
 	('channel_fallback', 'email,push,sms', 'for steps on channel ''preferred'': the channels tried, in order, when the customer has no preferred opted-in one'),
+	('channels', 'email,sms,push,webhook', 'the channels steps may use (besides ''preferred''), comma-separated'),
 	('consent_exempt_channels', 'webhook', 'channels that need no opt-in (internal systems), comma-separated'),
 	('attribution_window', '7 days', 'journey_stats: an order this soon after a step counts as its conversion'),
 	('enroll_due_interval', '1 minute', 'enroll_due() sweeps for lapsed, anniversary and replenishment enrollments at most this often');
@@ -301,10 +302,15 @@ BEGIN
 				  DETAIL = format('Its delay %s is shorter than the previous step''s %s.', delay, last.delay),
 				  HINT = 'Steps fire in the order they are added: add them in order of their delays.';
 	END IF;
-	IF channel !~ '^[a-z][a-z0-9_]*$' THEN
-		RAISE EXCEPTION 'invalid channel name "%"', channel
+	IF delay < interval '0' THEN
+		RAISE EXCEPTION 'step "%" has a negative delay %', step, delay
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A channel is a lower-case name such as email, sms, push or webhook, or "preferred".';
+				  HINT = 'Delays count from the enrollment (for replenishment_due journeys, from the due date minus the journey''s lead_time).';
+	END IF;
+	IF channel <> 'preferred' AND NOT channel = ANY (post_purchase.setting_list('channels')) THEN
+		RAISE EXCEPTION 'unknown channel "%"', channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('Use "preferred" or one of the channels setting: %s.', post_purchase.setting('channels'));
 	END IF;
 	IF segment IS NOT NULL AND NOT EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = segment) THEN
 		RAISE EXCEPTION 'segment "%" does not exist', segment USING ERRCODE = 'undefined_object';
