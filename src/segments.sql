@@ -145,6 +145,10 @@ BEGIN
 	PERFORM post_purchase.refresh_rfm_cuts();
 	-- every rule reads the same customer_metrics: compute it once
 	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS SELECT * FROM post_purchase.customer_metrics;
+	-- statistics that lag behind a freshly filled membership table make the
+	-- planner loop over the members for every membership: minutes, not seconds
+	ANALYZE pg_temp.customer_metrics;
+	ANALYZE post_purchase.segment_memberships;
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
 		segment := seg.name;
 		EXECUTE format(

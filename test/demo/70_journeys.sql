@@ -33,7 +33,7 @@ FROM post_purchase.journeys j ORDER BY enabled DESC, name;
 
 \echo
 \echo '== The last 200 orders of the data replayed now, in their order, 50 at a time: the workers fire =='
-\echo '== their thank-yous and loyalty invites as they commit =='
+\echo '== their thank-yous as they commit =='
 CREATE TEMP TABLE replay AS
 SELECT row_number() OVER (ORDER BY o.ordered_at, o.order_id) AS n, o.customer_id, o.quantity, o.amount
 FROM (SELECT * FROM shop.orders ORDER BY ordered_at DESC, order_id DESC LIMIT 200) o;
@@ -53,7 +53,7 @@ DO $$
 BEGIN
 	FOR i IN 1 .. 300 LOOP
 		EXIT WHEN NOT EXISTS (SELECT FROM post_purchase.enrollments e
-							  WHERE e.status = 'active' AND e.next_fire_at <= now());
+							  WHERE e.status = 'active' AND e.next_fire_at <= clock_timestamp());
 		PERFORM pg_sleep(0.1);
 	END LOOP;
 END
