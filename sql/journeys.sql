@@ -180,6 +180,30 @@ SELECT journey, customer_id, status, end_reason FROM post_purchase.enrollments
 WHERE journey = 'lapsed_30' ORDER BY customer_id;
 SELECT post_purchase.disable_journey('lapsed_30'), post_purchase.disable_journey('anniversary');
 
+-- replenishment: a product bought 27 days ago that lasts 10 days a unit,
+-- 3 units, is due in 3 days; with a 5-day lead time the reminder is due now
+CREATE TABLE shop_items (order_id bigint REFERENCES shop_orders ON DELETE CASCADE, product_id text, quantity numeric);
+SELECT post_purchase.track_order_items('shop_items');
+INSERT INTO post_purchase.products VALUES ('beans', 'Coffee beans', 10), ('mugs', 'Mug', NULL);
+INSERT INTO shop_orders VALUES (17, 'c12', now() - interval '27 days', 30), (18, 'c13', now() - interval '20 days', 30);
+INSERT INTO shop_items VALUES (17, 'beans', 3), (18, 'beans', 3);
+SELECT post_purchase.create_journey('refill', 'replenishment_due', lead_time => '5 days');
+SELECT post_purchase.add_step('refill', 'remind', '0', 'webhook', 'refill',
+	payload => '{"product": "{{product_id}}", "due": "{{due_at}}"}');
+SELECT post_purchase.enable_journey('refill');
+UPDATE post_purchase.journeys SET enabled_at = now() - interval '10 days' WHERE name = 'refill';
+UPDATE post_purchase.enrollment_sweeps SET swept_at = '-infinity';
+UPDATE post_purchase.settings SET value = '0 seconds' WHERE name = 'enroll_due_interval';
+SELECT post_purchase.enroll_due();
+SELECT customer_id, context ->> 'product_id' AS product,
+	   (context ->> 'due_at')::timestamptz - anchor_at = interval '5 days' AS anchored_lead_time_before_due
+FROM post_purchase.enrollments WHERE journey = 'refill';
+SELECT post_purchase.fire_due_steps(10);
+SELECT aggregateid, payload ->> 'product' AS product FROM post_purchase.outbox WHERE journey = 'refill';
+SELECT post_purchase.disable_journey('refill');
+SELECT post_purchase.untrack_order_items('shop_items');
+UPDATE post_purchase.settings SET value = '1 minute' WHERE name = 'enroll_due_interval';
+
 -- holdout and A/B variants: deterministic per customer and journey
 SELECT post_purchase.disable_journey('welcome');
 SELECT post_purchase.create_journey('ab', 'every_order', holdout_percent => 20, variants => '{"A": 1, "B": 3}');
