@@ -164,9 +164,7 @@ SELECT post_purchase.enable_journey('lapsed_30'), post_purchase.enable_journey('
 UPDATE post_purchase.journeys SET enabled_at = now() - interval '20 days' WHERE name = 'lapsed_30';
 SELECT post_purchase.enroll_due();
 SELECT journey, customer_id,
-	   CASE journey WHEN 'lapsed_30' THEN anchor_at = (SELECT last_order_at FROM post_purchase.customer_state s
-													   WHERE s.customer_id = e.customer_id) + interval '30 days'
-					ELSE anchor_at = enrolled_at END AS anchored_right,
+	   anchor_at = enrolled_at AS anchored_at_the_sweep,
 	   context ? 'last_order_at' AS has_last_order, (context ->> 'years')::int AS years
 FROM post_purchase.enrollments e WHERE journey IN ('lapsed_30', 'anniversary') ORDER BY journey, customer_id;
 SELECT post_purchase.enroll_due() AS enrolled_again;

@@ -550,8 +550,10 @@ CREATE TRIGGER enroll_on_segment_exit AFTER UPDATE ON post_purchase.segment_memb
 -- The journeys time triggers: customers who lapsed, whose first order has an
 -- anniversary today, or whose product runs out within the lead time.  Only
 -- what happened since the journey was enabled enrolls: enabling a win-back
--- journey does not message every customer who lapsed years ago.  Sweeps run
--- at most every enroll_due_interval; returns the enrollments made.
+-- journey does not message every customer who lapsed years ago.  Step
+-- delays count from the sweep (lapsed, anniversary) or from the due date
+-- minus the lead time (replenishment).  Sweeps run at most every
+-- enroll_due_interval; returns the enrollments made.
 CREATE FUNCTION post_purchase.enroll_due() RETURNS integer
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -569,8 +571,7 @@ BEGIN
 			 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due') ORDER BY x.name LOOP
 		IF j.trigger = 'lapsed' THEN
 			entered := entered + coalesce((
-				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id),
-											array_agg(s.last_order_at + make_interval(days => j.lapsed_days)),
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
 											array_agg(jsonb_build_object('last_order_at', s.last_order_at)))
 				FROM post_purchase.customer_state s
 				WHERE s.last_order_at + make_interval(days => j.lapsed_days) <= now()
