@@ -139,7 +139,6 @@ CREATE TABLE post_purchase.step_outcomes (
 );
 -- a customer's recent steps: the frequency cap, and orders converting them
 CREATE INDEX step_outcomes_customer ON post_purchase.step_outcomes (customer_id, decided_at);
-CREATE INDEX step_outcomes_journey ON post_purchase.step_outcomes (journey, step);
 COMMENT ON TABLE post_purchase.step_outcomes IS
 	'each decided step: fired into the outbox, or suppressed with a reason (holdout, condition, condition_error, segment, no_consent, frequency_cap); the orders within attribution_window after it convert it';
 
@@ -700,7 +699,9 @@ REVOKE ALL ON FUNCTION post_purchase.evaluate_step_conditions(bigint[]) FROM PUB
 -- disable_journey() wait for batches in flight, after which no step of it
 -- fires.  The outbox rows, the outcomes and the moves commit together: a
 -- crash before the commit leaves the steps due, and they fire again, once.
--- Set-based but for the conditions.  Returns the number of steps decided.
+-- Set-based but for the conditions.  (Generic plans were tried: they join
+-- the batch's CTEs by nested loops, quadratic in the batch size.)  Returns
+-- the number of steps decided.
 CREATE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$

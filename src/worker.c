@@ -156,7 +156,7 @@ static WorkerShared *shared = NULL;
 static char *databases_setting = NULL;
 static int	workers_per_database = 1;
 static int	naptime_ms = 1000;
-static int	batch_size = 100;
+static int	batch_size = 500;
 static bool workers_enabled = true;
 static int	segments_refresh_interval = 3600;
 static int	models_refresh_interval = 86400;
@@ -303,7 +303,7 @@ define_settings(void)
 							"Number of due steps a post_purchase worker fires in one transaction.",
 							NULL,
 							&batch_size,
-							100, 1, 100000,
+							500, 1, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
