@@ -788,16 +788,20 @@ BEGIN
 					THEN 'frequency_cap'
 			   END AS reason
 		FROM routed r
-	), decided AS (
+	), timed AS (
 		SELECT c.*,
 			   CASE WHEN c.reason IS NOT NULL THEN NULL
 					WHEN c.channel = ANY (quiet) THEN post_purchase.quiet_hours_end(c.customer_id, c.channel, now())
 					ELSE now() END AS send_at
 		FROM capped c
+	), decided AS (
+		-- the message's id up front: the outcome refers to it without a join
+		SELECT t.*, CASE WHEN t.reason IS NULL AND t.send_at <= now() THEN gen_random_uuid() END AS message_id
+		FROM timed t
 	), sent AS (
-		INSERT INTO post_purchase.outbox (aggregateid, type, payload, channel, address, journey, step, variant,
+		INSERT INTO post_purchase.outbox (id, aggregateid, type, payload, channel, address, journey, step, variant,
 										  enrollment_id)
-		SELECT d.customer_id, d.message_type,
+		SELECT d.message_id, d.customer_id, d.message_type,
 			   post_purchase.render_payload(d.template,
 				   jsonb_build_object(
 					   'customer', CASE WHEN d.uses_customer THEN
@@ -807,16 +811,16 @@ BEGIN
 					   'enrolled_at', d.enrolled_at) || d.context),
 			   d.channel, d.address, d.journey, d.step, d.variant, d.enrollment_id
 		FROM decided d
-		WHERE d.reason IS NULL AND d.send_at <= now()
+		WHERE d.message_id IS NOT NULL
+		-- a step decided again finds its message (and its outcome) in place
 		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
-		RETURNING id, enrollment_id
 	), recorded AS (
 		INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
 												 outcome, reason, detail, channel, outbox_id)
 		SELECT d.enrollment_id, d.step, d.journey, d.customer_id, d.variant, d.holdout,
 			   CASE WHEN d.reason IS NULL THEN 'fired' ELSE 'suppressed' END, d.reason,
-			   CASE WHEN d.reason = 'condition_error' THEN d.detail END, d.channel, m.id
-		FROM decided d LEFT JOIN sent m ON m.enrollment_id = d.enrollment_id
+			   CASE WHEN d.reason = 'condition_error' THEN d.detail END, d.channel, d.message_id
+		FROM decided d
 		WHERE d.reason IS NOT NULL OR d.send_at <= now()
 		ON CONFLICT DO NOTHING
 	), moved AS (
