@@ -32,19 +32,20 @@ SELECT name, trigger, enabled, holdout_percent,
 FROM post_purchase.journeys j ORDER BY enabled DESC, name;
 
 \echo
-\echo '== The last 200 orders of the data replayed now, in their order, 50 at a time: the workers fire =='
-\echo '== their thank-yous as they commit =='
+\echo '== The last 200 orders of the data replayed now, in their order, one checkout (transaction) =='
+\echo '== every 10 ms: the workers fire each thank-you as its order commits =='
 CREATE TEMP TABLE replay AS
 SELECT row_number() OVER (ORDER BY o.ordered_at, o.order_id) AS n, o.customer_id, o.quantity, o.amount
 FROM (SELECT * FROM shop.orders ORDER BY ordered_at DESC, order_id DESC LIMIT 200) o;
 DO $$
+DECLARE
+	r record;
 BEGIN
-	FOR b IN 0 .. 3 LOOP
+	FOR r IN SELECT * FROM replay ORDER BY n LOOP
 		INSERT INTO shop.orders (order_id, customer_id, ordered_at, quantity, amount)
-		SELECT (SELECT max(order_id) FROM shop.orders) + r.n - 50 * b, r.customer_id, clock_timestamp(), r.quantity, r.amount
-		FROM replay r WHERE r.n > 50 * b AND r.n <= 50 * (b + 1) ORDER BY r.n;
+		SELECT max(order_id) + 1, r.customer_id, clock_timestamp(), r.quantity, r.amount FROM shop.orders;
 		COMMIT;
-		PERFORM pg_sleep(0.5);
+		PERFORM pg_sleep(0.01);
 	END LOOP;
 END
 $$;
