@@ -75,6 +75,25 @@ SELECT post_purchase.create_segment('everyone', 'true');
 INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999998, '2024-12-31 09:00', 30);
 SELECT post_purchase.in_segment('999998', 'everyone');
 
+-- a rule runs as its segment's owner, at order time and in refresh_segments()
+CREATE ROLE segment_owner;
+SELECT post_purchase.create_segment('owned', 'current_user = ''segment_owner''');
+UPDATE post_purchase.segments SET owner = 'segment_owner' WHERE name = 'owned';
+-- the owner may not read customer_metrics yet: the order still commits, with a warning
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999997, '2024-12-31 09:00', 30);
+GRANT USAGE ON SCHEMA post_purchase TO segment_owner;
+GRANT SELECT ON post_purchase.customer_metrics TO segment_owner;
+-- the rule holds only when it runs as segment_owner
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999996, '2024-12-31 10:00', 30);
+SELECT post_purchase.in_segment('999996', 'owned') AS member_as_its_owner,
+	   post_purchase.in_segment('999996', 'everyone') AS other_owners_rules_too;
+-- refresh_segments() grants the owner its temporary metrics: everyone else enters
+SELECT entered = (SELECT count(*) - 1 FROM post_purchase.customer_state) AS everyone_else_entered_as_its_owner
+FROM post_purchase.refresh_segments() WHERE segment = 'owned';
+SELECT post_purchase.drop_segment('owned');
+DROP OWNED BY segment_owner;
+DROP ROLE segment_owner;
+
 SELECT count(*) AS differences FROM post_purchase.verify_state();
 SELECT post_purchase.untrack_orders('shop.orders');
 SELECT post_purchase.drop_segment('everyone');

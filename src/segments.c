@@ -16,10 +16,13 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -31,10 +34,24 @@
 PG_FUNCTION_INFO_V1(parse_segment_rule);
 PG_FUNCTION_INFO_V1(segments_changed);
 PG_FUNCTION_INFO_V1(refresh_customer_segments);
+PG_FUNCTION_INFO_V1(segment_rule_members);
 
-/* The evaluation plan of all rules, valid until the segments table changes. */
-static SPIPlanPtr rules_plan = NULL;
-static Datum rule_names = (Datum) 0;	/* text[] in TopMemoryContext */
+/*
+ * The evaluation plans of the rules, one per role that owns segments (a
+ * rule runs as its segment's owner), valid until the segments table
+ * changes.  The names of all rules, group after group, in TopMemoryContext.
+ */
+typedef struct RuleGroup
+{
+	Oid			owner;
+	int			count;
+	SPIPlanPtr	plan;
+} RuleGroup;
+
+static RuleGroup *rule_groups = NULL;
+static int	group_count = 0;
+static bool rules_planned = false;
+static Datum rule_names = (Datum) 0;	/* text[] */
 static int	rule_count = 0;
 static bool callback_registered = false;
 static bool rules_stale = false;
@@ -129,76 +146,158 @@ segments_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/*
- * Build "SELECT ARRAY[(rule), ...]::bool[] FROM customer_metrics WHERE
- * customer_id = $1" from the segments table, and keep the names in order.
- */
+/* Forget the plans, at the next use after the segments changed. */
 static void
-prepare_rules(void)
+free_rules(void)
+{
+	for (int i = 0; i < group_count; i++)
+		SPI_freeplan(rule_groups[i].plan);
+	if (rule_groups != NULL)
+		pfree(rule_groups);
+	if (rule_names != (Datum) 0)
+		pfree(DatumGetPointer(rule_names));
+	rule_groups = NULL;
+	rule_names = (Datum) 0;
+	group_count = rule_count = 0;
+	rules_planned = false;
+}
+
+/*
+ * Plan "SELECT ARRAY[(rule), ...]::bool[] FROM customer_metrics WHERE
+ * customer_id = $1" for the rules of one owner.
+ */
+static SPIPlanPtr
+plan_rules(Datum rules)
 {
 	StringInfoData sql;
 	Oid			types[1] = {TEXTOID};
-	MemoryContext old;
-	Datum	   *names;
+	Datum	   *texts;
+	int			n;
+	SPIPlanPtr	plan;
 
-	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
-	rules_stale = false;
-	if (SPI_execute("SELECT s.name, s.rule FROM post_purchase.segments s ORDER BY s.name", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the segments");
-	rule_count = (int) SPI_processed;
-	if (rule_count == 0)
-		return;
-
-	names = palloc(rule_count * sizeof(Datum));
+	deconstruct_array(DatumGetArrayTypeP(rules), TEXTOID, -1, false, TYPALIGN_INT, &texts, NULL, &n);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT ARRAY[");
-	for (int i = 0; i < rule_count; i++)
+	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		char	   *rule = SPI_getvalue(row, SPI_tuptable->tupdesc, 2);
+		char	   *rule = TextDatumGetCString(texts[i]);
 
 		/* rules were checked when created; check again, they are pasted */
 		check_rule_is_expression(rule, "segment rule");
-		names[i] = CStringGetTextDatum(SPI_getvalue(row, SPI_tuptable->tupdesc, 1));
 		appendStringInfo(&sql, "%s(%s)", i > 0 ? ", " : "", rule);
 	}
 	/* OFFSET 0 keeps the view's columns computed once, however many rules use them */
 	appendStringInfoString(&sql, "]::pg_catalog.bool[] FROM (SELECT * FROM post_purchase.customer_metrics c "
 						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $1 OFFSET 0) c");
 
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (rule_names != (Datum) 0)
-		pfree(DatumGetPointer(rule_names));
-	rule_names = PointerGetDatum(construct_array(names, rule_count, TEXTOID, -1, false, TYPALIGN_INT));
-	MemoryContextSwitchTo(old);
-
 	/* a generic plan: planning this view for every order would dominate */
-	rules_plan = SPI_prepare_cursor(sql.data, 1, types, CURSOR_OPT_GENERIC_PLAN);
-	if (rules_plan == NULL)
+	plan = SPI_prepare_cursor(sql.data, 1, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
 		elog(ERROR, "could not plan the segment rules: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(rules_plan);
+	SPI_keepplan(plan);
+	return plan;
 }
 
-/* Every rule for the customer, or all false when the customer has no orders. */
+/* Plan every owner's rules, and keep all names in evaluation order. */
+static void
+prepare_rules(void)
+{
+	MemoryContext old;
+	Datum	   *names = NULL;
+	int			groups;
+	SPITupleTable *table;
+
+	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
+	rules_stale = false;
+	if (SPI_execute("SELECT s.owner, pg_catalog.array_agg(s.name ORDER BY s.name), "
+					"pg_catalog.array_agg(s.rule ORDER BY s.name) "
+					"FROM post_purchase.segments s GROUP BY s.owner ORDER BY s.owner",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the segments");
+	table = SPI_tuptable;
+	groups = (int) SPI_processed;
+
+	rule_groups = MemoryContextAllocZero(TopMemoryContext, Max(groups, 1) * sizeof(RuleGroup));
+	for (int g = 0; g < groups; g++)
+	{
+		bool		isnull;
+		Datum	   *group_names;
+		int			n;
+
+		rule_groups[g].owner = DatumGetObjectId(SPI_getbinval(table->vals[g], table->tupdesc, 1, &isnull));
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(table->vals[g], table->tupdesc, 2, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &group_names, NULL, &n);
+		rule_groups[g].count = n;
+		rule_groups[g].plan = plan_rules(SPI_getbinval(table->vals[g], table->tupdesc, 3, &isnull));
+		group_count = g + 1;
+		names = names == NULL ? palloc(n * sizeof(Datum)) : repalloc(names, (rule_count + n) * sizeof(Datum));
+		memcpy(names + rule_count, group_names, n * sizeof(Datum));
+		rule_count += n;
+	}
+	if (rule_count > 0)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		rule_names = PointerGetDatum(construct_array(names, rule_count, TEXTOID, -1, false, TYPALIGN_INT));
+		MemoryContextSwitchTo(old);
+	}
+	rules_planned = true;
+}
+
+/*
+ * One owner's rules for the customer, run as that owner in a
+ * security-restricted operation, into flags; all false when the customer
+ * has no orders.  An error unwinds the user switch with the subtransaction.
+ */
+static void
+evaluate_group(const RuleGroup *group, Datum customer, Datum *flags)
+{
+	Oid			saved_user;
+	int			saved_context;
+	bool		isnull = true;
+	Datum		result = (Datum) 0;
+
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(group->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_execute_plan(group->plan, &customer, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not evaluate the segment rules");
+	if (SPI_processed == 1)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SetUserIdAndSecContext(saved_user, saved_context);
+
+	if (isnull)
+	{
+		for (int i = 0; i < group->count; i++)
+			flags[i] = BoolGetDatum(false);
+		return;
+	}
+	{
+		Datum	   *values;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &nulls, &n);
+		if (n != group->count)
+			elog(ERROR, "segment rules returned %d flags, expected %d", n, group->count);
+		/* a rule that is NULL for the customer does not hold */
+		for (int i = 0; i < n; i++)
+			flags[i] = BoolGetDatum(!nulls[i] && DatumGetBool(values[i]));
+	}
+}
+
+/* Every rule for the customer, in the order of rule_names. */
 static Datum
 evaluate_rules(Datum customer)
 {
-	bool		isnull = true;
-	Datum		flags = (Datum) 0;
+	Datum	   *flags = palloc(rule_count * sizeof(Datum));
+	int			done = 0;
 
-	if (SPI_execute_plan(rules_plan, &customer, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not evaluate the segment rules");
-	if (SPI_processed == 1)
-		flags = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
+	for (int g = 0; g < group_count; g++)
 	{
-		Datum	   *none = palloc(rule_count * sizeof(Datum));
-
-		for (int i = 0; i < rule_count; i++)
-			none[i] = BoolGetDatum(false);
-		flags = PointerGetDatum(construct_array(none, rule_count, BOOLOID, 1, true, TYPALIGN_CHAR));
+		evaluate_group(&rule_groups[g], customer, flags + done);
+		done += rule_groups[g].count;
 	}
-	return flags;
+	return PointerGetDatum(construct_array(flags, rule_count, BOOLOID, 1, true, TYPALIGN_CHAR));
 }
 
 static void
@@ -246,12 +345,9 @@ refresh_customer_segments(PG_FUNCTION_ARGS)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (rules_stale && rules_plan != NULL)
-	{
-		SPI_freeplan(rules_plan);
-		rules_plan = NULL;
-	}
-	if (rules_plan == NULL)
+	if (rules_stale && rules_planned)
+		free_rules();
+	if (!rules_planned)
 		prepare_rules();
 	if (rule_count == 0)
 	{
@@ -286,4 +382,49 @@ refresh_customer_segments(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * segment_rule_members(owner, rule): the customers of the session's
+ * temporary customer_metrics table (refresh_segments() fills it and grants
+ * it to the owner) for whom the rule holds, evaluated as the segment's
+ * owner in a security-restricted operation.  The caller must be able to act
+ * as the owner already.
+ */
+Datum
+segment_rule_members(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			owner = PG_GETARG_OID(0);
+	char	   *rule = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			saved_user;
+	int			saved_context;
+	char	   *sql;
+
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to evaluate a segment rule as role \"%s\"",
+						GetUserNameFromId(owner, false))));
+	check_rule_is_expression(rule, "segment rule");
+	sql = psprintf("SELECT c.customer_id FROM pg_temp.customer_metrics c WHERE (%s)", rule);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not evaluate the segment rule");
+	SetUserIdAndSecContext(saved_user, saved_context);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }

@@ -149,10 +149,17 @@ BEGIN
 	-- planner loop over the members for every membership: minutes, not seconds
 	ANALYZE pg_temp.customer_metrics;
 	ANALYZE post_purchase.segment_memberships;
+	-- each rule runs as its segment's owner, who reads this table only
+	FOR seg IN SELECT DISTINCT ON (s.owner) * FROM post_purchase.segments s LOOP
+		-- a regrole's text is already a quoted identifier
+		EXECUTE format('GRANT SELECT ON pg_temp.customer_metrics TO %s', seg.owner);
+	END LOOP;
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
 		segment := seg.name;
-		EXECUTE format(
-			'WITH members AS (SELECT c.customer_id FROM pg_temp.customer_metrics c WHERE (%s)),
+		-- EXECUTE: planned for each segment with the statistics just taken
+		EXECUTE
+			'WITH members AS MATERIALIZED (SELECT x.customer_id
+										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
 					   WHERE m.segment = $1 AND m.exited_at IS NULL
 						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
@@ -163,8 +170,8 @@ BEGIN
 										   WHERE m.segment = $1 AND m.customer_id = x.customer_id
 											 AND m.exited_at IS NULL)
 						 RETURNING 1)
-			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)', seg.rule)
-		INTO entered, exited USING seg.name;
+			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
+		INTO entered, exited USING seg.name, seg.owner, seg.rule;
 		RETURN NEXT;
 	END LOOP;
 	DROP TABLE pg_temp.customer_metrics;
@@ -179,6 +186,12 @@ REVOKE ALL ON FUNCTION post_purchase.refresh_segments() FROM PUBLIC;
 CREATE FUNCTION post_purchase.refresh_customer_segments(customer text) RETURNS void
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.refresh_customer_segments(text) FROM PUBLIC;
+
+-- The customers of refresh_segments()' temporary metrics for whom a rule
+-- holds, evaluated as the segment's owner (src/segments.c).
+CREATE FUNCTION post_purchase.segment_rule_members(owner regrole, rule text) RETURNS SETOF text
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION post_purchase.segment_rule_members(regrole, text) FROM PUBLIC;
 
 -- Any change to the segments makes every backend re-plan the rules.
 CREATE FUNCTION post_purchase.segments_changed() RETURNS trigger
