@@ -190,7 +190,7 @@ REVOKE ALL ON FUNCTION post_purchase.refresh_customer_segments(text) FROM PUBLIC
 -- The customers of refresh_segments()' temporary metrics for whom a rule
 -- holds, evaluated as the segment's owner (src/segments.c).
 CREATE FUNCTION post_purchase.segment_rule_members(owner regrole, rule text) RETURNS SETOF text
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.segment_rule_members(regrole, text) FROM PUBLIC;
 
 -- Any change to the segments makes every backend re-plan the rules.
