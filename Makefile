@@ -7,6 +7,7 @@
 #   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
 #   make bench-tracking       order tracking and customer_metrics (test/bench/README_tracking.md)
 #   make bench-journeys       journeys: drain rate, thank-you latency, insert cost (test/bench/README_journeys.md)
+#   make valgrind             the regression suite against a server under valgrind memcheck
 #   make installcheck         pg_regress and isolation tests against a running server
 
 EXTENSION = post_purchase
@@ -90,7 +91,7 @@ $(OBJS): $(wildcard src/*.h)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test demo bench bench-clv bench-tracking bench-journeys pgtapcheck tapcheck
+.PHONY: deps test demo bench bench-clv bench-tracking bench-journeys valgrind print-regress pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -118,6 +119,14 @@ bench-tracking: deps all
 bench-journeys: deps all
 	$(MAKE) install
 	test/bench/run_journey_bench.sh
+
+# the regression suite against a server under valgrind (test/valgrind/run_valgrind.sh)
+valgrind: deps all
+	$(MAKE) install
+	test/valgrind/run_valgrind.sh
+
+print-regress:
+	@echo $(REGRESS)
 
 # pgTAP suites, against the server in the environment (PGHOST, PGPORT, ...)
 pgtapcheck:
