@@ -14,8 +14,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -36,18 +34,13 @@ evaluate_condition(PG_FUNCTION_ARGS)
 	char	   *condition = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Datum		customer = PG_GETARG_DATUM(2);
 	Oid			types[1] = {TEXTOID};
-	Oid			saved_user;
-	int			saved_context;
+	OwnerContext saved;
 	int			guc_level;
 	char	   *sql;
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 
-	if (!has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to evaluate a condition as role \"%s\"",
-						GetUserNameFromId(owner, false))));
+	check_may_act_as(owner, "condition");
 
 	/* conditions were checked when added; check again, they are pasted */
 	check_rule_is_expression(condition, "step condition");
@@ -58,9 +51,7 @@ evaluate_condition(PG_FUNCTION_ARGS)
 	 * An error unwinds both the user switch and the GUC level through the
 	 * (sub)transaction abort, so they are only restored by hand on success.
 	 */
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	become_owner(owner, &saved);
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -74,7 +65,7 @@ evaluate_condition(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	AtEOXact_GUC(true, guc_level);
-	SetUserIdAndSecContext(saved_user, saved_context);
+	restore_user(&saved);
 
 	if (isnull)
 		PG_RETURN_NULL();

@@ -120,6 +120,36 @@ parse_segment_rule(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* An error unless the current user can act as owner already. */
+void
+check_may_act_as(Oid owner, const char *what)
+{
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to evaluate a %s as role \"%s\"",
+						what, GetUserNameFromId(owner, false))));
+}
+
+/*
+ * From here on, run as owner in a security-restricted operation (no SET
+ * ROLE, no changes to session state).  An error unwinds the switch with the
+ * (sub)transaction; restore_user() undoes it on success.
+ */
+void
+become_owner(Oid owner, OwnerContext *saved)
+{
+	GetUserIdAndSecContext(&saved->user, &saved->sec_context);
+	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+restore_user(const OwnerContext *saved)
+{
+	SetUserIdAndSecContext(saved->user, saved->sec_context);
+}
+
 /*
  * Relcache callback: the segments changed (or every cache was reset, which
  * InvalidOid means).  The plan is only marked here and freed at next use,
@@ -251,19 +281,16 @@ prepare_rules(void)
 static void
 evaluate_group(const RuleGroup *group, Datum customer, Datum *flags)
 {
-	Oid			saved_user;
-	int			saved_context;
+	OwnerContext saved;
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(group->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	become_owner(group->owner, &saved);
 	if (SPI_execute_plan(group->plan, &customer, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not evaluate the segment rules");
 	if (SPI_processed == 1)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	SetUserIdAndSecContext(saved_user, saved_context);
+	restore_user(&saved);
 
 	if (isnull)
 	{
@@ -397,27 +424,20 @@ segment_rule_members(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			owner = PG_GETARG_OID(0);
 	char	   *rule = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Oid			saved_user;
-	int			saved_context;
+	OwnerContext saved;
 	char	   *sql;
 
-	if (!has_privs_of_role(GetUserId(), owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to evaluate a segment rule as role \"%s\"",
-						GetUserNameFromId(owner, false))));
+	check_may_act_as(owner, "segment rule");
 	check_rule_is_expression(rule, "segment rule");
 	sql = psprintf("SELECT c.customer_id FROM pg_temp.customer_metrics c WHERE (%s)", rule);
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	become_owner(owner, &saved);
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not evaluate the segment rule");
-	SetUserIdAndSecContext(saved_user, saved_context);
+	restore_user(&saved);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

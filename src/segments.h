@@ -1,11 +1,22 @@
 /*
  * segments.h
  *	  What journeys share with segments: user-written SQL expressions are
- *	  checked the same way.
+ *	  checked the same way and run as the role that owns them.
  */
 #ifndef POST_PURCHASE_SEGMENTS_H
 #define POST_PURCHASE_SEGMENTS_H
 
 extern void check_rule_is_expression(const char *rule, const char *what);
+
+/* Running user-written SQL as the role that owns it. */
+typedef struct OwnerContext
+{
+	Oid			user;
+	int			sec_context;
+} OwnerContext;
+
+extern void check_may_act_as(Oid owner, const char *what);
+extern void become_owner(Oid owner, OwnerContext *saved);
+extern void restore_user(const OwnerContext *saved);
 
 #endif							/* POST_PURCHASE_SEGMENTS_H */
