@@ -52,10 +52,15 @@ SQL_PARTS = \
 	src/order_items.sql \
 	src/worker.sql \
 	src/outbox.sql \
-	src/journeys.sql
+	src/journeys.sql \
+	src/dump.sql
 
+# The current version's script is built; released versions' scripts are
+# frozen in sql/ (never edited: a database created at 1.0 keeps what 1.0
+# was), and the upgrade scripts lead from each of them to the current one.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+RELEASED_SCRIPTS = sql/$(EXTENSION)--1.0.sql
+DATA = $(RELEASED_SCRIPTS) $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 PG_CFLAGS = -Werror
 # GSL: special functions, the BFGS minimizer and quadrature for the models

@@ -526,6 +526,10 @@ DECLARE
 	j record;
 	wanted text := CASE TG_OP WHEN 'INSERT' THEN 'segment_entered' ELSE 'segment_exited' END;
 BEGIN
+	-- restored memberships come with the enrollments they made
+	IF post_purchase.restoring() THEN
+		RETURN NULL;
+	END IF;
 	FOR j IN SELECT x.name, x.segment FROM post_purchase.journeys x
 			 WHERE x.enabled AND x.trigger = wanted ORDER BY x.name LOOP
 		PERFORM post_purchase.enroll(j.name, array_agg(m.customer_id),

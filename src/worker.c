@@ -58,6 +58,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_func.h"
+#include "utils/backend_status.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -940,6 +941,50 @@ worker_call_scheduled(const WorkerCall *call, int interval_s, TimestampTz *last)
 }
 
 /*
+ * Whether pg_restore is connected to this database (post_purchase.restoring()
+ * in src/worker.sql): it restores journeys, enrollments and the outbox table
+ * by table, and a step fired in between would be fired a second time.
+ */
+static bool
+restore_running(void)
+{
+	int			nbackends = pgstat_fetch_stat_numbackends();
+	bool		running = false;
+
+	for (int i = 1; i <= nbackends && !running; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *backend;
+
+		if (local == NULL)
+			continue;
+		backend = &local->backendStatus;
+		running = backend->st_databaseid == MyDatabaseId &&
+			backend->st_backendType == B_BACKEND &&
+			strcmp(backend->st_appname, "pg_restore") == 0;
+	}
+	/* the next look reads the backends afresh */
+	pgstat_clear_backend_activity_snapshot();
+	return running;
+}
+
+/* Log when the workers pause for a restore and when they go on. */
+static bool
+paused_for_restore(void)
+{
+	static bool paused = false;
+	bool		restoring = restore_running();
+
+	if (restoring != paused)
+		ereport(LOG,
+				(errmsg(restoring ? "post_purchase worker %d pauses: pg_restore is connected to database \"%s\""
+						: "post_purchase worker %d goes on: no pg_restore is connected to database \"%s\"",
+						my_worker_num, NameStr(my_dbname))));
+	paused = restoring;
+	return restoring;
+}
+
+/*
  * One loop of the worker: enroll, fire due steps while batches come back
  * full, the scheduled functions; returns how long to sleep, in ms.
  */
@@ -953,7 +998,7 @@ worker_iteration(void)
 	bool		isnull;
 	long		wait_ms = naptime_ms;
 
-	if (!workers_enabled || RecoveryInProgress())
+	if (!workers_enabled || RecoveryInProgress() || paused_for_restore())
 		return naptime_ms;
 
 	if (my_worker_num == 1)

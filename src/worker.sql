@@ -41,3 +41,16 @@ CREATE FUNCTION post_purchase.wake_workers() RETURNS void
 COMMENT ON FUNCTION post_purchase.wake_workers() IS
 	'wake this database''s post_purchase workers when the transaction commits';
 REVOKE ALL ON FUNCTION post_purchase.wake_workers() FROM PUBLIC;
+
+-- Whether this session restores a dump: pg_restore connects with
+-- application_name pg_restore (to restore a plain-format dump with psql,
+-- set PGAPPNAME=pg_restore).  While any such session is connected to a
+-- database, its workers pause (worker.c), and in the restoring session the
+-- segment triggers enroll no one and restored seed rows replace the
+-- installed ones (src/dump.sql): the dump holds the enrollments and the
+-- outbox already, and firing in between would fire a step twice.
+CREATE FUNCTION post_purchase.restoring() RETURNS boolean
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT pg_catalog.current_setting('application_name') OPERATOR(pg_catalog.=) 'pg_restore'$$;
+COMMENT ON FUNCTION post_purchase.restoring() IS
+	'whether this session restores a dump (application_name pg_restore): workers pause, segment triggers do not enroll';
