@@ -7,6 +7,7 @@
 #   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
 #   make bench-tracking       order tracking and customer_metrics (test/bench/README_tracking.md)
 #   make bench-journeys       journeys: drain rate, thank-you latency, insert cost (test/bench/README_journeys.md)
+#   make test-ubsan           every test layer against a build with UndefinedBehaviorSanitizer
 #   make valgrind             the regression suite against a server under valgrind memcheck
 #   make installcheck         pg_regress and isolation tests against a running server
 
@@ -65,6 +66,11 @@ DATA = $(RELEASED_SCRIPTS) $(wildcard sql/$(EXTENSION)--*--*.sql)
 PG_CFLAGS = -Werror
 # GSL: special functions, the BFGS minimizer and quadrature for the models
 SHLIB_LINK = -lgsl -lgslcblas -lm
+# make UBSAN=1: built with UndefinedBehaviorSanitizer (make test-ubsan)
+ifdef UBSAN
+PG_CFLAGS += -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=undefined
+endif
 
 # The public CDNOW data set (README.md, "Data"); never copied into the project.
 CDNOW_DIR ?= ../shared/data/cdnow
@@ -96,7 +102,7 @@ $(OBJS): $(wildcard src/*.h)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test demo bench bench-clv bench-tracking bench-journeys valgrind print-regress pgtapcheck tapcheck
+.PHONY: deps test test-ubsan demo bench bench-clv bench-tracking bench-journeys valgrind print-regress pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -104,6 +110,10 @@ deps:
 test: deps all
 	$(MAKE) install
 	test/run_tests.sh
+
+# every test layer against a build with UndefinedBehaviorSanitizer (test/ubsan/run_ubsan.sh)
+test-ubsan: deps all
+	test/ubsan/run_ubsan.sh
 
 demo: deps all
 	$(MAKE) install
