@@ -115,3 +115,54 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.enrollments_enrollment
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.step_outcomes', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.enrollment_sweeps', '');
 -- the outbox, its events and their sequence are marked in src/outbox.sql
+
+-- Not NULLIF: it compares with the "=" the caller's search_path finds.
+CREATE OR REPLACE FUNCTION post_purchase.shop_today() RETURNS date
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT COALESCE(CASE WHEN post_purchase.setting('today') OPERATOR(pg_catalog.<>) ''
+							 THEN post_purchase.setting('today')::pg_catalog.date END,
+						 (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
+
+-- every C function that runs SQL locks search_path in its declaration too
+ALTER FUNCTION post_purchase.evaluate_condition(regrole, text, text) SET search_path = pg_catalog, pg_temp;
+
+-- Rules and step conditions run as the role in their row's owner column
+-- (src/segments.sql): only a member of that role may write such a row.
+CREATE FUNCTION post_purchase.check_owner() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	owners regrole[];
+	owner regrole;
+	label text;
+BEGIN
+	IF TG_ARGV[0] = 'journey step' THEN
+		label := NEW.journey || '.' || NEW.step;
+		owners := ARRAY(SELECT j.owner FROM post_purchase.journeys j WHERE j.name = NEW.journey);
+		IF TG_OP = 'UPDATE' THEN
+			owners := owners || ARRAY(SELECT j.owner FROM post_purchase.journeys j WHERE j.name = OLD.journey);
+		END IF;
+	ELSE
+		label := NEW.name;
+		owners := ARRAY[NEW.owner];
+		IF TG_OP = 'UPDATE' THEN
+			owners := owners || OLD.owner;
+		END IF;
+	END IF;
+	FOREACH owner IN ARRAY owners LOOP
+		IF NOT pg_has_role(current_user, owner, 'MEMBER') THEN
+			RAISE EXCEPTION 'permission denied to write % "%" as owned by role %', TG_ARGV[0], label, owner
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = format('The %s''s SQL runs as its owner; only a member of that role may write it.', TG_ARGV[0]);
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_owner() FROM PUBLIC;
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.segments
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('segment');
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journeys
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey');
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journey_steps
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey step');

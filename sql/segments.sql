@@ -90,6 +90,26 @@ SELECT post_purchase.in_segment('999996', 'owned') AS member_as_its_owner,
 -- refresh_segments() grants the owner its temporary metrics: everyone else enters
 SELECT entered = (SELECT count(*) - 1 FROM post_purchase.customer_state) AS everyone_else_entered_as_its_owner
 FROM post_purchase.refresh_segments() WHERE segment = 'owned';
+-- a role granted write access to the segments may not make another role
+-- an owner: its rules would run with that role's rights
+GRANT SELECT, INSERT, UPDATE ON post_purchase.segments TO segment_owner;
+SET ROLE segment_owner;
+UPDATE post_purchase.segments SET owner = 'postgres' WHERE name = 'owned';
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO post_purchase.segments (name, rule, owner) VALUES ('borrowed', 'true', 'postgres');
+\echo :LAST_ERROR_SQLSTATE
+-- nor change the rule of a segment another role owns (it runs as that role)
+UPDATE post_purchase.segments SET rule = 'true' WHERE name = 'lifecycle_new';
+\echo :LAST_ERROR_SQLSTATE
+-- its own segments it may write
+INSERT INTO post_purchase.segments (name, rule) VALUES ('its_own', 'true');
+UPDATE post_purchase.segments SET rule = 'orders > 0' WHERE name = 'owned';
+RESET ROLE;
+SELECT rule FROM post_purchase.segments WHERE name = 'lifecycle_new';
+SELECT name, owner FROM post_purchase.segments WHERE name IN ('owned', 'borrowed', 'its_own') ORDER BY name;
+-- a superuser may name any role
+UPDATE post_purchase.segments SET owner = 'segment_owner' WHERE name = 'its_own';
+SELECT post_purchase.drop_segment('its_own');
 SELECT post_purchase.drop_segment('owned');
 DROP OWNED BY segment_owner;
 DROP ROLE segment_owner;

@@ -18,10 +18,12 @@ CREATE FUNCTION post_purchase.setting(setting_name text) RETURNS text
 	AS $$SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name$$;
 
 -- Today in the shop's time zone, or the "today" setting when it is set.
+-- (Not NULLIF: it compares with the "=" the caller's search_path finds.)
 CREATE FUNCTION post_purchase.shop_today() RETURNS date
 	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$SELECT COALESCE(NULLIF(post_purchase.setting('today'), '')::pg_catalog.date,
-								   (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
+	AS $$SELECT COALESCE(CASE WHEN post_purchase.setting('today') OPERATOR(pg_catalog.<>) ''
+							 THEN post_purchase.setting('today')::pg_catalog.date END,
+						 (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
 
 CREATE TABLE post_purchase.models (
 	model_id bigserial PRIMARY KEY,

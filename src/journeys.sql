@@ -93,6 +93,12 @@ CREATE TABLE post_purchase.journey_steps (
 COMMENT ON TABLE post_purchase.journey_steps IS
 	'the steps of each journey, fired in position order at the enrollment''s anchor time plus delay';
 
+-- step conditions run as the journey's owner (check_owner in segments.sql)
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journeys
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey');
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journey_steps
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey step');
+
 CREATE TABLE post_purchase.enrollments (
 	enrollment_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	journey text NOT NULL REFERENCES post_purchase.journeys ON DELETE CASCADE ON UPDATE CASCADE,
@@ -618,10 +624,11 @@ COMMENT ON FUNCTION post_purchase.enroll_due() IS
 REVOKE ALL ON FUNCTION post_purchase.enroll_due() FROM PUBLIC;
 
 -- Whether a user-written condition holds for a customer, evaluated as the
--- journey's owner with search_path locked down (src/journeys.c).
+-- journey's owner with search_path locked down (src/journeys.c, and its
+-- declaration too, as every C function that runs SQL).
 CREATE FUNCTION post_purchase.evaluate_condition(owner regrole, condition text, customer_id text)
 	RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.evaluate_condition(regrole, text, text) FROM PUBLIC;
 
 -- A payload template with its {{placeholders}} filled from the context:

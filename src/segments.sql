@@ -13,6 +13,48 @@ CREATE TABLE post_purchase.segments (
 COMMENT ON TABLE post_purchase.segments IS
 	'segments: a boolean SQL expression over the columns of customer_metrics';
 
+-- Rules and step conditions run as the role in their row's owner column
+-- (segments.c, journeys.c), also when the workers, a superuser's
+-- processes, evaluate them.  So only a member of the owner may write such
+-- a row, and only a member of a role may make it the owner: a role granted
+-- INSERT or UPDATE on these tables can neither lend its SQL a superuser's
+-- rights nor change the SQL a superuser's row runs.  TG_ARGV[0] names the
+-- kind of row; journey steps are checked against their journey's owner.
+CREATE FUNCTION post_purchase.check_owner() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	owners regrole[];
+	owner regrole;
+	label text;
+BEGIN
+	IF TG_ARGV[0] = 'journey step' THEN
+		label := NEW.journey || '.' || NEW.step;
+		owners := ARRAY(SELECT j.owner FROM post_purchase.journeys j WHERE j.name = NEW.journey);
+		IF TG_OP = 'UPDATE' THEN
+			owners := owners || ARRAY(SELECT j.owner FROM post_purchase.journeys j WHERE j.name = OLD.journey);
+		END IF;
+	ELSE
+		label := NEW.name;
+		owners := ARRAY[NEW.owner];
+		IF TG_OP = 'UPDATE' THEN
+			owners := owners || OLD.owner;
+		END IF;
+	END IF;
+	FOREACH owner IN ARRAY owners LOOP
+		IF NOT pg_has_role(current_user, owner, 'MEMBER') THEN
+			RAISE EXCEPTION 'permission denied to write % "%" as owned by role %', TG_ARGV[0], label, owner
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = format('The %s''s SQL runs as its owner; only a member of that role may write it.', TG_ARGV[0]);
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_owner() FROM PUBLIC;
+CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.segments
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('segment');
+
 CREATE TABLE post_purchase.segment_memberships (
 	customer_id text NOT NULL,
 	segment text NOT NULL REFERENCES post_purchase.segments ON DELETE CASCADE ON UPDATE CASCADE,

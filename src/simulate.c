@@ -22,6 +22,14 @@
 
 #include "btyd.h"
 
+/*
+ * No shop has customers with this many purchases; a model that simulates
+ * them (a huge purchase rate, a dropout probability of about 0) would
+ * otherwise keep one call busy for hours, or forever once the waits between
+ * purchases fall below the precision of the clock.
+ */
+#define SIMULATE_MAX_PURCHASES 10000000
+
 PG_FUNCTION_INFO_V1(bgnbd_simulate);
 
 /* One customer's (frequency, recency) over an observation of length t. */
@@ -45,6 +53,15 @@ simulate_customer(gsl_rng *rng, const BgnbdParams *m, double t, double *x, doubl
 		*tx = now;
 		if (gsl_rng_uniform(rng) < p)
 			return;
+		if (*x >= SIMULATE_MAX_PURCHASES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("a simulated customer made more than %d purchases", SIMULATE_MAX_PURCHASES),
+					 errdetail("The model's purchase rate is too high, or its dropout probability too low, for an observation of %g time units.", t),
+					 errhint("Simulate a shorter observation, or check the model's parameters.")));
+		/* long-lived heavy buyers take a while: stay cancellable */
+		if ((int64) *x % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -76,7 +93,8 @@ bgnbd_simulate(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		for (int32 i = 1; i <= customers; i++)
+		/* int64: the loop must end when customers is INT_MAX */
+		for (int64 i = 1; i <= customers; i++)
 		{
 			Datum		values[4];
 			bool		nulls[4] = {false, false, false, false};
@@ -85,7 +103,7 @@ bgnbd_simulate(PG_FUNCTION_ARGS)
 
 			CHECK_FOR_INTERRUPTS();
 			simulate_customer(rng, &m, t, &x, &tx);
-			values[0] = Int32GetDatum(i);
+			values[0] = Int32GetDatum((int32) i);
 			values[1] = Float8GetDatum(x);
 			values[2] = Float8GetDatum(tx);
 			values[3] = Float8GetDatum(t);

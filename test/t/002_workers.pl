@@ -150,6 +150,8 @@ is( $node->safe_psql(
 		'shop', q{SELECT string_agg(DISTINCT search_path, ';') FROM calls}),
 	'pg_catalog, pg_temp',
 	'with search_path locked to pg_catalog, pg_temp');
+# enroll_due() commits before the scheduled calls of the same round run
+$node->poll_query_until('shop', q{SELECT count(*) > 0 FROM calls WHERE fn = 'refresh_segments'});
 is( $node->safe_psql(
 		'shop', q{SELECT count(*) FROM calls WHERE fn = 'refresh_segments'}),
 	'1',

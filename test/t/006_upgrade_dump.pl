@@ -138,11 +138,11 @@ described AS (
 													   || coalesce(pg_get_expr(ad.adbin, ad.adrelid), ''), ', ' ORDER BY a.attnum)
 									 FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 									 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
-						|| coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY 1)
+						|| coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY pg_get_indexdef(i.indexrelid))
 									 FROM pg_index i WHERE i.indrelid = c.oid), '')
-						|| coalesce((SELECT string_agg(x.conname || ' ' || pg_get_constraintdef(x.oid), '; ' ORDER BY 1)
+						|| coalesce((SELECT string_agg(x.conname || ' ' || pg_get_constraintdef(x.oid), '; ' ORDER BY x.conname)
 									 FROM pg_constraint x WHERE x.conrelid = c.oid), '')
-						|| coalesce((SELECT string_agg(pg_get_triggerdef(t.oid), '; ' ORDER BY 1)
+						|| coalesce((SELECT string_agg(pg_get_triggerdef(t.oid), '; ' ORDER BY t.tgname)
 									 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '')
 				 FROM pg_class c WHERE c.oid = m.objid)
 			WHEN 'pg_type'::regclass THEN
@@ -150,10 +150,10 @@ described AS (
 			ELSE '' END AS definition
 	FROM member m)
 SELECT string_agg(object || ': ' || coalesce(definition, ''), E'\n' ORDER BY object)
-	   || E'\nconfig dump: ' || (SELECT string_agg(c::regclass::text || ' ' || coalesce(w, ''), ', ' ORDER BY 1)
+	   || E'\nconfig dump: ' || (SELECT string_agg(c::regclass::text || ' ' || coalesce(w, ''), ', ' ORDER BY c::regclass::text)
 								FROM ext, unnest(ext.extconfig, ext.extcondition) u(c, w))
 	   || E'\naggregates: ' || (SELECT string_agg(a.aggfnoid::regprocedure::text || ' ' || a.aggtransfn::text || a.aggfinalfn::text
-												  || a.aggcombinefn::text || a.aggserialfn::text || a.aggdeserialfn::text, ', ' ORDER BY 1)
+												  || a.aggcombinefn::text || a.aggserialfn::text || a.aggdeserialfn::text, ', ' ORDER BY a.aggfnoid::regprocedure::text)
 								FROM pg_aggregate a JOIN member m ON m.objid = a.aggfnoid)
 FROM described};
 

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Run the Perl TAP tests (test/t/*.pl) with prove.  The tests start servers
+# Run the Perl TAP tests (test/t/*.pl) with prove; arguments name a subset
+# (test/t/run_tap.sh 005_mutation 007_hostile_tenant).  The tests start servers
 # of their own through PostgreSQL::Test::Cluster, from the server-dev package.
 set -euo pipefail
 
@@ -18,7 +19,11 @@ trap 'rm -rf "$testdir"' EXIT
 
 # the tests run from a copy, so the server's user need not read the checkout
 mkdir "$testdir/t"
-cp "$here"/*.pl "$testdir/t/"
+if [ $# -gt 0 ]; then
+	for name in "$@"; do cp "$here/${name%.pl}.pl" "$testdir/t/"; done
+else
+	cp "$here"/*.pl "$testdir/t/"
+fi
 
 cmd=(env "PATH=$bindir:$PATH" "PG_REGRESS=$pg_regress" "TESTDIR=$testdir"
 	prove --timer -I "$perl_modules" "$testdir"/t/*.pl)
