@@ -357,7 +357,7 @@ bgnbd_p_alive(PG_FUNCTION_ARGS)
 				T = PG_GETARG_FLOAT8(3);
 
 	check_customer(x, tx, T);
-	PG_RETURN_FLOAT8(bgnbd_p_alive_of(&m, x, tx, T));
+	PG_RETURN_FLOAT8(finite_result(bgnbd_p_alive_of(&m, x, tx, T), "bgnbd_p_alive"));
 }
 
 Datum
@@ -371,7 +371,7 @@ bgnbd_expected_purchases(PG_FUNCTION_ARGS)
 
 	check_customer(x, tx, T);
 	check_horizon(horizon);
-	PG_RETURN_FLOAT8(bgnbd_conditional_expected(&m, x, tx, T, horizon));
+	PG_RETURN_FLOAT8(finite_result(bgnbd_conditional_expected(&m, x, tx, T, horizon), "bgnbd_expected_purchases"));
 }
 
 /* E[X(t)] for a new customer: alive at 0, with the prior as posterior. */
@@ -382,7 +382,7 @@ bgnbd_expected_purchases_population(PG_FUNCTION_ARGS)
 	double		horizon = PG_GETARG_FLOAT8(1);
 
 	check_horizon(horizon);
-	PG_RETURN_FLOAT8(alive_expected(m.r, m.alpha, m.a, m.b, horizon));
+	PG_RETURN_FLOAT8(finite_result(alive_expected(m.r, m.alpha, m.a, m.b, horizon), "bgnbd_expected_purchases"));
 }
 
 /*
@@ -419,5 +419,5 @@ bgnbd_probability_of_purchases(PG_FUNCTION_ARGS)
 	if (n > 0)
 		result += exp(gsl_sf_lnbeta(m.a + 1, m.b + n - 1) - lnb_ab) *
 			gsl_sf_beta_inc(n, m.r, t / (m.alpha + t));
-	PG_RETURN_FLOAT8(result);
+	PG_RETURN_FLOAT8(finite_result(result, "bgnbd_probability_of_purchases"));
 }

@@ -40,6 +40,7 @@ typedef struct ModelFitState
 extern ModelFitState *model_fit_state(FunctionCallInfo fcinfo, const char *function);
 extern double model_fit_weight(FunctionCallInfo fcinfo, int argno);
 extern void check_finite(double value, const char *what);
+extern double finite_result(double value, const char *function);
 extern Datum model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
 							  const OptimizeResult *fit, double customers);
 

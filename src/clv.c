@@ -70,5 +70,5 @@ clv(PG_FUNCTION_ARGS)
 		value += spend * (cumulative - previous) / pow(1 + discount_rate, k);
 		previous = cumulative;
 	}
-	PG_RETURN_FLOAT8(value);
+	PG_RETURN_FLOAT8(finite_result(value, "clv"));
 }

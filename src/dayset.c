@@ -172,6 +172,18 @@ dayset_add_all(DaySet *set, const DaySet *other)
 	set->count += other->count;
 }
 
+/*
+ * Whether a day can be a purchase day: the day of a finite timestamptz in
+ * some time zone (a zone's offset moves it at most a day past UTC's range).
+ * Differences of two such days fit an int32 with room to spare.
+ */
+bool
+purchase_day_is_valid(int64 day)
+{
+	return day >= (int64) DATETIME_MIN_JULIAN - POSTGRES_EPOCH_JDATE - 1 &&
+		day <= (int64) TIMESTAMP_END_JULIAN - POSTGRES_EPOCH_JDATE + 1;
+}
+
 void
 dayset_serialize(StringInfo buf, DaySet *set)
 {
@@ -201,7 +213,11 @@ dayset_deserialize(StringInfo buf, DaySet *set, MemoryContext cxt)
 	for (int32 i = 0; i < count; i++)
 	{
 		set->days[i] = (PurchaseDay) pq_getmsgint(buf, 4);
-		if (i > 0 && set->days[i] <= set->days[i - 1])
-			set->compact = false;
+		/* dayset_serialize compacts: anything else was not written by it */
+		if (!purchase_day_is_valid(set->days[i]) || (i > 0 && set->days[i] <= set->days[i - 1]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("invalid purchase day %d in aggregate state", set->days[i]),
+					 errdetail("Serialized purchase days are distinct, in order, and days of the timestamp range.")));
 	}
 }

@@ -174,5 +174,5 @@ gamma_gamma_expected_value(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("monetary_value must be positive for a repeat buyer, not %g", monetary_value)));
-	PG_RETURN_FLOAT8(gamma_gamma_expected_of(&m, frequency, monetary_value));
+	PG_RETURN_FLOAT8(finite_result(gamma_gamma_expected_of(&m, frequency, monetary_value), "gamma_gamma_expected_value"));
 }

@@ -104,8 +104,13 @@ model_fit_combine(PG_FUNCTION_ARGS)
 	ModelFitState *left = PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0);
 	ModelFitState *right = PG_ARGISNULL(1) ? NULL : (ModelFitState *) PG_GETARG_POINTER(1);
 
+	/* a NULL pointer is no state: return SQL NULL, not a pointer to nothing */
 	if (right == NULL)
+	{
+		if (left == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(left);
+	}
 	if (left == NULL)
 		left = model_fit_state_new(aggregate_context(fcinfo, "model_fit_combine"));
 	summary_set_add_all(&left->customers, &right->customers);
@@ -138,6 +143,22 @@ model_fit_deserialize(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A score to return: extreme parameters or spend values (a rate of 1e300, a
+ * spend of 1e308) can overflow the formulas to infinity or NaN, which no
+ * caller could use.  Those are range errors.
+ */
+double
+finite_result(double value, const char *function)
+{
+	if (!isfinite(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s is out of range for these arguments", function),
+				 errdetail("The model's parameters or the customer's values are too extreme for double precision.")));
+	return value;
+}
+
+/*
  * The model composite a fit returns: the parameters (fitted as logs), the
  * summed log-likelihood, the number of customers and the convergence flag.
  */
@@ -150,7 +171,22 @@ model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
 
 	Assert(nparams <= MODEL_MAX_PARAMS);
 	for (int i = 0; i < nparams; i++)
-		values[i] = Float8GetDatum(exp(theta[i]));
+	{
+		double		param = exp(theta[i]);
+
+		/* a model no scoring function accepts is no result */
+		if (!(param > 0) || isinf(param))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("the model fit diverged: a parameter left the range of double precision"),
+					 errhint("The summaries or spend values are too extreme to fit; check them for outliers.")));
+		values[i] = Float8GetDatum(param);
+	}
+	if (!isfinite(-fit->value * customers))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the model fit diverged: its log-likelihood is not finite"),
+				 errhint("The summaries or spend values are too extreme to fit; check them for outliers.")));
 	values[nparams] = Float8GetDatum(-fit->value * customers);
 	values[nparams + 1] = Float8GetDatum(customers);
 	values[nparams + 2] = BoolGetDatum(fit->converged);

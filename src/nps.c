@@ -93,8 +93,13 @@ nps_combine(PG_FUNCTION_ARGS)
 	NpsState   *left = PG_ARGISNULL(0) ? NULL : (NpsState *) PG_GETARG_POINTER(0);
 	NpsState   *right = PG_ARGISNULL(1) ? NULL : (NpsState *) PG_GETARG_POINTER(1);
 
+	/* a NULL pointer is no state: return SQL NULL, not a pointer to nothing */
 	if (right == NULL)
+	{
+		if (left == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(left);
+	}
 	if (left == NULL)
 		left = nps_state_new(cxt);
 	add_count(&left->promoters, right->promoters);

@@ -75,8 +75,13 @@ purchase_cycle_combine(PG_FUNCTION_ARGS)
 	CycleState *left = PG_ARGISNULL(0) ? NULL : (CycleState *) PG_GETARG_POINTER(0);
 	CycleState *right = PG_ARGISNULL(1) ? NULL : (CycleState *) PG_GETARG_POINTER(1);
 
+	/* a NULL pointer is no state: return SQL NULL, not a pointer to nothing */
 	if (right == NULL || right->days.count == 0)
+	{
+		if (left == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(left);
+	}
 	if (left == NULL)
 		left = cycle_state_new(cxt);
 	if (left->days.count == 0 || right->last_purchase > left->last_purchase)
@@ -108,6 +113,12 @@ purchase_cycle_deserialize(PG_FUNCTION_ARGS)
 	state->last_purchase = pq_getmsgint64(&buf);
 	dayset_deserialize(&buf, &state->days, cxt);
 	finish_deserializing_state(&buf);
+	/* the accumulator refuses infinite order times */
+	if (state->days.count > 0 && !IS_VALID_TIMESTAMP(state->last_purchase))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid purchase_cycle aggregate state"),
+				 errdetail("The last purchase is not a finite timestamp.")));
 	PG_RETURN_POINTER(state);
 }
 

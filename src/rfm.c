@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
@@ -186,8 +188,13 @@ rfm_summary_combine(PG_FUNCTION_ARGS)
 	RfmState   *left = PG_ARGISNULL(0) ? NULL : (RfmState *) PG_GETARG_POINTER(0);
 	RfmState   *right = PG_ARGISNULL(1) ? NULL : (RfmState *) PG_GETARG_POINTER(1);
 
+	/* a NULL pointer is no state: return SQL NULL, not a pointer to nothing */
 	if (right == NULL)
+	{
+		if (left == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_POINTER(left);
+	}
 	if (left == NULL)
 		left = rfm_state_new(cxt, right->observed_until, right->unit_days);
 	else
@@ -230,7 +237,10 @@ rfm_summary_deserialize(PG_FUNCTION_ARGS)
 	amount_sum_deserialize(&buf, &state->first, cxt);
 	dayset_deserialize(&buf, &state->days, cxt);
 	finish_deserializing_state(&buf);
-	if (!(state->unit_days > 0) || state->first_day > state->last_day)
+	if (!(state->unit_days > 0) || isinf(state->unit_days) ||
+		!IS_VALID_TIMESTAMP(state->observed_until) ||
+		!purchase_day_is_valid(state->first_day) || !purchase_day_is_valid(state->last_day) ||
+		state->first_day > state->last_day)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid rfm_summary aggregate state")));

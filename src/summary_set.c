@@ -4,6 +4,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "libpq/pqformat.h"
 #include "utils/memutils.h"
 
@@ -35,6 +37,33 @@ summary_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/*
+ * The sum of two weights; a sum past the float8 range is an error, not an
+ * infinite weight that would make the fit's likelihood NaN.
+ */
+static double
+add_weights(double a, double b)
+{
+	double		sum = a + b;
+
+	if (isinf(sum))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("customer summary weights sum past the range of double precision")));
+	return sum;
+}
+
+/*
+ * A summary an accumulator could have stored: finite, non-negative, recency
+ * at most t, a positive weight.
+ */
+static bool
+summary_is_valid(const CustomerSummary *s)
+{
+	return isfinite(s->frequency) && isfinite(s->recency) && isfinite(s->t) && isfinite(s->weight) &&
+		s->frequency >= 0 && s->recency >= 0 && s->recency <= s->t && s->weight > 0;
+}
+
 /* Sort the summaries and merge equal ones, summing their weights. */
 void
 summary_set_compact(SummarySet *set)
@@ -47,7 +76,7 @@ summary_set_compact(SummarySet *set)
 	for (int64 i = 0; i < set->count; i++)
 	{
 		if (kept > 0 && summary_cmp(&set->items[kept - 1], &set->items[i]) == 0)
-			set->items[kept - 1].weight += set->items[i].weight;
+			set->items[kept - 1].weight = add_weights(set->items[kept - 1].weight, set->items[i].weight);
 		else
 			set->items[kept++] = set->items[i];
 	}
@@ -86,7 +115,7 @@ summary_set_add(SummarySet *set, double frequency, double recency, double t, dou
 		item = &set->items[set->count - 1];
 		if (item->frequency == frequency && item->recency == recency && item->t == t)
 		{
-			item->weight += weight;
+			item->weight = add_weights(item->weight, weight);
 			return;
 		}
 	}
@@ -116,7 +145,7 @@ summary_set_total_weight(const SummarySet *set)
 	double		total = 0;
 
 	for (int64 i = 0; i < set->count; i++)
-		total += set->items[i].weight;
+		total = add_weights(total, set->items[i].weight);
 	return total;
 }
 
@@ -154,5 +183,10 @@ summary_set_deserialize(StringInfo buf, SummarySet *set, MemoryContext cxt)
 		set->items[i].recency = pq_getmsgfloat8(buf);
 		set->items[i].t = pq_getmsgfloat8(buf);
 		set->items[i].weight = pq_getmsgfloat8(buf);
+		if (!summary_is_valid(&set->items[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("invalid customer summary in aggregate state"),
+					 errdetail("Frequency, recency, t and weight are finite, recency at most t and the weight positive.")));
 	}
 }
