@@ -54,14 +54,17 @@ add_weights(double a, double b)
 }
 
 /*
- * A summary an accumulator could have stored: finite, non-negative, recency
- * at most t, a positive weight.
+ * A summary an accumulator could have stored: finite, non-negative, a
+ * positive weight.  Only what both models' summaries share: Gamma-Gamma
+ * keeps the mean spend in recency and 0 in t, so recency <= t is BG/NBD's
+ * alone (a crafted BG/NBD state that breaks it fits to a non-finite
+ * likelihood, which model_fit_result refuses).
  */
 static bool
 summary_is_valid(const CustomerSummary *s)
 {
 	return isfinite(s->frequency) && isfinite(s->recency) && isfinite(s->t) && isfinite(s->weight) &&
-		s->frequency >= 0 && s->recency >= 0 && s->recency <= s->t && s->weight > 0;
+		s->frequency >= 0 && s->recency >= 0 && s->t >= 0 && s->weight > 0;
 }
 
 /* Sort the summaries and merge equal ones, summing their weights. */
@@ -187,6 +190,6 @@ summary_set_deserialize(StringInfo buf, SummarySet *set, MemoryContext cxt)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("invalid customer summary in aggregate state"),
-					 errdetail("Frequency, recency, t and weight are finite, recency at most t and the weight positive.")));
+					 errdetail("Frequency, recency, t and weight are finite and not negative, and the weight is positive.")));
 	}
 }
