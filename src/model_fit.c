@@ -168,6 +168,7 @@ model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
 {
 	Datum		values[MODEL_MAX_PARAMS + 3];
 	bool		nulls[MODEL_MAX_PARAMS + 3] = {0};
+	double		log_likelihood = -fit->value * customers;
 
 	Assert(nparams <= MODEL_MAX_PARAMS);
 	for (int i = 0; i < nparams; i++)
@@ -182,12 +183,12 @@ model_fit_result(FunctionCallInfo fcinfo, const double *theta, int nparams,
 					 errhint("The summaries or spend values are too extreme to fit; check them for outliers.")));
 		values[i] = Float8GetDatum(param);
 	}
-	if (!isfinite(-fit->value * customers))
+	if (!isfinite(log_likelihood))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("the model fit diverged: its log-likelihood is not finite"),
 				 errhint("The summaries or spend values are too extreme to fit; check them for outliers.")));
-	values[nparams] = Float8GetDatum(-fit->value * customers);
+	values[nparams] = Float8GetDatum(log_likelihood);
 	values[nparams + 1] = Float8GetDatum(customers);
 	values[nparams + 2] = BoolGetDatum(fit->converged);
 	return form_result_row(fcinfo, values, nulls);
