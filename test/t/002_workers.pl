@@ -139,7 +139,9 @@ CREATE FUNCTION post_purchase.refresh_segments() RETURNS void LANGUAGE sql AS $$
 	INSERT INTO public.calls (fn, search_path) VALUES ('refresh_segments', current_setting('search_path'))
 $$;
 };
-$node->safe_psql('shop', $stand_ins_common);
+# one transaction: a worker that saw the extension before its stand-ins
+# would make its first scheduled calls to the real functions (or to none)
+$node->safe_psql('shop', "BEGIN; $stand_ins_common COMMIT;");
 
 ok( $node->poll_query_until(
 		'postgres', 'SELECT last_run_at IS NOT NULL FROM post_purchase.worker_status'),
