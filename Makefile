@@ -7,6 +7,7 @@
 #   make bench-clv            the CLV benchmark against NumPy/SciPy (test/bench/README_clv.md)
 #   make bench-tracking       order tracking and customer_metrics (test/bench/README_tracking.md)
 #   make bench-journeys       journeys: drain rate, thank-you latency, insert cost (test/bench/README_journeys.md)
+#   make bench-soak           30 minutes of mixed load: flat throughput, lag, bloat, memory (test/bench/README_soak.md)
 #   make test-ubsan           every test layer against a build with UndefinedBehaviorSanitizer
 #   make valgrind             the regression suite against a server under valgrind memcheck
 #   make installcheck         pg_regress and isolation tests against a running server
@@ -102,7 +103,7 @@ $(OBJS): $(wildcard src/*.h)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-.PHONY: deps test test-ubsan demo bench bench-clv bench-tracking bench-journeys valgrind print-regress pgtapcheck tapcheck
+.PHONY: deps test test-ubsan demo bench bench-clv bench-tracking bench-journeys bench-soak valgrind print-regress pgtapcheck tapcheck
 
 deps:
 	@test/install_deps.sh
@@ -134,6 +135,10 @@ bench-tracking: deps all
 bench-journeys: deps all
 	$(MAKE) install
 	test/bench/run_journey_bench.sh
+
+bench-soak: deps all
+	$(MAKE) install
+	test/bench/run_soak_bench.sh
 
 # the regression suite against a server under valgrind (test/valgrind/run_valgrind.sh)
 valgrind: deps all

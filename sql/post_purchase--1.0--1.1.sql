@@ -166,3 +166,7 @@ CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journeys
 	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey');
 CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journey_steps
 	FOR EACH ROW EXECUTE FUNCTION post_purchase.check_owner('journey step');
+
+-- Queue tables vacuum at 5% dead tuples (README, Maintenance).
+ALTER TABLE post_purchase.enrollments SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE post_purchase.outbox SET (autovacuum_vacuum_scale_factor = 0.05);

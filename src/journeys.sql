@@ -114,7 +114,10 @@ CREATE TABLE post_purchase.enrollments (
 	ended_at timestamptz,
 	end_reason text,
 	CHECK ((status = 'active') = (next_fire_at IS NOT NULL))
-);
+)
+-- every fired step leaves a dead version (README, Maintenance): vacuum at
+-- 5% dead, not PostgreSQL's default of 20%
+WITH (autovacuum_vacuum_scale_factor = 0.05);
 -- the workers' queue: the due steps, in fire time order
 CREATE INDEX enrollments_due ON post_purchase.enrollments (next_fire_at) WHERE status = 'active';
 -- one active enrollment per customer and journey

@@ -914,6 +914,14 @@ worker_call(const WorkerCall *call, Datum arg, int64 *value, bool *isnull)
 
 	MemoryContextSwitchTo(caller_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/*
+	 * A background worker's table statistics reach the cumulative
+	 * statistics only when it reports them.  Without this, autovacuum never
+	 * learns of the dead tuples that firing steps leaves in enrollments and
+	 * the outbox.  Flushes at most once a second.
+	 */
+	pgstat_report_stat(false);
 	return result;
 }
 

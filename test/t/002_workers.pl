@@ -199,6 +199,11 @@ is($node->safe_psql('shop', 'SELECT count(DISTINCT fired_by) FROM due'),
 	'1', 'all by the one worker');
 is($node->safe_psql('postgres', 'SELECT steps_fired FROM post_purchase.worker_status'),
 	'10', 'worker_status counts the steps fired');
+# autovacuum reads dead tuples from the cumulative statistics, and a
+# background worker's reach them only when it reports them
+ok( $node->poll_query_until(
+		'shop', q{SELECT n_tup_upd >= 10 FROM pg_stat_user_tables WHERE relid = 'public.due'::regclass}),
+	"the worker's updates reach pg_stat_user_tables, so autovacuum sees its dead tuples");
 
 # --- a long naptime: only wake_workers() at commit, or next_due_at(), wakes it
 

@@ -695,31 +695,42 @@ note sprintf('%d random calls in %.1f s', scalar @calls, time - $t0);
 # ---------------------------------------------------------------------------
 # Crafted aggregate states.  First some real ones, from random inputs.
 # ---------------------------------------------------------------------------
-my @state_queries;
+my (@state_queries, @state_kinds);    # kinds: the crafted aggregate that serializes them again
 for (1 .. n(30))
 {
 	my @rows = map { [ below(11) ] } 1 .. below(40);
 	push @state_queries, "SELECT mut.nps_state(v) FROM (${\ values_of(\@rows, 'integer')}) t(v)";
+	push @state_kinds, 'nps_serial';
 	my $observed = chance(0.8) ? q{'2030-01-01 00:00:00+00'} : ts_lit();
 	my $unit = chance(0.7) ? q{'1 day'} : interval_lit();
 	@rows = map { [ ts_lit(), numeric_lit(), $observed, $unit ] } 1 .. below(12);
 	push @state_queries,
 	  "SELECT mut.rfm_state(o, a, u, n) FROM (${\ values_of(\@rows, 'timestamptz', 'numeric', 'timestamptz', 'interval')}) t(o, a, u, n)";
+	push @state_kinds, 'rfm_serial';
 	@rows = map { [ ts_lit() ] } 1 .. below(15);
 	push @state_queries, "SELECT mut.cycle_state(o) FROM (${\ values_of(\@rows, 'timestamptz')}) t(o)";
+	push @state_kinds, 'cycle_serial';
 	@rows = map { [ customer_lits(), g17(unit_rand() * 5) ] } 1 .. below(15);
 	push @state_queries,
 	  "SELECT mut.bgnbd_state(x, tx, t, w) FROM (${\ values_of(\@rows, 'float8', 'float8', 'float8', 'float8')}) s(x, tx, t, w)";
+	push @state_kinds, 'fit_serial';
 	@rows = map { [ 1 + below(20), g17(unit_rand() * 300), g17(unit_rand() * 5) ] } 1 .. below(15);
 	push @state_queries,
 	  "SELECT mut.gg_state(x, m, w) FROM (${\ values_of(\@rows, 'float8', 'float8', 'float8')}) s(x, m, w)";
+	push @state_kinds, 'fit_serial';
 }
-my @real_states;
+my (@real_states, @real_kinds);
 {
 	my $sql = join(";\n",
 		map { "SELECT encode(mut.state_or_null(${\ quote_literal($_)}), 'hex')" } @state_queries);
-	@real_states = map { pack('H*', $_) } grep { /^[0-9a-f]+$/ } split /\n/,
-	  $node->safe_psql('postgres', $sql);
+	# one line per query, empty where the input made no state
+	my @lines = split /\n/, $node->safe_psql('postgres', $sql), -1;
+	for my $q (0 .. $#state_queries)
+	{
+		next unless ($lines[$q] // '') =~ /^[0-9a-f]+$/;
+		push @real_states, pack('H*', $lines[$q]);
+		push @real_kinds, $state_kinds[$q];
+	}
 	cmp_ok(scalar @real_states, '>=', scalar(@state_queries) / 2,
 		'most of the generated aggregate states are valid');
 }
@@ -990,6 +1001,13 @@ expect('stable_bucket: the int8 limits as seeds',
 	q{SELECT post_purchase.stable_bucket('c', -9223372036854775808) + post_purchase.stable_bucket('c', 9223372036854775807)},
 	q{r BETWEEN 0 AND 19998}, 'ok');
 
+# A state an aggregate wrote itself is not bad input: deserialized and
+# serialized again (through a combine), it must come back byte for byte.
+my @roundtrips = map {
+	[ "roundtrip $real_kinds[$_]", crafted_call($real_kinds[$_], $real_states[$_]),
+		q{r = '\x} . unpack('H*', $real_states[$_]) . q{'::bytea}, 'true', undef ]
+} 0 .. $#real_states;
+
 {
 	my $sql = 'INSERT INTO mut.blobs VALUES '
 	  . join(', ', map { "($_->[0], $_->[1], 1, '\\x" . unpack('H*', $_->[2]) . "'::bytea)" } @pair_rows)
@@ -1007,6 +1025,12 @@ expect('stable_bucket: the int8 limits as seeds',
 		my $short = $outcome =~ /^(error \w{5})/ ? $1 : $outcome;
 		is($short, $want, $name) or diag("call: $sql\noutcome: $outcome");
 	}
+}
+{
+	my @bad;
+	run_calls(\@roundtrips, sub { push @bad, "$roundtrips[$_[0]][1]: $_[1]" if $_[1] ne 'ok'; });
+	is(scalar @bad, 0, scalar(@roundtrips) . ' real aggregate states survive deserialize, combine and serialize unchanged')
+	  or diag(join("\n", @bad[ 0 .. ($#bad < 4 ? $#bad : 4) ]));
 }
 
 # ---------------------------------------------------------------------------

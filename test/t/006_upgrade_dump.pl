@@ -131,7 +131,7 @@ described AS (
 				(SELECT pg_get_functiondef(p.oid) || coalesce(p.proacl::text, '') FROM pg_proc p
 				 WHERE p.oid = m.objid AND p.prokind <> 'a')
 			WHEN 'pg_class'::regclass THEN
-				(SELECT c.relkind::text || coalesce(c.relacl::text, '') || coalesce(obj_description(c.oid, 'pg_class'), '')
+				(SELECT c.relkind::text || coalesce(c.relacl::text, '') || coalesce(c.reloptions::text, '') || coalesce(obj_description(c.oid, 'pg_class'), '')
 						|| coalesce(pg_get_viewdef(c.oid), '')
 						|| coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
 													   || a.attnotnull::text || a.attidentity::text || a.attgenerated::text
