@@ -87,6 +87,9 @@ GRANT USAGE ON SCHEMA post_purchase TO metrics_reader;
 GRANT SELECT ON post_purchase.customer_metrics TO metrics_reader;
 SET ROLE metrics_reader;
 SELECT count(*) FROM post_purchase.customer_metrics;
+-- every column, the ones computed from settings and models too
+SELECT count(x.*) AS rows, count(x.lifecycle_stage) AS lifecycle_stages, count(x.p_alive) AS p_alives,
+	   count(x.rfm_segment) AS rfm_segments FROM post_purchase.customer_metrics x;
 SELECT count(*) FROM post_purchase.customer_state;
 RESET ROLE;
 REVOKE ALL ON post_purchase.customer_metrics FROM metrics_reader;

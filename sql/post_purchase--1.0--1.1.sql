@@ -170,3 +170,155 @@ CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journey_step
 -- Queue tables vacuum at 5% dead tuples (README, Maintenance).
 ALTER TABLE post_purchase.enrollments SET (autovacuum_vacuum_scale_factor = 0.05);
 ALTER TABLE post_purchase.outbox SET (autovacuum_vacuum_scale_factor = 0.05);
+
+-- customer_metrics reads its settings through shop_context, once per query
+-- (OFFSET 0) and with the view owner's rights, not through setting() for
+-- every row and reference with the reader's.
+CREATE VIEW post_purchase.shop_context AS
+SELECT COALESCE(CASE WHEN v.today <> '' THEN v.today::date END, (now() AT TIME ZONE v.time_zone)::date) AS today,
+	   v.lapsed_after_days::integer AS lapsed_after_days,
+	   v.at_risk_after_days::integer AS at_risk_after_days,
+	   v.clv_monthly_discount::float8 AS clv_monthly_discount
+FROM (SELECT max(s.value) FILTER (WHERE s.name = 'today') AS today,
+			 max(s.value) FILTER (WHERE s.name = 'time_zone') AS time_zone,
+			 max(s.value) FILTER (WHERE s.name = 'lapsed_after_days') AS lapsed_after_days,
+			 max(s.value) FILTER (WHERE s.name = 'at_risk_after_days') AS at_risk_after_days,
+			 max(s.value) FILTER (WHERE s.name = 'clv_monthly_discount') AS clv_monthly_discount
+	  FROM post_purchase.settings s) v;
+COMMENT ON VIEW post_purchase.shop_context IS
+	'the settings customer_metrics computes with, typed: today (in the shop''s time zone, or the today setting), lifecycle thresholds, CLV discount';
+
+CREATE OR REPLACE FUNCTION post_purchase.shop_today() RETURNS date
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$SELECT c.today FROM post_purchase.shop_context c$$;
+
+CREATE OR REPLACE VIEW post_purchase.customer_summaries AS
+SELECT s.customer_id,
+	   (s.purchase_days - 1)::double precision AS frequency,
+	   (s.last_day - s.first_day)::double precision AS recency,
+	   (GREATEST(today.day, s.last_day) - s.first_day)::double precision AS t,
+	   CASE WHEN s.purchase_days > 1
+			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
+		   AS monetary_value,
+	   today.day - s.last_day AS days_since_last_order
+FROM post_purchase.customer_state s
+-- OFFSET 0: read once per query, not again for every row and reference
+CROSS JOIN (SELECT c.today AS day FROM post_purchase.shop_context c OFFSET 0) today;
+
+CREATE OR REPLACE VIEW post_purchase.customer_metrics AS
+SELECT s.customer_id,
+	   s.orders,
+	   s.first_order_at,
+	   s.last_order_at,
+	   s.revenue,
+	   round(s.revenue / s.orders, 2) AS average_order_value,
+	   b.frequency::bigint AS frequency,
+	   b.recency::integer AS recency_days,
+	   b.t::integer AS t_days,
+	   b.monetary_value,
+	   b.days_since_last_order,
+	   pr.p_alive,
+	   pr.expected_purchases_90d,
+	   pr.clv_12m,
+	   sc.r_score,
+	   sc.f_score,
+	   sc.m_score,
+	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
+	   CASE WHEN b.days_since_last_order > ctx.lapsed_after_days THEN 'lapsed'
+			WHEN b.days_since_last_order > ctx.at_risk_after_days THEN 'at_risk'
+			WHEN pr.clv_12m >= m.vip_clv_cut THEN 'vip'
+			WHEN s.purchase_days = 1 THEN 'new'
+			ELSE 'returning' END AS lifecycle_stage,
+	   -- the customer's own cycle: the mean gap between purchase days
+	   CASE WHEN s.purchase_days > 1
+			THEN s.last_order_at + (s.last_day - s.first_day) * interval '1 day' / (s.purchase_days - 1) END
+		   AS next_replenishment_due,
+	   m.model_id
+FROM post_purchase.customer_state s
+JOIN post_purchase.customer_summaries b ON b.customer_id = s.customer_id
+CROSS JOIN (SELECT x.lapsed_after_days, x.at_risk_after_days, x.clv_monthly_discount AS monthly_discount
+			FROM post_purchase.shop_context x OFFSET 0) ctx	-- once per query, as in customer_summaries
+LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
+				   ORDER BY m.model_id DESC LIMIT 1) m ON true
+-- stored predictions count only when made after the customer's last change
+LEFT JOIN post_purchase.customer_predictions p
+	   ON p.customer_id = s.customer_id AND p.model_id = m.model_id AND p.predicted_at >= s.updated_at
+LEFT JOIN LATERAL (SELECT c.* FROM post_purchase.rfm_cuts c ORDER BY c.computed_at DESC LIMIT 1) c ON true
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
+				WHEN m.model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive(m.bgnbd, b.frequency, b.recency, b.t)
+		   END AS p_alive,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
+				WHEN m.model_id IS NOT NULL
+				THEN post_purchase.bgnbd_expected_purchases(m.bgnbd, b.frequency, b.recency, b.t, 90)
+		   END AS expected_purchases_90d,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
+				WHEN m.model_id IS NOT NULL
+				THEN post_purchase.predicted_clv_12m(m, b.frequency, b.recency, b.t, b.monetary_value,
+													 ctx.monthly_discount)
+		   END AS clv_12m
+	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
+CROSS JOIN LATERAL (
+	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, c.recency_cuts) AS r_score,
+		   post_purchase.rfm_score(s.purchase_days, c.frequency_cuts) AS f_score,
+		   post_purchase.rfm_score(s.revenue::float8, c.monetary_cuts) AS m_score) sc;
+
+-- refresh_segments() leaves alone the customers whose state an order changed
+-- after it took the metrics, and skips entries such an order made too.
+CREATE OR REPLACE FUNCTION post_purchase.refresh_segments()
+	RETURNS TABLE (segment text, entered bigint, exited bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	PERFORM post_purchase.refresh_rfm_cuts();
+	-- every rule reads the same customer_metrics: compute it once, with the
+	-- state's updated_at the metrics were computed from
+	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS
+	SELECT m.*, s.updated_at AS state_updated_at
+	FROM post_purchase.customer_metrics m JOIN post_purchase.customer_state s USING (customer_id);
+	CREATE INDEX ON pg_temp.customer_metrics (customer_id);
+	-- statistics that lag behind a freshly filled membership table make the
+	-- planner loop over the members for every membership: minutes, not seconds
+	ANALYZE pg_temp.customer_metrics;
+	ANALYZE post_purchase.segment_memberships;
+	-- each rule runs as its segment's owner, who reads this table only
+	FOR seg IN SELECT DISTINCT ON (s.owner) * FROM post_purchase.segments s LOOP
+		-- a regrole's text is already a quoted identifier
+		EXECUTE format('GRANT SELECT ON pg_temp.customer_metrics TO %s', seg.owner);
+	END LOOP;
+	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
+		segment := seg.name;
+		-- EXECUTE: planned for each segment with the statistics just taken.
+		-- A customer whose state changed since the metrics were taken had
+		-- its memberships recorded by the order that changed it, from newer
+		-- state: leave it alone (its updated_at differs from the one its
+		-- metrics were computed from), and skip an entry that such an
+		-- order, committing while this waits, made too.
+		EXECUTE
+			'WITH members AS MATERIALIZED (SELECT x.customer_id
+										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
+			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
+					   WHERE m.segment = $1 AND m.exited_at IS NULL
+						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
+						 AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = m.customer_id)
+							 IS NOT DISTINCT FROM (SELECT c.state_updated_at FROM pg_temp.customer_metrics c
+												   WHERE c.customer_id = m.customer_id)
+					   RETURNING 1),
+			 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
+						 SELECT x.customer_id, $1 FROM members x
+						 WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
+										   WHERE m.segment = $1 AND m.customer_id = x.customer_id
+											 AND m.exited_at IS NULL)
+						   AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = x.customer_id)
+							   = (SELECT c.state_updated_at FROM pg_temp.customer_metrics c WHERE c.customer_id = x.customer_id)
+						 ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING
+						 RETURNING 1)
+			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
+		INTO entered, exited USING seg.name, seg.owner, seg.rule;
+		RETURN NEXT;
+	END LOOP;
+	DROP TABLE pg_temp.customer_metrics;
+END
+$$;

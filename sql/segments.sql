@@ -54,6 +54,20 @@ ROLLBACK;
 SELECT segment FROM post_purchase.segment_memberships
 WHERE customer_id = :'lapsed_customer' AND exited_at IS NULL AND segment LIKE 'lifecycle%';
 
+-- correcting an order (same customer) re-evaluates on the final state: a
+-- repeat buyer stays in its segments, not in those of the state without
+-- the order
+SELECT c.customer_id AS repeat_customer, c.lifecycle_stage AS repeat_stage FROM post_purchase.customer_metrics c
+WHERE c.lifecycle_stage = 'returning' AND c.orders = 2 ORDER BY c.customer_id LIMIT 1 \gset
+UPDATE shop.orders SET amount = amount + 1
+WHERE order_id = (SELECT max(order_id) FROM shop.orders WHERE customer_id = :repeat_customer);
+SELECT segment FROM post_purchase.segment_memberships
+WHERE customer_id = :'repeat_customer' AND exited_at IS NULL AND segment LIKE 'lifecycle%';
+SELECT count(*) AS disagree FROM post_purchase.segment_memberships m
+WHERE m.customer_id = :'repeat_customer' AND m.exited_at IS NULL
+  AND m.segment <> 'lifecycle_' || :'repeat_stage'
+  AND m.segment <> (SELECT c.rfm_segment FROM post_purchase.customer_metrics c WHERE c.customer_id = :'repeat_customer');
+
 -- a customer whose only order is deleted leaves every segment
 DELETE FROM shop.orders WHERE customer_id = :lapsed_customer;
 SELECT count(*) AS open_memberships FROM post_purchase.segment_memberships

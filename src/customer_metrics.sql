@@ -10,20 +10,36 @@ INSERT INTO post_purchase.settings VALUES
 	('clv_monthly_discount', '0.01', 'monthly discount rate of clv_12m'),
 	('today', '', 'if set (YYYY-MM-DD), the date metrics are computed as of, instead of today: for replays and tests');
 
--- A setting's value.  These small SQL functions qualify every name instead
--- of setting search_path, so that the planner can inline them: with constant
--- arguments they then run once per query, not once per row.
+-- A setting's value, for the extension's functions.  Not inlined (it reads
+-- a table): it runs once per call, so queries over many rows read settings
+-- through shop_context instead.
 CREATE FUNCTION post_purchase.setting(setting_name text) RETURNS text
 	LANGUAGE sql STABLE PARALLEL SAFE
 	AS $$SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name$$;
 
+-- The settings customer_metrics computes with, typed, in one row: today in
+-- the shop's time zone (or the "today" setting when it is set) and the
+-- lifecycle and CLV parameters.  The views read it directly, so a role
+-- with SELECT on customer_metrics needs no right on settings, and they
+-- read it once per query (OFFSET 0 where they join it).
+CREATE VIEW post_purchase.shop_context AS
+SELECT COALESCE(CASE WHEN v.today <> '' THEN v.today::date END, (now() AT TIME ZONE v.time_zone)::date) AS today,
+	   v.lapsed_after_days::integer AS lapsed_after_days,
+	   v.at_risk_after_days::integer AS at_risk_after_days,
+	   v.clv_monthly_discount::float8 AS clv_monthly_discount
+FROM (SELECT max(s.value) FILTER (WHERE s.name = 'today') AS today,
+			 max(s.value) FILTER (WHERE s.name = 'time_zone') AS time_zone,
+			 max(s.value) FILTER (WHERE s.name = 'lapsed_after_days') AS lapsed_after_days,
+			 max(s.value) FILTER (WHERE s.name = 'at_risk_after_days') AS at_risk_after_days,
+			 max(s.value) FILTER (WHERE s.name = 'clv_monthly_discount') AS clv_monthly_discount
+	  FROM post_purchase.settings s) v;
+COMMENT ON VIEW post_purchase.shop_context IS
+	'the settings customer_metrics computes with, typed: today (in the shop''s time zone, or the today setting), lifecycle thresholds, CLV discount';
+
 -- Today in the shop's time zone, or the "today" setting when it is set.
--- (Not NULLIF: it compares with the "=" the caller's search_path finds.)
 CREATE FUNCTION post_purchase.shop_today() RETURNS date
 	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$SELECT COALESCE(CASE WHEN post_purchase.setting('today') OPERATOR(pg_catalog.<>) ''
-							 THEN post_purchase.setting('today')::pg_catalog.date END,
-						 (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
+	AS $$SELECT c.today FROM post_purchase.shop_context c$$;
 
 CREATE TABLE post_purchase.models (
 	model_id bigserial PRIMARY KEY,
@@ -68,7 +84,8 @@ SELECT s.customer_id,
 		   AS monetary_value,
 	   today.day - s.last_day AS days_since_last_order
 FROM post_purchase.customer_state s
-CROSS JOIN (SELECT post_purchase.shop_today() AS day) today;
+-- OFFSET 0: read once per query, not again for every row and reference
+CROSS JOIN (SELECT c.today AS day FROM post_purchase.shop_context c OFFSET 0) today;
 
 -- clv_12m under a model, NULL where Gamma-Gamma does not apply (no model, or
 -- a repeat buyer whose refunds outweigh the purchases).  Inlinable.
@@ -115,9 +132,8 @@ SELECT s.customer_id,
 	   m.model_id
 FROM post_purchase.customer_state s
 JOIN post_purchase.customer_summaries b ON b.customer_id = s.customer_id
-CROSS JOIN (SELECT post_purchase.setting('lapsed_after_days')::integer AS lapsed_after_days,
-				   post_purchase.setting('at_risk_after_days')::integer AS at_risk_after_days,
-				   post_purchase.setting('clv_monthly_discount')::float8 AS monthly_discount) ctx
+CROSS JOIN (SELECT x.lapsed_after_days, x.at_risk_after_days, x.clv_monthly_discount AS monthly_discount
+			FROM post_purchase.shop_context x OFFSET 0) ctx	-- once per query, as in customer_summaries
 LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
 				   ORDER BY m.model_id DESC LIMIT 1) m ON true
 -- stored predictions count only when made after the customer's last change

@@ -185,8 +185,12 @@ DECLARE
 	seg post_purchase.segments;
 BEGIN
 	PERFORM post_purchase.refresh_rfm_cuts();
-	-- every rule reads the same customer_metrics: compute it once
-	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS SELECT * FROM post_purchase.customer_metrics;
+	-- every rule reads the same customer_metrics: compute it once, with the
+	-- state's updated_at the metrics were computed from
+	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS
+	SELECT m.*, s.updated_at AS state_updated_at
+	FROM post_purchase.customer_metrics m JOIN post_purchase.customer_state s USING (customer_id);
+	CREATE INDEX ON pg_temp.customer_metrics (customer_id);
 	-- statistics that lag behind a freshly filled membership table make the
 	-- planner loop over the members for every membership: minutes, not seconds
 	ANALYZE pg_temp.customer_metrics;
@@ -198,19 +202,30 @@ BEGIN
 	END LOOP;
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
 		segment := seg.name;
-		-- EXECUTE: planned for each segment with the statistics just taken
+		-- EXECUTE: planned for each segment with the statistics just taken.
+		-- A customer whose state changed since the metrics were taken had
+		-- its memberships recorded by the order that changed it, from newer
+		-- state: leave it alone (its updated_at differs from the one its
+		-- metrics were computed from), and skip an entry that such an
+		-- order, committing while this waits, made too.
 		EXECUTE
 			'WITH members AS MATERIALIZED (SELECT x.customer_id
 										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
 					   WHERE m.segment = $1 AND m.exited_at IS NULL
 						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
+						 AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = m.customer_id)
+							 IS NOT DISTINCT FROM (SELECT c.state_updated_at FROM pg_temp.customer_metrics c
+												   WHERE c.customer_id = m.customer_id)
 					   RETURNING 1),
 			 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
 						 SELECT x.customer_id, $1 FROM members x
 						 WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
 										   WHERE m.segment = $1 AND m.customer_id = x.customer_id
 											 AND m.exited_at IS NULL)
+						   AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = x.customer_id)
+							   = (SELECT c.state_updated_at FROM pg_temp.customer_metrics c WHERE c.customer_id = x.customer_id)
+						 ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING
 						 RETURNING 1)
 			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
 		INTO entered, exited USING seg.name, seg.owner, seg.rule;

@@ -515,10 +515,16 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (old_order.tracked && new_order.tracked && !same_text(old_order.customer, new_order.customer))
 		lock_both_customers(old_order.customer, new_order.customer);
+	/*
+	 * Segments are evaluated on the customer's final state: an update that
+	 * keeps the customer is evaluated once, after the order is added back,
+	 * and an order moved between customers changes both.
+	 */
 	if (old_order.tracked)
 	{
 		remove_order(trigdata->tg_relation, &cols, &old_order);
-		refresh_segments_of(old_order.customer);
+		if (!new_order.tracked || !same_text(old_order.customer, new_order.customer))
+			refresh_segments_of(old_order.customer);
 	}
 	if (new_order.tracked)
 	{
@@ -526,9 +532,7 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 
 		if (TRIGGER_FIRED_BY_INSERT(event))
 			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders);
-		/* an order moved between customers changes both */
-		if (!old_order.tracked || !same_text(old_order.customer, new_order.customer))
-			refresh_segments_of(new_order.customer);
+		refresh_segments_of(new_order.customer);
 	}
 	follow_items(&cols, event, &old_order, &new_order);
 	SPI_finish();
