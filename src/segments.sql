@@ -203,28 +203,34 @@ BEGIN
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
 		segment := seg.name;
 		-- EXECUTE: planned for each segment with the statistics just taken.
-		-- A customer whose state changed since the metrics were taken had
-		-- its memberships recorded by the order that changed it, from newer
-		-- state: leave it alone (its updated_at differs from the one its
-		-- metrics were computed from), and skip an entry that such an
-		-- order, committing while this waits, made too.
+		-- The customers entering and leaving are found first (hash joins
+		-- over the whole segment), then the few that change are checked: a
+		-- customer whose state changed since the metrics were taken had its
+		-- memberships recorded by the order that changed it, from newer
+		-- state, so it is left alone (its updated_at differs from the one
+		-- its metrics were computed from); and an entry that such an order,
+		-- committing while this waits, made too is skipped.
 		EXECUTE
 			'WITH members AS MATERIALIZED (SELECT x.customer_id
 										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
+			 leaving AS MATERIALIZED (SELECT m.customer_id FROM post_purchase.segment_memberships m
+									  WHERE m.segment = $1 AND m.exited_at IS NULL
+										AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)),
+			 entering AS MATERIALIZED (SELECT x.customer_id FROM members x
+									   WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
+														 WHERE m.segment = $1 AND m.customer_id = x.customer_id
+														   AND m.exited_at IS NULL)),
+			 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
+										JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
+										WHERE s.updated_at = c.state_updated_at
+										  AND c.customer_id IN (SELECT customer_id FROM leaving
+																UNION ALL SELECT customer_id FROM entering)),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
-					   WHERE m.segment = $1 AND m.exited_at IS NULL
-						 AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)
-						 AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = m.customer_id)
-							 IS NOT DISTINCT FROM (SELECT c.state_updated_at FROM pg_temp.customer_metrics c
-												   WHERE c.customer_id = m.customer_id)
+					   FROM leaving l JOIN unchanged u ON u.customer_id = l.customer_id
+					   WHERE m.segment = $1 AND m.exited_at IS NULL AND m.customer_id = l.customer_id
 					   RETURNING 1),
 			 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
-						 SELECT x.customer_id, $1 FROM members x
-						 WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
-										   WHERE m.segment = $1 AND m.customer_id = x.customer_id
-											 AND m.exited_at IS NULL)
-						   AND (SELECT s.updated_at FROM post_purchase.customer_state s WHERE s.customer_id = x.customer_id)
-							   = (SELECT c.state_updated_at FROM pg_temp.customer_metrics c WHERE c.customer_id = x.customer_id)
+						 SELECT e.customer_id, $1 FROM entering e JOIN unchanged u ON u.customer_id = e.customer_id
 						 ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING
 						 RETURNING 1)
 			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
