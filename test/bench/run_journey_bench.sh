@@ -31,19 +31,11 @@ settings=(shared_buffers=4GB work_mem=256MB maintenance_work_mem=1GB jit=off max
 	post_purchase.naptime=100 post_purchase.batch_size=1000
 	post_purchase.segments_refresh_interval=0 post_purchase.models_refresh_interval=0)
 
-if [ -z "${JOURNEY_BENCH_INSIDE:-}" ]; then
-	unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSERVICE
-	opts=()
-	for s in "${settings[@]}"; do opts+=(-o "$s"); done
-	JOURNEY_BENCH_INSIDE=1 exec pg_virtualenv -t "${opts[@]}" "$0"
-fi
+. "$here/bench_server.sh"
+run_in_throwaway_server JOURNEY_BENCH_INSIDE "${settings[@]}"
 
-export PGOPTIONS="-c client_min_messages=warning"
-psql=(psql -X -q -v ON_ERROR_STOP=1)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-"${psql[@]}" -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
-sql() { "${psql[@]}" -At "${@/#/-c}"; }
+open_bench_database "$db"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 say() { echo "$*" | tee -a "$report"; }
@@ -119,8 +111,6 @@ tps_tracked=$(tps orders)
 tps_after=$(tps plain_orders)
 rm -f "$report.order.sql"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-verdict() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = dir == "max" ? v <= g : v >= g; print ok ? "PASS" : "MISS" }'; }
 rate=$(awk -v n="$steps" -v ms="$drain_ms" 'BEGIN { printf "%.0f", n / ms * 1000 }')
 drain_ratio=$(ratio "$drain_ms" "$base_ms")
 tps_ratio=$(ratio "$tps_tracked" "$(awk -v a="$tps_before" -v b="$tps_after" 'BEGIN { print (a + b) / 2 }')")

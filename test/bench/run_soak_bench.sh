@@ -38,19 +38,11 @@ settings=(shared_buffers=2GB work_mem=64MB maintenance_work_mem=512MB jit=off
 	post_purchase.segments_refresh_interval=$segments_interval post_purchase.models_refresh_interval=$models_interval
 	post_purchase.outbox_purge_interval=60)
 
-if [ -z "${SOAK_INSIDE:-}" ]; then
-	unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSERVICE
-	opts=()
-	for s in "${settings[@]}"; do opts+=(-o "$s"); done
-	SOAK_INSIDE=1 exec pg_virtualenv -t "${opts[@]}" "$0"
-fi
+. "$here/bench_server.sh"
+run_in_throwaway_server SOAK_INSIDE "${settings[@]}"
 
-export PGOPTIONS="-c client_min_messages=warning"
-psql=(psql -X -q -v ON_ERROR_STOP=1)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-"${psql[@]}" -d postgres -c "CREATE DATABASE $db"
-export PGDATABASE=$db
-sql() { "${psql[@]}" -At "${@/#/-c}"; }
+open_bench_database "$db"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 report=$work/report
@@ -191,8 +183,6 @@ summary=$(awk -F'|' -v minutes="$SOAK_MINUTES" -v w="$window" -v mem_base="$mem_
 IFS='|' read -r orders_first orders_last latency_first latency_last decided_first decided_last msgs_first msgs_last \
 	lag_first lag_last mem_start mem_first mem_last outbox_dead enroll_dead <<<"$summary"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf("%.2f", b > 0 ? a / b : 0) }'; }
-verdict() { awk -v v="$1" -v g="$2" -v dir="$3" 'BEGIN { ok = dir == "max" ? v <= g : v >= g; print ok ? "PASS" : "MISS" }'; }
 orders_ratio=$(ratio "$orders_last" "$orders_first")
 msgs_ratio=$(ratio "$msgs_last" "$msgs_first")
 decided_ratio=$(ratio "$decided_last" "$decided_first")
