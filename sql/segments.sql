@@ -68,6 +68,18 @@ WHERE m.customer_id = :'repeat_customer' AND m.exited_at IS NULL
   AND m.segment <> 'lifecycle_' || :'repeat_stage'
   AND m.segment <> (SELECT c.rfm_segment FROM post_purchase.customer_metrics c WHERE c.customer_id = :'repeat_customer');
 
+-- an order that changes none of its customer's memberships writes none:
+-- the open rows keep their row versions, and no history row is added
+SELECT string_agg(m.segment || ':' || m.xmin, ', ' ORDER BY m.segment) AS open_before, count(*) AS rows_before
+FROM post_purchase.segment_memberships m WHERE m.customer_id = :'repeat_customer' \gset
+INSERT INTO shop.orders (customer_id, ordered_at, amount)
+SELECT customer_id, ordered_at + interval '1 minute', 1 FROM shop.orders
+WHERE order_id = (SELECT max(order_id) FROM shop.orders WHERE customer_id = :repeat_customer);
+SELECT string_agg(m.segment || ':' || m.xmin, ', ' ORDER BY m.segment) FILTER (WHERE m.exited_at IS NULL)
+		   = :'open_before' AS open_rows_untouched,
+	   count(*) = :rows_before AS no_history_added
+FROM post_purchase.segment_memberships m WHERE m.customer_id = :'repeat_customer';
+
 -- a customer whose only order is deleted leaves every segment
 DELETE FROM shop.orders WHERE customer_id = :lapsed_customer;
 SELECT count(*) AS open_memberships FROM post_purchase.segment_memberships

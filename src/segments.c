@@ -24,12 +24,14 @@
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "segments.h"
+#include "trigger_support.h"
 
 PG_FUNCTION_INFO_V1(parse_segment_rule);
 PG_FUNCTION_INFO_V1(segments_changed);
@@ -39,7 +41,8 @@ PG_FUNCTION_INFO_V1(segment_rule_members);
 /*
  * The evaluation plans of the rules, one per role that owns segments (a
  * rule runs as its segment's owner), valid until the segments table
- * changes.  The names of all rules, group after group, in TopMemoryContext.
+ * changes.  The names of all rules (rule_cstrings), group after group, in
+ * TopMemoryContext.
  */
 typedef struct RuleGroup
 {
@@ -51,12 +54,14 @@ typedef struct RuleGroup
 static RuleGroup *rule_groups = NULL;
 static int	group_count = 0;
 static bool rules_planned = false;
-static Datum rule_names = (Datum) 0;	/* text[] */
+static char **rule_cstrings = NULL;
 static int	rule_count = 0;
 static bool callback_registered = false;
 static bool rules_stale = false;
 static Oid	segments_relid = InvalidOid;
-static SPIPlanPtr memberships_plan = NULL;
+static SPIPlanPtr open_memberships_plan = NULL;
+static SPIPlanPtr exit_plan = NULL;
+static SPIPlanPtr enter_plan = NULL;
 
 /*
  * An error unless the rule is exactly one SQL expression; what names the
@@ -184,10 +189,12 @@ free_rules(void)
 		SPI_freeplan(rule_groups[i].plan);
 	if (rule_groups != NULL)
 		pfree(rule_groups);
-	if (rule_names != (Datum) 0)
-		pfree(DatumGetPointer(rule_names));
+	for (int i = 0; i < rule_count; i++)
+		pfree(rule_cstrings[i]);
+	if (rule_cstrings != NULL)
+		pfree(rule_cstrings);
 	rule_groups = NULL;
-	rule_names = (Datum) 0;
+	rule_cstrings = NULL;
 	group_count = rule_count = 0;
 	rules_planned = false;
 }
@@ -267,7 +274,9 @@ prepare_rules(void)
 	if (rule_count > 0)
 	{
 		old = MemoryContextSwitchTo(TopMemoryContext);
-		rule_names = PointerGetDatum(construct_array(names, rule_count, TEXTOID, -1, false, TYPALIGN_INT));
+		rule_cstrings = palloc(rule_count * sizeof(char *));
+		for (int i = 0; i < rule_count; i++)
+			rule_cstrings[i] = TextDatumGetCString(names[i]);
 		MemoryContextSwitchTo(old);
 	}
 	rules_planned = true;
@@ -275,118 +284,179 @@ prepare_rules(void)
 
 /*
  * One owner's rules for the customer, run as that owner in a
- * security-restricted operation, into flags; all false when the customer
+ * security-restricted operation, into member; all false when the customer
  * has no orders.  An error unwinds the user switch with the subtransaction.
  */
 static void
-evaluate_group(const RuleGroup *group, Datum customer, Datum *flags)
+evaluate_group(const RuleGroup *group, Datum customer, bool *member)
 {
 	OwnerContext saved;
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
+	Datum	   *values;
+	bool	   *nulls;
+	int			n;
 
 	become_owner(group->owner, &saved);
-	if (SPI_execute_plan(group->plan, &customer, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: the snapshot must see the state the order just wrote */
+	if (SPI_execute_plan(group->plan, &customer, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not evaluate the segment rules");
 	if (SPI_processed == 1)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	restore_user(&saved);
 
+	memset(member, 0, group->count * sizeof(bool));
 	if (isnull)
-	{
-		for (int i = 0; i < group->count; i++)
-			flags[i] = BoolGetDatum(false);
 		return;
-	}
-	{
-		Datum	   *values;
-		bool	   *nulls;
-		int			n;
-
-		deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &nulls, &n);
-		if (n != group->count)
-			elog(ERROR, "segment rules returned %d flags, expected %d", n, group->count);
-		/* a rule that is NULL for the customer does not hold */
-		for (int i = 0; i < n; i++)
-			flags[i] = BoolGetDatum(!nulls[i] && DatumGetBool(values[i]));
-	}
+	deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &nulls, &n);
+	if (n != group->count)
+		elog(ERROR, "segment rules returned %d flags, expected %d", n, group->count);
+	/* a rule that is NULL for the customer does not hold */
+	for (int i = 0; i < n; i++)
+		member[i] = !nulls[i] && DatumGetBool(values[i]);
 }
 
-/* Every rule for the customer, in the order of rule_names. */
-static Datum
-evaluate_rules(Datum customer)
+/* Every rule for the customer, in the order of rule_cstrings. */
+static void
+evaluate_rules(Datum customer, bool *member)
 {
-	Datum	   *flags = palloc(rule_count * sizeof(Datum));
 	int			done = 0;
 
 	for (int g = 0; g < group_count; g++)
 	{
-		evaluate_group(&rule_groups[g], customer, flags + done);
+		evaluate_group(&rule_groups[g], customer, member + done);
 		done += rule_groups[g].count;
 	}
-	return PointerGetDatum(construct_array(flags, rule_count, BOOLOID, 1, true, TYPALIGN_CHAR));
 }
 
-static void
-record_memberships(Datum customer, Datum flags)
+/* The index of a segment among the rules, or -1. */
+static int
+rule_index(const char *segment)
 {
-	Oid			types[3] = {TEXTOID, TEXTARRAYOID, BOOLARRAYOID};
-	Datum		values[3] = {customer, rule_names, flags};
+	for (int i = 0; i < rule_count; i++)
+		if (strcmp(rule_cstrings[i], segment) == 0)
+			return i;
+	return -1;
+}
 
-	if (memberships_plan == NULL)
-	{
-		memberships_plan = SPI_prepare(
-			"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS f(name, member)), "
-			"closed AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) FROM f "
-			"  WHERE m.customer_id OPERATOR(pg_catalog.=) $1 AND m.segment OPERATOR(pg_catalog.=) f.name "
-			"  AND m.exited_at IS NULL AND f.member IS NOT TRUE RETURNING 1) "
-			"INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
-			"SELECT $1, f.name FROM f WHERE f.member "
-			"ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
-			3, types);
-		if (memberships_plan == NULL)
-			elog(ERROR, "could not plan the membership update");
-		SPI_keepplan(memberships_plan);
-	}
-	if (SPI_execute_plan(memberships_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record segment memberships");
+/* A text[] of the segment names in list. */
+static Datum
+names_array(List *names)
+{
+	Datum	   *texts = palloc(list_length(names) * sizeof(Datum));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, names)
+		texts[n++] = CStringGetTextDatum((const char *) lfirst(lc));
+	return PointerGetDatum(construct_array(texts, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
- * refresh_customer_segments(customer): the customer's memberships after an
- * order changed the customer.  A rule that fails for this customer must not
- * fail the shop's order, so the evaluation runs in a subtransaction; a
- * failure is reported as a warning and refresh_segments() shows the error.
+ * Compare the rules' verdicts with the customer's open memberships and write
+ * only the difference: most orders change no membership, and then nothing
+ * is written at all (no index entries, no statement triggers).  The
+ * customer's state row, locked by the order, keeps other orders of the
+ * customer out until this commits; refresh_segments() may race with it, and
+ * ON CONFLICT and the exited_at test keep the outcome consistent then.
  */
-Datum
-refresh_customer_segments(PG_FUNCTION_ARGS)
+static void
+record_memberships(Datum customer, const bool *member)
 {
-	Datum		customer = PG_GETARG_DATUM(0);
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2] = {customer, (Datum) 0};
+	bool	   *open = palloc0(rule_count * sizeof(bool));
+	List	   *leaving = NIL;
+	List	   *entering = NIL;
+
+	/* not read-only: a fresh snapshot, which sees orders committed meanwhile */
+	if (SPI_execute_plan(kept_plan(&open_memberships_plan,
+								   "SELECT m.segment FROM post_purchase.segment_memberships m "
+								   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 AND m.exited_at IS NULL",
+								   1, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customer's segment memberships");
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		char	   *segment = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+		int			i = rule_index(segment);
+
+		if (i >= 0 && member[i])
+			open[i] = true;
+		else
+			leaving = lappend(leaving, segment);
+	}
+	for (int i = 0; i < rule_count; i++)
+		if (member[i] && !open[i])
+			entering = lappend(entering, rule_cstrings[i]);
+
+	if (leaving != NIL)
+	{
+		values[1] = names_array(leaving);
+		if (SPI_execute_plan(kept_plan(&exit_plan,
+									   "UPDATE post_purchase.segment_memberships m "
+									   "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
+									   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
+									   "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
+									   2, types),
+							 values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the customer's segment exits");
+	}
+	if (entering != NIL)
+	{
+		values[1] = names_array(entering);
+		if (SPI_execute_plan(kept_plan(&enter_plan,
+									   "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
+									   "SELECT $1, pg_catalog.unnest($2) "
+									   "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
+									   2, types),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the customer's segment entries");
+	}
+}
+
+/*
+ * The customer's memberships after an order changed the customer, for the
+ * order trigger, inside its SPI connection.  A rule that fails for this
+ * customer must not fail the shop's order, so the evaluation runs in a
+ * subtransaction (which takes no transaction id when nothing changes); a
+ * failure is reported as a warning and refresh_segments() shows the error.
+ * The rules are planned and run with search_path locked to pg_catalog,
+ * pg_temp, whatever the path of the session that inserted the order.
+ */
+void
+update_customer_segments(Datum customer)
+{
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	int			guc_level;
 
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(forget_rules, (Datum) 0);
 		callback_registered = true;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (rules_stale && rules_planned)
 		free_rules();
 	if (!rules_planned)
 		prepare_rules();
 	if (rule_count == 0)
 	{
-		SPI_finish();
-		PG_RETURN_VOID();
+		AtEOXact_GUC(true, guc_level);
+		return;
 	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		record_memberships(customer, evaluate_rules(customer));
+		bool	   *member = palloc(rule_count * sizeof(bool));
+
+		evaluate_rules(customer, member);
+		record_memberships(customer, member);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -407,6 +477,16 @@ refresh_customer_segments(PG_FUNCTION_ARGS)
 				 errhint("Run post_purchase.refresh_segments() to see which rule fails.")));
 	}
 	PG_END_TRY();
+	AtEOXact_GUC(true, guc_level);
+}
+
+/* refresh_customer_segments(customer): update_customer_segments() from SQL. */
+Datum
+refresh_customer_segments(PG_FUNCTION_ARGS)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	update_customer_segments(PG_GETARG_DATUM(0));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

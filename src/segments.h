@@ -1,12 +1,14 @@
 /*
  * segments.h
  *	  What journeys share with segments: user-written SQL expressions are
- *	  checked the same way and run as the role that owns them.
+ *	  checked the same way and run as the role that owns them.  And the
+ *	  order trigger's entry point: a customer's memberships after an order.
  */
 #ifndef POST_PURCHASE_SEGMENTS_H
 #define POST_PURCHASE_SEGMENTS_H
 
 extern void check_rule_is_expression(const char *rule, const char *what);
+extern void update_customer_segments(Datum customer);
 
 /* Running user-written SQL as the role that owns it. */
 typedef struct OwnerContext

@@ -44,6 +44,7 @@
 
 #include "dayset.h"
 #include "order_items.h"
+#include "segments.h"
 #include "trigger_support.h"
 
 PG_FUNCTION_INFO_V1(track_orders_trigger);
@@ -78,7 +79,6 @@ static SPIPlanPtr set_day_bounds_plan;
 static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
-static SPIPlanPtr refresh_segments_plan;
 static SPIPlanPtr lock_two_states_plan;
 static SPIPlanPtr enroll_plan;
 
@@ -414,18 +414,6 @@ lock_both_customers(Datum a, Datum b)
 		elog(ERROR, "could not lock the customers' state");
 }
 
-/* The segment memberships the order changed, in the order's transaction. */
-static void
-refresh_segments_of(Datum customer)
-{
-	Oid			types[1] = {TEXTOID};
-
-	if (SPI_execute_plan(kept_plan(&refresh_segments_plan,
-								 "SELECT post_purchase.refresh_customer_segments($1)", 1, types),
-						 &customer, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not refresh the customer's segments");
-}
-
 static bool
 same_text(Datum a, Datum b)
 {
@@ -524,7 +512,7 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	{
 		remove_order(trigdata->tg_relation, &cols, &old_order);
 		if (!new_order.tracked || !same_text(old_order.customer, new_order.customer))
-			refresh_segments_of(old_order.customer);
+			update_customer_segments(old_order.customer);
 	}
 	if (new_order.tracked)
 	{
@@ -532,7 +520,7 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 
 		if (TRIGGER_FIRED_BY_INSERT(event))
 			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders);
-		refresh_segments_of(new_order.customer);
+		update_customer_segments(new_order.customer);
 	}
 	follow_items(&cols, event, &old_order, &new_order);
 	SPI_finish();
