@@ -1,6 +1,6 @@
 -- Segments: named rules over customer_metrics, with a membership history
 -- that journeys react to.  Orders change memberships in their own
--- transaction (the order trigger calls refresh_customer_segments); the
+-- transaction (the order trigger evaluates them, src/segments.c); the
 -- passage of time changes them through refresh_segments().
 
 CREATE TABLE post_purchase.segments (
@@ -245,7 +245,8 @@ COMMENT ON FUNCTION post_purchase.refresh_segments() IS
 REVOKE ALL ON FUNCTION post_purchase.refresh_segments() FROM PUBLIC;
 
 -- One customer's memberships after an order changed the customer, in the
--- order's transaction (src/segments.c); called by the order trigger.
+-- order's transaction: what the order trigger does for each order, without
+-- this SQL call (update_customer_segments() in src/segments.c).
 CREATE FUNCTION post_purchase.refresh_customer_segments(customer text) RETURNS void
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.refresh_customer_segments(text) FROM PUBLIC;
