@@ -52,9 +52,7 @@ evaluate_condition(PG_FUNCTION_ARGS)
 	 * (sub)transaction abort, so they are only restored by hand on success.
 	 */
 	become_owner(owner, &saved);
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	guc_level = lock_search_path();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

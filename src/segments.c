@@ -156,6 +156,22 @@ restore_user(const OwnerContext *saved)
 }
 
 /*
+ * From here on, search_path is pg_catalog, pg_temp, so a function or
+ * operator someone planted in a schema on the caller's path is never what
+ * runs.  Returns the GUC level to end with AtEOXact_GUC(true, level) on
+ * success; an error unwinds it with the (sub)transaction.
+ */
+int
+lock_search_path(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/*
  * Relcache callback: the segments changed (or every cache was reset, which
  * InvalidOid means).  The plan is only marked here and freed at next use,
  * since invalidations arrive at times when freeing it would not be safe.
@@ -436,9 +452,7 @@ update_customer_segments(Datum customer)
 		CacheRegisterRelcacheCallback(forget_rules, (Datum) 0);
 		callback_registered = true;
 	}
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	guc_level = lock_search_path();
 	if (rules_stale && rules_planned)
 		free_rules();
 	if (!rules_planned)

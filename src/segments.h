@@ -10,7 +10,7 @@
 extern void check_rule_is_expression(const char *rule, const char *what);
 extern void update_customer_segments(Datum customer);
 
-/* Running user-written SQL as the role that owns it. */
+/* Running user-written SQL as the role that owns it, search_path locked. */
 typedef struct OwnerContext
 {
 	Oid			user;
@@ -20,5 +20,6 @@ typedef struct OwnerContext
 extern void check_may_act_as(Oid owner, const char *what);
 extern void become_owner(Oid owner, OwnerContext *saved);
 extern void restore_user(const OwnerContext *saved);
+extern int	lock_search_path(void);
 
 #endif							/* POST_PURCHASE_SEGMENTS_H */

@@ -78,6 +78,7 @@
 #include "utils/varlena.h"
 #include "utils/wait_event.h"
 
+#include "segments.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(post_purchase_worker_status);
@@ -862,10 +863,7 @@ worker_call(const WorkerCall *call, Datum arg, int64 *value, bool *isnull)
 			pgstat_report_activity(STATE_RUNNING, call->sql);
 			debug_query_string = call->sql;
 
-			nestlevel = NewGUCNestLevel();
-			(void) set_config_option("search_path", "pg_catalog, pg_temp",
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
+			nestlevel = lock_search_path();
 
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
