@@ -328,3 +328,22 @@ BEGIN
 	DROP TABLE pg_temp.customer_metrics;
 END
 $$;
+
+-- setting() and setting_list() keep their plans for the session: SQL
+-- functions that read a table are planned again in every transaction.
+CREATE OR REPLACE FUNCTION post_purchase.setting(setting_name text) RETURNS text
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN (SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name);
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.setting_list(setting_name text) RETURNS text[]
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN (SELECT coalesce(array_agg(btrim(x)), '{}')
+			FROM unnest(string_to_array(post_purchase.setting(setting_name), ',')) x
+			WHERE btrim(x) <> '');
+END
+$$;

@@ -10,12 +10,18 @@ INSERT INTO post_purchase.settings VALUES
 	('clv_monthly_discount', '0.01', 'monthly discount rate of clv_12m'),
 	('today', '', 'if set (YYYY-MM-DD), the date metrics are computed as of, instead of today: for replays and tests');
 
--- A setting's value, for the extension's functions.  Not inlined (it reads
--- a table): it runs once per call, so queries over many rows read settings
--- through shop_context instead.
+-- A setting's value, for the extension's functions.  It runs once per call,
+-- so queries over many rows read settings through shop_context instead.
+-- PL/pgSQL keeps its plan for the session: an SQL function that reads a
+-- table is planned again in every transaction, and a worker's transaction
+-- reads a dozen settings.
 CREATE FUNCTION post_purchase.setting(setting_name text) RETURNS text
-	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name$$;
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN (SELECT s.value FROM post_purchase.settings s WHERE s.name OPERATOR(pg_catalog.=) setting_name);
+END
+$$;
 
 -- The settings customer_metrics computes with, typed, in one row: today in
 -- the shop's time zone (or the "today" setting when it is set) and the

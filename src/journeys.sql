@@ -18,12 +18,17 @@ INSERT INTO post_purchase.settings VALUES
 	('attribution_window', '7 days', 'journey_stats: an order this soon after a step counts as its conversion'),
 	('enroll_due_interval', '1 minute', 'enroll_due() sweeps for lapsed, anniversary and replenishment enrollments at most this often');
 
--- A comma-separated setting as an array of trimmed names.
+-- A comma-separated setting as an array of trimmed names (PL/pgSQL for its
+-- kept plan, as setting()).
 CREATE FUNCTION post_purchase.setting_list(setting_name text) RETURNS text[]
-	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$SELECT coalesce(pg_catalog.array_agg(pg_catalog.btrim(x)), '{}')
-		 FROM pg_catalog.unnest(pg_catalog.string_to_array(post_purchase.setting(setting_name), ',')) x
-		 WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) ''$$;
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN (SELECT coalesce(array_agg(btrim(x)), '{}')
+			FROM unnest(string_to_array(post_purchase.setting(setting_name), ',')) x
+			WHERE btrim(x) <> '');
+END
+$$;
 
 -- How to reach a customer, and whether they agreed to it.
 CREATE TABLE post_purchase.customer_channels (

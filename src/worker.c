@@ -104,6 +104,14 @@ PGDLLEXPORT void post_purchase_worker_main(Datum main_arg);
 /* between two looks, when something is still due but was not fired */
 #define MIN_WAIT_MS 10
 
+/* What a worker is doing, for the wake-ups at commit (wake_database_workers). */
+typedef enum WorkerState
+{
+	WORKER_BUSY,				/* in a loop: may have looked for due steps already */
+	WORKER_SLEEPING,			/* waiting for its latch or its timer */
+	WORKER_GATHERING			/* woken; waits out wake_interval, then looks */
+} WorkerState;
+
 /*
  * One worker: set up by the launcher, filled in by the worker.  The
  * statistics stay when the worker restarts; they go with the slot when its
@@ -119,6 +127,7 @@ typedef struct WorkerSlot
 	int			worker_num;		/* 1 .. workers_per_database */
 	pid_t		pid;			/* 0 when not running */
 	Latch	   *latch;
+	WorkerState state;
 	bool		restart_pending;	/* exited with an error: the postmaster
 									 * restarts it */
 	TimestampTz exited_at;
@@ -158,6 +167,7 @@ static WorkerShared *shared = NULL;
 static char *databases_setting = NULL;
 static int	workers_per_database = 1;
 static int	naptime_ms = 1000;
+static int	wake_interval_ms = 10;
 static int	batch_size = 500;
 static bool workers_enabled = true;
 static int	segments_refresh_interval = 3600;
@@ -298,6 +308,15 @@ define_settings(void)
 							"The launcher looks for new or dropped databases every ten naptimes.",
 							&naptime_ms,
 							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("post_purchase.wake_interval",
+							"Shortest time between two looks of a post_purchase worker for due steps.",
+							"Orders wake a worker at commit; in a busy shop it fires what arrived "
+							"within this time in one batch instead of one transaction per order.",
+							&wake_interval_ms,
+							10, 0, 10 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
@@ -482,9 +501,34 @@ stop_workers(Oid dboid, int timeout_ms)
  * ---------------------------------------------------------------------
  */
 
+/* Set the latches of dboid's workers in a state, but one; under shared->lock. */
+static void
+set_latches(Oid dboid, WorkerState state, WorkerSlot *except)
+{
+	int			i;
+
+	for (i = 0; i < shared->nslots; i++)
+	{
+		WorkerSlot *slot = &shared->slots[i];
+
+		if (slot->in_use && slot->dboid == dboid && slot->latch != NULL &&
+			slot->state == state && slot != except)
+			SetLatch(slot->latch);
+	}
+}
+
+/*
+ * A step became due at this commit, and one worker must look for it.  A
+ * worker about to look (gathering) will find it; else one sleeping worker
+ * is woken.  When all are busy, each may have looked before the commit:
+ * all latches are set, so each looks once more after its loop.  Waking
+ * one, not all, keeps a busy shop's orders from running every worker's
+ * loop for every order.
+ */
 static void
 wake_database_workers(Oid dboid)
 {
+	WorkerSlot *sleeping = NULL;
 	int			i;
 
 	LWLockAcquire(shared->lock, LW_SHARED);
@@ -492,9 +536,20 @@ wake_database_workers(Oid dboid)
 	{
 		WorkerSlot *slot = &shared->slots[i];
 
-		if (slot->in_use && slot->dboid == dboid && slot->latch != NULL)
-			SetLatch(slot->latch);
+		if (!slot->in_use || slot->dboid != dboid || slot->latch == NULL)
+			continue;
+		if (slot->state == WORKER_GATHERING)
+		{
+			LWLockRelease(shared->lock);
+			return;
+		}
+		if (slot->state == WORKER_SLEEPING && sleeping == NULL)
+			sleeping = slot;
 	}
+	if (sleeping != NULL)
+		SetLatch(sleeping->latch);
+	else
+		set_latches(dboid, WORKER_BUSY, NULL);
 	LWLockRelease(shared->lock);
 }
 
@@ -1032,6 +1087,9 @@ worker_iteration(void)
 		fired_any = true;
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		my_slot->steps_fired += value;
+		/* a full batch: more is due than one worker fires at once */
+		if (value >= batch)
+			set_latches(my_slot->dboid, WORKER_SLEEPING, my_slot);
 		LWLockRelease(shared->lock);
 		if (value < batch)
 			break;
@@ -1081,6 +1139,37 @@ worker_iteration(void)
 	return wait_ms;
 }
 
+static void
+set_my_state(WorkerState state)
+{
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	my_slot->state = state;
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * Woken again soon after the last look: wait out wake_interval first, so a
+ * busy shop's orders, each waking a worker at commit, are fired in batches
+ * instead of a transaction each.  The wait heeds no latch (wake-ups meanwhile
+ * find this worker gathering and leave it be), so a stop request or SIGTERM
+ * waits at most wake_interval.
+ */
+static void
+gather_wake_ups(TimestampTz last_look)
+{
+	long		secs;
+	int			usecs;
+	long		since_ms;
+
+	TimestampDifference(last_look, GetCurrentTimestamp(), &secs, &usecs);
+	since_ms = secs * 1000 + usecs / 1000;
+	if (since_ms >= wake_interval_ms)
+		return;
+	set_my_state(WORKER_GATHERING);
+	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 wake_interval_ms - since_ms, PG_WAIT_EXTENSION);
+}
+
 void
 post_purchase_worker_main(Datum main_arg)
 {
@@ -1122,6 +1211,7 @@ post_purchase_worker_main(Datum main_arg)
 	}
 	slot->pid = MyProcPid;
 	slot->latch = MyLatch;
+	slot->state = WORKER_BUSY;
 	slot->started_at = GetCurrentTimestamp();
 	dboid = slot->dboid;
 	my_worker_num = slot->worker_num;
@@ -1146,6 +1236,7 @@ post_purchase_worker_main(Datum main_arg)
 	for (;;)
 	{
 		long		wait_ms;
+		TimestampTz looked_at;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1161,14 +1252,18 @@ post_purchase_worker_main(Datum main_arg)
 			proc_exit(0);
 		}
 
+		set_my_state(WORKER_BUSY);
+		looked_at = GetCurrentTimestamp();
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 		wait_ms = worker_iteration();
 		MemoryContextSwitchTo(TopMemoryContext);
 
+		set_my_state(WORKER_SLEEPING);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		gather_wake_ups(looked_at);
 	}
 }
 

@@ -259,6 +259,26 @@ FROM due ORDER BY id DESC LIMIT 1}),
 	't',
 	'when next_due_at() said, not a naptime later');
 
+# wake_interval: commits that wake the worker soon after its last look are
+# gathered, and what they made due fires in one batch, not one call each
+reload_with(q{ALTER SYSTEM SET post_purchase.wake_interval = '3s'});
+$mark = $node->safe_psql('shop', 'SELECT clock_timestamp()');
+$node->safe_psql('shop',
+	join('', map { 'INSERT INTO due DEFAULT VALUES; SELECT post_purchase.wake_workers();' } 1 .. 20));
+ok($node->poll_query_until('shop', 'SELECT count(*) = 0 FROM due WHERE fired_at IS NULL'),
+	'20 steps made due by 20 commits fire');
+cmp_ok(
+	$node->safe_psql(
+		'shop', qq{SELECT count(*) FROM calls WHERE fn = 'fire_due_steps' AND at > '$mark' AND result > 0}),
+	'<=', 2,
+	'in at most two calls: the first commit wakes the worker, the next ones find it gathering');
+is( $node->safe_psql(
+		'shop', qq{
+SELECT max(fired_at) - min(fired_at) < interval '10 seconds' FROM due WHERE fired_at > '$mark'}),
+	't',
+	'and within the wake interval, not the 60 s naptime');
+reload_with(q{ALTER SYSTEM RESET post_purchase.wake_interval});
+
 # --- an error is recorded, and the worker keeps going
 
 my $log_offset = -s $node->logfile;
@@ -308,7 +328,7 @@ cmp_ok(time() - $t1, '>=', 4, 'by the postmaster, bgw_restart_time (5 s) later')
 my $pid2 = worker_pid('shop');
 is( $node->safe_psql(
 		'postgres', 'SELECT format(\'%s|%s\', pid, steps_fired) FROM post_purchase.worker_status'),
-	"$pid2|264",
+	"$pid2|284",
 	'in the same slot, with its statistics');
 $node->safe_psql('shop', 'INSERT INTO due DEFAULT VALUES');
 ok($node->poll_query_until('shop', 'SELECT count(*) = 0 FROM due WHERE fired_at IS NULL'),
