@@ -38,7 +38,8 @@ OBJS = \
 	src/trigger_support.o \
 	src/worker.o \
 	src/journeys.o \
-	src/payload.o
+	src/payload.o \
+	src/message_id.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \

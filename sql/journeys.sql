@@ -65,6 +65,8 @@ SELECT enrollment_id, step, outcome, reason, channel, outbox_id IS NOT NULL AS h
 FROM post_purchase.step_outcomes ORDER BY enrollment_id, step;
 SELECT aggregatetype, aggregateid, type, channel, address, journey, step, variant, payload
 FROM post_purchase.outbox ORDER BY aggregateid, step;
+-- message ids are time-ordered UUIDs of version 7 (outbox.sql tests them)
+SELECT bool_and(substr(id::text, 15, 1) = '7') AS version_7_ids FROM post_purchase.outbox;
 -- the enrollments moved on to the second step, due in three days
 SELECT customer_id, status, next_position, next_fire_at - anchor_at AS fires_after FROM post_purchase.enrollments
 WHERE journey = 'welcome' ORDER BY customer_id;

@@ -340,3 +340,28 @@ DROP VIEW messages;
 DROP FUNCTION fire(text, bigint, text);
 DROP FUNCTION expire(text);
 DROP FUNCTION fail(text, text);
+
+-- message ids: UUIDs of version 7 (RFC 9562), the first 48 bits the Unix
+-- time in ms, so ids made later sort later (the primary key grows at its
+-- right edge); version nibble 7, variant bits 10, and no two alike
+CREATE TEMP TABLE ids AS
+SELECT i, clock_timestamp() AS before, post_purchase.uuid_v7() AS id, clock_timestamp() AS after
+FROM generate_series(1, 2000) i;
+SELECT count(*) AS ids, count(DISTINCT id) AS distinct_ids,
+	   bool_and(substr(id::text, 15, 1) = '7') AS version_7,
+	   bool_and(substr(id::text, 20, 1) IN ('8', '9', 'a', 'b')) AS variant_10
+FROM ids;
+-- the time in the id: the millisecond in which it was made
+SELECT bool_and(t.ms BETWEEN floor(extract(epoch FROM before) * 1000) AND floor(extract(epoch FROM after) * 1000))
+	   AS time_in_id
+FROM ids CROSS JOIN LATERAL (
+	SELECT ('x' || lpad(replace(left(id::text, 13), '-', ''), 16, '0'))::bit(64)::bigint AS ms) t;
+-- made in order, the ids sort in order (the ms and its 12-bit fraction lead)
+SELECT count(*) FILTER (WHERE a.id >= b.id) AS out_of_order
+FROM ids a JOIN ids b ON b.i = a.i + 1
+WHERE date_trunc('milliseconds', a.after) < date_trunc('milliseconds', b.before);
+-- the outbox takes them by default
+SELECT pg_get_expr(d.adbin, d.adrelid) AS outbox_id_default
+FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+WHERE d.adrelid = 'post_purchase.outbox'::regclass AND a.attname = 'id';
+DROP TABLE ids;

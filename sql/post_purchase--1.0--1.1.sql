@@ -347,3 +347,166 @@ BEGIN
 			WHERE btrim(x) <> '');
 END
 $$;
+
+-- Message ids are time-ordered UUIDs of version 7 (src/message_id.c), so
+-- the outbox's primary key grows at its right edge.
+CREATE FUNCTION post_purchase.uuid_v7() RETURNS uuid
+	AS 'MODULE_PATHNAME', 'post_purchase_uuid_v7' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION post_purchase.uuid_v7() IS
+	'a UUID of version 7 (RFC 9562): Unix time in ms and its fraction, then 62 random bits';
+ALTER TABLE post_purchase.outbox ALTER COLUMN id SET DEFAULT post_purchase.uuid_v7();
+COMMENT ON COLUMN post_purchase.outbox.id IS 'the message id (a UUIDv7, time-ordered): stable across retries, senders deduplicate on it';
+
+-- Claim up to batch_size due steps and decide them all (the workers' unit of
+-- work; callable by hand): suppress a step with a reason, defer it past
+-- quiet hours, or write its message to the outbox; then move each
+-- enrollment to its next step.  The claim is FOR UPDATE SKIP LOCKED, so
+-- workers share the queue; the share lock on the journey makes
+-- disable_journey() wait for batches in flight, after which no step of it
+-- fires.  The outbox rows, the outcomes and the moves commit together: a
+-- crash before the commit leaves the steps due, and they fire again, once.
+-- Set-based but for the conditions.  (Generic plans were tried: they join
+-- the batch's CTEs by nested loops, quadratic in the batch size.)  Returns
+-- the number of steps decided.
+CREATE OR REPLACE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	ids bigint[];
+	checked record;
+	failed_ids bigint[] := '{}';
+	failed_reasons text[] := '{}';
+	failed_details text[] := '{}';
+	cap integer := coalesce(nullif(post_purchase.setting('frequency_cap_messages'), ''), '0')::integer;
+	cap_window interval := post_purchase.setting('frequency_cap_window')::interval;
+	fallback text[] := post_purchase.setting_list('channel_fallback');
+	exempt text[] := post_purchase.setting_list('consent_exempt_channels');
+	quiet text[] := CASE WHEN post_purchase.setting('quiet_hours_start')::time
+							  <> post_purchase.setting('quiet_hours_end')::time
+						 THEN post_purchase.setting_list('quiet_hours_channels') ELSE '{}' END;
+	decided integer;
+BEGIN
+	IF batch_size IS NULL OR batch_size < 1 OR batch_size > 100000 THEN
+		RAISE EXCEPTION 'batch_size must be between 1 and 100000, not %', coalesce(batch_size::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	SELECT array_agg(c.enrollment_id) INTO ids
+	FROM (SELECT x.enrollment_id
+		  FROM post_purchase.enrollments x
+		  JOIN post_purchase.journeys j ON j.name = x.journey
+		  WHERE x.status = 'active' AND x.next_fire_at <= now() AND j.enabled
+		  ORDER BY x.next_fire_at
+		  LIMIT batch_size
+		  FOR UPDATE OF x SKIP LOCKED
+		  FOR SHARE OF j SKIP LOCKED) c;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	FOR checked IN SELECT * FROM post_purchase.evaluate_step_conditions(ids) x WHERE x.reason IS NOT NULL LOOP
+		failed_ids := failed_ids || checked.enrollment_id;
+		failed_reasons := failed_reasons || checked.reason;
+		failed_details := failed_details || checked.detail;
+	END LOOP;
+
+	WITH due AS (
+		SELECT e.enrollment_id, e.customer_id, e.journey, e.next_position, e.anchor_at, e.holdout, e.variant,
+			   e.context, e.enrolled_at, s.step, s.channel AS wanted, s.message_type, s.segment,
+			   s.payload || coalesce(s.variant_payloads -> e.variant, '{}') AS template, s.uses_customer,
+			   f.reason AS condition_reason, f.detail
+		FROM post_purchase.enrollments e
+		JOIN post_purchase.journey_steps s ON s.journey = e.journey AND s.position = e.next_position
+		LEFT JOIN unnest(failed_ids, failed_reasons, failed_details) f(enrollment_id, reason, detail)
+			ON f.enrollment_id = e.enrollment_id
+		WHERE e.enrollment_id = ANY (ids)
+	), routed AS (
+		-- the channel: the step's own if the customer opted in (or it needs no
+		-- consent); for 'preferred', the customer's preferred opted-in channel,
+		-- else the first opted-in one in the channel_fallback order
+		SELECT d.*, coalesce(r.channel, x.channel) AS channel, coalesce(r.address, x.address) AS address,
+			   CASE WHEN d.holdout THEN 'holdout'
+					WHEN d.segment IS NOT NULL AND NOT post_purchase.in_segment(d.customer_id, d.segment) THEN 'segment'
+					WHEN d.condition_reason IS NOT NULL THEN d.condition_reason
+					WHEN r.channel IS NULL AND x.channel IS NULL THEN 'no_consent'
+			   END AS early_reason
+		FROM due d
+		LEFT JOIN LATERAL (
+			SELECT c.channel, c.address FROM post_purchase.customer_channels c
+			WHERE c.customer_id = d.customer_id AND c.opted_in
+			  AND (c.channel = d.wanted OR (d.wanted = 'preferred' AND (c.preferred OR c.channel = ANY (fallback))))
+			ORDER BY CASE WHEN c.channel = d.wanted OR c.preferred THEN 0 ELSE array_position(fallback, c.channel) END
+			LIMIT 1) r ON true
+		LEFT JOIN LATERAL (
+			SELECT d.wanted AS channel, (SELECT c.address FROM post_purchase.customer_channels c
+										 WHERE c.customer_id = d.customer_id AND c.channel = d.wanted) AS address
+			WHERE d.wanted = ANY (exempt)) x ON true
+	), capped AS (
+		-- the cap counts earlier messages and the ones this batch sends first
+		SELECT r.*,
+			   CASE WHEN r.early_reason IS NOT NULL THEN r.early_reason
+					WHEN cap > 0 AND
+						 (SELECT count(*) FROM post_purchase.step_outcomes o
+						  WHERE o.customer_id = r.customer_id AND o.channel = r.channel AND o.outcome = 'fired'
+							AND o.decided_at > now() - cap_window)
+						 + count(*) FILTER (WHERE r.early_reason IS NULL)
+							 OVER (PARTITION BY r.customer_id, r.channel ORDER BY r.enrollment_id) > cap
+					THEN 'frequency_cap'
+			   END AS reason
+		FROM routed r
+	), timed AS (
+		SELECT c.*,
+			   CASE WHEN c.reason IS NOT NULL THEN NULL
+					WHEN c.channel = ANY (quiet) THEN post_purchase.quiet_hours_end(c.customer_id, c.channel, now())
+					ELSE now() END AS send_at
+		FROM capped c
+	), decided AS (
+		-- the message's id up front: the outcome refers to it without a join
+		SELECT t.*, CASE WHEN t.reason IS NULL AND t.send_at <= now() THEN post_purchase.uuid_v7() END AS message_id
+		FROM timed t
+	), sent AS (
+		INSERT INTO post_purchase.outbox (id, aggregateid, type, payload, channel, address, journey, step, variant,
+										  enrollment_id)
+		SELECT d.message_id, d.customer_id, d.message_type,
+			   post_purchase.render_payload(d.template,
+				   jsonb_build_object(
+					   'customer', CASE WHEN d.uses_customer THEN
+						   (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = d.customer_id) END,
+					   'customer_id', d.customer_id, 'journey', d.journey, 'step', d.step, 'variant', d.variant,
+					   'channel', d.channel, 'address', d.address, 'enrollment_id', d.enrollment_id,
+					   'enrolled_at', d.enrolled_at) || d.context),
+			   d.channel, d.address, d.journey, d.step, d.variant, d.enrollment_id
+		FROM decided d
+		WHERE d.message_id IS NOT NULL
+		-- a step decided again finds its message (and its outcome) in place
+		ON CONFLICT ON CONSTRAINT outbox_idempotency DO NOTHING
+	), recorded AS (
+		INSERT INTO post_purchase.step_outcomes (enrollment_id, step, journey, customer_id, variant, holdout,
+												 outcome, reason, detail, channel, outbox_id)
+		SELECT d.enrollment_id, d.step, d.journey, d.customer_id, d.variant, d.holdout,
+			   CASE WHEN d.reason IS NULL THEN 'fired' ELSE 'suppressed' END, d.reason,
+			   CASE WHEN d.reason = 'condition_error' THEN d.detail END, d.channel, d.message_id
+		FROM decided d
+		WHERE d.reason IS NOT NULL OR d.send_at <= now()
+		ON CONFLICT DO NOTHING
+	), moved AS (
+		-- quiet hours defer the step; otherwise on to the next step, or done
+		UPDATE post_purchase.enrollments e
+		SET next_fire_at = CASE WHEN d.send_at > now() THEN d.send_at WHEN n.position IS NOT NULL
+								THEN e.anchor_at + n.delay END,
+			next_position = CASE WHEN d.send_at > now() THEN e.next_position ELSE n.position END,
+			status = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN 'active' ELSE 'completed' END,
+			ended_at = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN NULL ELSE now() END,
+			end_reason = CASE WHEN d.send_at > now() OR n.position IS NOT NULL THEN NULL ELSE 'completed' END
+		FROM decided d
+		LEFT JOIN LATERAL (SELECT x.position, x.delay FROM post_purchase.journey_steps x
+						   WHERE x.journey = d.journey AND x.position > d.next_position
+						   ORDER BY x.position LIMIT 1) n ON true
+		WHERE e.enrollment_id = d.enrollment_id
+	)
+	SELECT count(*) INTO decided FROM decided d WHERE d.reason IS NOT NULL OR d.send_at <= now();
+	RETURN decided;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.fire_due_steps(integer) IS
+	'decide up to batch_size due journey steps: fire them into the outbox or record why not; the workers call it';

@@ -815,7 +815,7 @@ BEGIN
 		FROM capped c
 	), decided AS (
 		-- the message's id up front: the outcome refers to it without a join
-		SELECT t.*, CASE WHEN t.reason IS NULL AND t.send_at <= now() THEN gen_random_uuid() END AS message_id
+		SELECT t.*, CASE WHEN t.reason IS NULL AND t.send_at <= now() THEN post_purchase.uuid_v7() END AS message_id
 		FROM timed t
 	), sent AS (
 		INSERT INTO post_purchase.outbox (id, aggregateid, type, payload, channel, address, journey, step, variant,

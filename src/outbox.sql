@@ -12,8 +12,15 @@ INSERT INTO post_purchase.settings VALUES
 	('outbox_retry_backoff_max', '1 hour', '... up to this one'),
 	('outbox_retention', '7 days', 'outbox_purge(): acknowledged messages are deleted this long after their acknowledgement');
 
+-- Message ids: time-ordered UUIDs of version 7 (src/message_id.c), so the
+-- outbox's primary key grows at its right edge instead of at random pages.
+CREATE FUNCTION post_purchase.uuid_v7() RETURNS uuid
+	AS 'MODULE_PATHNAME', 'post_purchase_uuid_v7' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION post_purchase.uuid_v7() IS
+	'a UUID of version 7 (RFC 9562): Unix time in ms and its fraction, then 62 random bits';
+
 CREATE TABLE post_purchase.outbox (
-	id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+	id uuid PRIMARY KEY DEFAULT post_purchase.uuid_v7(),
 	aggregatetype text NOT NULL DEFAULT 'customer',
 	aggregateid text NOT NULL,
 	type text NOT NULL,
@@ -48,7 +55,7 @@ CREATE INDEX outbox_dead_letters ON post_purchase.outbox (dead_lettered_at)
 	WHERE dead_lettered_at IS NOT NULL AND acknowledged_at IS NULL;
 COMMENT ON TABLE post_purchase.outbox IS
 	'messages to send, one per (enrollment_id, step): Debezium outbox columns (id, aggregatetype, aggregateid, type, payload) plus claim columns; take them with outbox_claim/outbox_ack/outbox_fail';
-COMMENT ON COLUMN post_purchase.outbox.id IS 'the message id: stable across retries, senders deduplicate on it';
+COMMENT ON COLUMN post_purchase.outbox.id IS 'the message id (a UUIDv7, time-ordered): stable across retries, senders deduplicate on it';
 COMMENT ON COLUMN post_purchase.outbox.aggregateid IS 'the customer_id';
 COMMENT ON COLUMN post_purchase.outbox.type IS 'the step''s message_type';
 COMMENT ON COLUMN post_purchase.outbox.address IS 'the customer''s address on the channel (customer_channels), NULL if unknown';

@@ -210,7 +210,7 @@ my %pure = map { $_ => 1 } qw(
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
   gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m
   render_payload stable_bucket in_holdout pick_variant check_variants
-  setting setting_list shop_today quiet_hours_end);
+  setting setting_list shop_today quiet_hours_end uuid_v7);
 my %stateful = map { $_ => 1 } qw(
   track_orders_trigger track_orders_truncate recomputed_days_query recomputed_days
   state_from_days_query state_from_days track_orders tracked_column_type untrack_orders
@@ -542,6 +542,7 @@ for (1 .. n(20))
 		"SELECT post_purchase.setting_list(${\ pick(text_lit(), q{'channels'}, q{'quiet_hours_channels'})})",
 		'true');
 	add_call('shop_today', 'SELECT post_purchase.shop_today()', 'r IS NOT NULL', tz => pick(@zones));
+	add_call('uuid_v7', 'SELECT post_purchase.uuid_v7()', q{substr(r::text, 15, 1) = '7'}, tz => pick(@zones));
 	add_call('quiet_hours_end',
 		"SELECT post_purchase.quiet_hours_end(${\ text_lit()}, ${\ pick(q{'sms'}, q{'email'}, text_lit())}, ${\ ts_lit()}::timestamptz)",
 		'true');
