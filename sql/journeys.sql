@@ -400,6 +400,25 @@ SELECT post_purchase.fire_due_steps(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS journeys_named_x FROM post_purchase.journeys WHERE name IN ('x', '');
 
+-- the queue is per journey: a claim takes the earliest due steps across the
+-- enabled journeys, next_due_at() looks only at enabled ones, and a paused
+-- journey's waiting steps stay where they are
+SELECT post_purchase.create_journey(j, 'every_order') FROM unnest(ARRAY['q_early', 'q_late', 'q_paused']) j;
+SELECT post_purchase.add_step(j, 'ping', '0', 'webhook', 'ping') FROM unnest(ARRAY['q_early', 'q_late', 'q_paused']) j;
+UPDATE post_purchase.journeys SET enabled = (name <> 'q_paused'), enabled_at = now() WHERE name LIKE 'q\_%';
+INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, holdout, next_position, next_fire_at)
+SELECT j, 'q' || i, now(), false, 1, now() - (o + i) * interval '1 minute'
+FROM (VALUES ('q_early', 100), ('q_late', 0), ('q_paused', 1000)) v(j, o), generate_series(1, 3) i;
+SELECT round(extract(epoch FROM now() - post_purchase.next_due_at()) / 60) AS first_due_minutes_ago;
+SELECT post_purchase.fire_due_steps(4) AS fired;
+SELECT journey, customer_id FROM post_purchase.step_outcomes WHERE journey LIKE 'q\_%' ORDER BY decided_at, journey, customer_id;
+SELECT round(extract(epoch FROM now() - post_purchase.next_due_at()) / 60) AS first_due_minutes_ago;
+SELECT post_purchase.fire_due_steps(10) AS fired;
+SELECT post_purchase.next_due_at() AS nothing_due;
+SELECT journey, count(*) FILTER (WHERE status = 'active') AS waiting FROM post_purchase.enrollments
+WHERE journey LIKE 'q\_%' GROUP BY journey ORDER BY journey;
+SELECT post_purchase.drop_journey(j) FROM unnest(ARRAY['q_early', 'q_late', 'q_paused']) j;
+
 -- privileges: journeys are managed by the extension owner; PUBLIC cannot
 -- touch them or run the workers' functions
 CREATE ROLE journey_reader;

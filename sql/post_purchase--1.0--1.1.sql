@@ -357,6 +357,24 @@ COMMENT ON FUNCTION post_purchase.uuid_v7() IS
 ALTER TABLE post_purchase.outbox ALTER COLUMN id SET DEFAULT post_purchase.uuid_v7();
 COMMENT ON COLUMN post_purchase.outbox.id IS 'the message id (a UUIDv7, time-ordered): stable across retries, senders deduplicate on it';
 
+-- The workers' queue is per journey, so a paused journey's waiting steps
+-- are not walked past by every claim and every next_due_at().
+DROP INDEX post_purchase.enrollments_due;
+CREATE INDEX enrollments_due ON post_purchase.enrollments (journey, next_fire_at) WHERE status = 'active';
+
+-- When the next step is due, for the workers' sleep: the first of each
+-- enabled journey's queue.
+CREATE OR REPLACE FUNCTION post_purchase.next_due_at() RETURNS timestamptz
+	LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT min(x.next_fire_at)
+	FROM post_purchase.journeys j
+	CROSS JOIN LATERAL (SELECT e.next_fire_at FROM post_purchase.enrollments e
+						WHERE e.journey = j.name AND e.status = 'active'
+						ORDER BY e.next_fire_at LIMIT 1) x
+	WHERE j.enabled
+$$;
+
 -- Claim up to batch_size due steps and decide them all (the workers' unit of
 -- work; callable by hand): suppress a step with a reason, defer it past
 -- quiet hours, or write its message to the outbox; then move each
@@ -391,14 +409,22 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
+	-- the earliest due steps of each enabled journey, then the earliest of
+	-- those; a journey cut off by the batch keeps its rows locked until the
+	-- commit, and other workers skip them meanwhile
 	SELECT array_agg(c.enrollment_id) INTO ids
 	FROM (SELECT x.enrollment_id
-		  FROM post_purchase.enrollments x
-		  JOIN post_purchase.journeys j ON j.name = x.journey
-		  WHERE x.status = 'active' AND x.next_fire_at <= now() AND j.enabled
+		  FROM post_purchase.journeys j
+		  CROSS JOIN LATERAL (
+			  SELECT e.enrollment_id, e.next_fire_at
+			  FROM post_purchase.enrollments e
+			  WHERE e.journey = j.name AND e.status = 'active' AND e.next_fire_at <= now()
+			  ORDER BY e.next_fire_at
+			  LIMIT batch_size
+			  FOR UPDATE SKIP LOCKED) x
+		  WHERE j.enabled
 		  ORDER BY x.next_fire_at
 		  LIMIT batch_size
-		  FOR UPDATE OF x SKIP LOCKED
 		  FOR SHARE OF j SKIP LOCKED) c;
 	IF ids IS NULL THEN
 		RETURN 0;
