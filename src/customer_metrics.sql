@@ -79,7 +79,8 @@ COMMENT ON TABLE post_purchase.rfm_cuts IS
 	'quintile cut points of days since the last order, purchase days and revenue, computed by refresh_segments()';
 
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
--- the models.  An order dated in the future counts from its own day.
+-- the models.  An order dated in the future counts from its own day.  Then
+-- the state they come from, so customer_metrics reads the state once.
 CREATE VIEW post_purchase.customer_summaries AS
 SELECT s.customer_id,
 	   (s.purchase_days - 1)::double precision AS frequency,
@@ -88,7 +89,9 @@ SELECT s.customer_id,
 	   CASE WHEN s.purchase_days > 1
 			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
 		   AS monetary_value,
-	   today.day - s.last_day AS days_since_last_order
+	   today.day - s.last_day AS days_since_last_order,
+	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
+	   s.updated_at
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.today AS day FROM post_purchase.shop_context c OFFSET 0) today;
@@ -108,12 +111,12 @@ CREATE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.models, frequenc
 $$;
 
 CREATE VIEW post_purchase.customer_metrics AS
-SELECT s.customer_id,
-	   s.orders,
-	   s.first_order_at,
-	   s.last_order_at,
-	   s.revenue,
-	   round(s.revenue / s.orders, 2) AS average_order_value,
+SELECT b.customer_id,
+	   b.orders,
+	   b.first_order_at,
+	   b.last_order_at,
+	   b.revenue,
+	   round(b.revenue / b.orders, 2) AS average_order_value,
 	   b.frequency::bigint AS frequency,
 	   b.recency::integer AS recency_days,
 	   b.t::integer AS t_days,
@@ -129,22 +132,22 @@ SELECT s.customer_id,
 	   CASE WHEN b.days_since_last_order > ctx.lapsed_after_days THEN 'lapsed'
 			WHEN b.days_since_last_order > ctx.at_risk_after_days THEN 'at_risk'
 			WHEN pr.clv_12m >= m.vip_clv_cut THEN 'vip'
-			WHEN s.purchase_days = 1 THEN 'new'
+			WHEN b.purchase_days = 1 THEN 'new'
 			ELSE 'returning' END AS lifecycle_stage,
 	   -- the customer's own cycle: the mean gap between purchase days
-	   CASE WHEN s.purchase_days > 1
-			THEN s.last_order_at + (s.last_day - s.first_day) * interval '1 day' / (s.purchase_days - 1) END
+	   CASE WHEN b.purchase_days > 1
+			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
 	   m.model_id
-FROM post_purchase.customer_state s
-JOIN post_purchase.customer_summaries b ON b.customer_id = s.customer_id
+-- b, the summary, carries the state's columns: no self-join of the state
+FROM post_purchase.customer_summaries b
 CROSS JOIN (SELECT x.lapsed_after_days, x.at_risk_after_days, x.clv_monthly_discount AS monthly_discount
 			FROM post_purchase.shop_context x OFFSET 0) ctx	-- once per query, as in customer_summaries
 LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
 				   ORDER BY m.model_id DESC LIMIT 1) m ON true
 -- stored predictions count only when made after the customer's last change
 LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = s.customer_id AND p.model_id = m.model_id AND p.predicted_at >= s.updated_at
+	   ON p.customer_id = b.customer_id AND p.model_id = m.model_id AND p.predicted_at >= b.updated_at
 LEFT JOIN LATERAL (SELECT c.* FROM post_purchase.rfm_cuts c ORDER BY c.computed_at DESC LIMIT 1) c ON true
 CROSS JOIN LATERAL (
 	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
@@ -162,8 +165,8 @@ CROSS JOIN LATERAL (
 	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
 CROSS JOIN LATERAL (
 	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, c.recency_cuts) AS r_score,
-		   post_purchase.rfm_score(s.purchase_days, c.frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(s.revenue::float8, c.monetary_cuts) AS m_score) sc;
+		   post_purchase.rfm_score(b.purchase_days, c.frequency_cuts) AS f_score,
+		   post_purchase.rfm_score(b.revenue::float8, c.monetary_cuts) AS m_score) sc;
 COMMENT ON VIEW post_purchase.customer_metrics IS
 	'one row per tracked customer: totals, BTYD summary in days, predictions of the newest model, RFM scores and segment, lifecycle stage';
 
@@ -230,8 +233,8 @@ BEGIN
 	SELECT now(),
 		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.days_since_last_order::float8),
 		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.frequency + 1),
-		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY c.revenue::float8)
-	FROM post_purchase.customer_summaries s JOIN post_purchase.customer_state c USING (customer_id)
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.revenue::float8)
+	FROM post_purchase.customer_summaries s
 	HAVING count(*) > 0
 	ON CONFLICT (computed_at) DO UPDATE SET recency_cuts = excluded.recency_cuts,
 		frequency_cuts = excluded.frequency_cuts, monetary_cuts = excluded.monetary_cuts
