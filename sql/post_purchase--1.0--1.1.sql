@@ -560,3 +560,162 @@ BEGIN
 	RETURN cuts;
 END
 $$;
+
+-- Functions that ran setting() for every row read their settings once
+-- (setting() keeps its plan now, and pays a search_path change per call).
+-- Fit both models on the current state and store every customer's predictions.
+CREATE OR REPLACE FUNCTION post_purchase.refresh_models() RETURNS post_purchase.models
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	fitted post_purchase.models;
+	-- read once, not for every customer
+	monthly_discount float8 := post_purchase.setting('clv_monthly_discount')::float8;
+BEGIN
+	INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
+	SELECT count(*),
+		   post_purchase.bgnbd_fit(s.frequency, s.recency, s.t),
+		   post_purchase.gamma_gamma_fit(s.frequency, s.monetary_value::float8)
+			   FILTER (WHERE s.monetary_value > 0)
+	FROM post_purchase.customer_summaries s
+	HAVING count(*) > 0
+	RETURNING * INTO fitted;
+	IF NOT FOUND THEN
+		RETURN NULL;			-- no customer yet: nothing to fit (the workers call this on a schedule)
+	END IF;
+	IF NOT (fitted.bgnbd).converged THEN
+		RAISE WARNING 'the BG/NBD fit did not converge; customer_metrics keeps using the previous model';
+		RETURN fitted;
+	END IF;
+	IF fitted.gamma_gamma IS NOT NULL AND NOT (fitted.gamma_gamma).converged THEN
+		RAISE WARNING 'the Gamma-Gamma fit did not converge; clv_12m stays empty under this model';
+		UPDATE post_purchase.models m SET gamma_gamma = NULL WHERE m.model_id = fitted.model_id;
+		fitted.gamma_gamma := NULL;
+	END IF;
+
+	INSERT INTO post_purchase.customer_predictions AS p
+	SELECT s.customer_id, fitted.model_id, now(),
+		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
+		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
+		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
+	FROM post_purchase.customer_summaries s
+	ON CONFLICT (customer_id) DO UPDATE SET
+		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
+		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
+
+	UPDATE post_purchase.models m
+	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
+							  WITHIN GROUP (ORDER BY p.clv_12m)
+					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
+	WHERE m.model_id = fitted.model_id
+	RETURNING * INTO fitted;
+	RETURN fitted;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.refresh_models() IS
+	'fit BG/NBD and Gamma-Gamma (in days) on the current customer state, store the model and every customer''s predictions';
+
+-- The journeys time triggers: customers who lapsed, whose first order has an
+-- anniversary today, or whose product runs out within the lead time.  Only
+-- what happened since the journey was enabled enrolls: enabling a win-back
+-- journey does not message every customer who lapsed years ago.  Step
+-- delays count from the sweep (lapsed, anniversary) or from the due date
+-- minus the lead time (replenishment).  Sweeps run at most every
+-- enroll_due_interval; returns the enrollments made.
+CREATE OR REPLACE FUNCTION post_purchase.enroll_due() RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j post_purchase.journeys;
+	entered integer := 0;
+	zone text := post_purchase.setting('time_zone');
+	today date := (now() AT TIME ZONE zone)::date;
+BEGIN
+	UPDATE post_purchase.enrollment_sweeps s SET swept_at = now()
+	WHERE s.swept_at <= now() - post_purchase.setting('enroll_due_interval')::interval;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	FOR j IN SELECT * FROM post_purchase.journeys x
+			 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due') ORDER BY x.name LOOP
+		IF j.trigger = 'lapsed' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
+											array_agg(jsonb_build_object('last_order_at', s.last_order_at)))
+				FROM post_purchase.customer_state s
+				WHERE s.last_order_at + make_interval(days => j.lapsed_days) <= now()
+				  AND s.last_order_at + make_interval(days => j.lapsed_days) > j.enabled_at
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND e.anchor_at >= s.last_order_at + make_interval(days => j.lapsed_days))
+				HAVING count(*) > 0), 0);
+		ELSIF j.trigger = 'anniversary' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
+											array_agg(jsonb_build_object('years', y.years, 'first_order_at', s.first_order_at)))
+				FROM post_purchase.customer_state s
+				CROSS JOIN LATERAL (SELECT (extract(year FROM today) - extract(year FROM s.first_day))::integer AS years) y
+				WHERE y.years >= 1 AND (s.first_day + make_interval(years => y.years))::date = today
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND (e.enrolled_at AT TIME ZONE zone)::date = today)
+				HAVING count(*) > 0), 0);
+		ELSE
+			-- one enrollment per customer, for the product due first
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(r.customer_id), array_agg(r.next_due - j.lead_time),
+											array_agg(jsonb_build_object('product_id', r.product_id, 'due_at', r.next_due,
+																		 'last_purchase', r.last_purchase)))
+				FROM (SELECT DISTINCT ON (p.customer_id) p.*
+					  FROM post_purchase.customer_product_replenishment p
+					  WHERE p.next_due - j.lead_time <= now() AND p.next_due - j.lead_time > j.enabled_at
+					  ORDER BY p.customer_id, p.next_due) r
+				WHERE NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = r.customer_id
+									AND e.anchor_at >= r.next_due - j.lead_time)
+				HAVING count(*) > 0), 0);
+		END IF;
+	END LOOP;
+	RETURN entered;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.enroll_due() IS
+	'enroll customers in the lapsed, anniversary and replenishment_due journeys; the workers call it';
+
+-- When a message on this channel may go to the customer: now, or the end
+-- of the customer's quiet hours (in their time zone) if now is inside them.
+CREATE OR REPLACE FUNCTION post_purchase.quiet_hours_end(customer text, channel text, at timestamptz) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	zone text;
+	quiet_from time;
+	quiet_until time;
+	local timestamp;
+	t time;
+BEGIN
+	-- one query, not a setting() call each: this runs for every step fired
+	-- on a quiet-hours channel
+	SELECT coalesce((SELECT p.time_zone FROM post_purchase.customer_profiles p WHERE p.customer_id = customer),
+					max(s.value) FILTER (WHERE s.name = 'time_zone')),
+		   max(s.value) FILTER (WHERE s.name = 'quiet_hours_start'),
+		   max(s.value) FILTER (WHERE s.name = 'quiet_hours_end')
+	INTO zone, quiet_from, quiet_until
+	FROM post_purchase.settings s;
+	local := at AT TIME ZONE zone;
+	t := local::time;
+	IF quiet_from = quiet_until OR NOT channel = ANY (post_purchase.setting_list('quiet_hours_channels')) THEN
+		RETURN at;
+	END IF;
+	IF quiet_from < quiet_until THEN
+		IF t >= quiet_from AND t < quiet_until THEN
+			RETURN (local::date + quiet_until) AT TIME ZONE zone;
+		END IF;
+	ELSIF t >= quiet_from THEN			-- overnight window, evening part
+		RETURN (local::date + 1 + quiet_until) AT TIME ZONE zone;
+	ELSIF t < quiet_until THEN			-- overnight window, morning part
+		RETURN (local::date + quiet_until) AT TIME ZONE zone;
+	END IF;
+	RETURN at;
+END
+$$;

@@ -176,6 +176,8 @@ CREATE FUNCTION post_purchase.refresh_models() RETURNS post_purchase.models
 	AS $$
 DECLARE
 	fitted post_purchase.models;
+	-- read once, not for every customer
+	monthly_discount float8 := post_purchase.setting('clv_monthly_discount')::float8;
 BEGIN
 	INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
 	SELECT count(*),
@@ -202,8 +204,7 @@ BEGIN
 	SELECT s.customer_id, fitted.model_id, now(),
 		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
 		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
-		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value,
-										   post_purchase.setting('clv_monthly_discount')::float8)
+		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
 	FROM post_purchase.customer_summaries s
 	ON CONFLICT (customer_id) DO UPDATE SET
 		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,

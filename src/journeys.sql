@@ -580,7 +580,8 @@ CREATE FUNCTION post_purchase.enroll_due() RETURNS integer
 DECLARE
 	j post_purchase.journeys;
 	entered integer := 0;
-	today date := (now() AT TIME ZONE post_purchase.setting('time_zone'))::date;
+	zone text := post_purchase.setting('time_zone');
+	today date := (now() AT TIME ZONE zone)::date;
 BEGIN
 	UPDATE post_purchase.enrollment_sweeps s SET swept_at = now()
 	WHERE s.swept_at <= now() - post_purchase.setting('enroll_due_interval')::interval;
@@ -609,7 +610,7 @@ BEGIN
 				WHERE y.years >= 1 AND (s.first_day + make_interval(years => y.years))::date = today
 				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
 								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
-									AND (e.enrolled_at AT TIME ZONE post_purchase.setting('time_zone'))::date = today)
+									AND (e.enrolled_at AT TIME ZONE zone)::date = today)
 				HAVING count(*) > 0), 0);
 		ELSE
 			-- one enrollment per customer, for the product due first
@@ -658,13 +659,22 @@ CREATE FUNCTION post_purchase.quiet_hours_end(customer text, channel text, at ti
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	zone text := coalesce((SELECT p.time_zone FROM post_purchase.customer_profiles p WHERE p.customer_id = customer),
-						  post_purchase.setting('time_zone'));
-	quiet_from time := post_purchase.setting('quiet_hours_start')::time;
-	quiet_until time := post_purchase.setting('quiet_hours_end')::time;
-	local timestamp := at AT TIME ZONE zone;
-	t time := local::time;
+	zone text;
+	quiet_from time;
+	quiet_until time;
+	local timestamp;
+	t time;
 BEGIN
+	-- one query, not a setting() call each: this runs for every step fired
+	-- on a quiet-hours channel
+	SELECT coalesce((SELECT p.time_zone FROM post_purchase.customer_profiles p WHERE p.customer_id = customer),
+					max(s.value) FILTER (WHERE s.name = 'time_zone')),
+		   max(s.value) FILTER (WHERE s.name = 'quiet_hours_start'),
+		   max(s.value) FILTER (WHERE s.name = 'quiet_hours_end')
+	INTO zone, quiet_from, quiet_until
+	FROM post_purchase.settings s;
+	local := at AT TIME ZONE zone;
+	t := local::time;
 	IF quiet_from = quiet_until OR NOT channel = ANY (post_purchase.setting_list('quiet_hours_channels')) THEN
 		RETURN at;
 	END IF;

@@ -8,8 +8,10 @@
  * The outbox's primary key then grows at its right edge, where a random
  * version 4 id lands on a random leaf page of an index that outgrows memory:
  * firing a million steps touched a million scattered pages.  Ids stay
- * unique without coordination (62 random bits per 244 ns), and a consumer
- * that sorts by id sees roughly the order in which messages were fired.
+ * unique without coordination (62 random bits per microsecond, the clock's
+ * resolution), and a consumer that sorts by id sees roughly the order in
+ * which messages were fired; ids of one microsecond, or made after the clock
+ * stepped back, are not ordered (RFC 9562 allows it).
  */
 #include "postgres.h"
 

@@ -501,9 +501,12 @@ stop_workers(Oid dboid, int timeout_ms)
  * ---------------------------------------------------------------------
  */
 
-/* Set the latches of dboid's workers in a state, but one; under shared->lock. */
+#define STATE_BIT(state) (1 << (state))
+#define ANY_STATE (STATE_BIT(WORKER_BUSY) | STATE_BIT(WORKER_SLEEPING) | STATE_BIT(WORKER_GATHERING))
+
+/* Set the latches of dboid's workers in the states given, but one; under shared->lock. */
 static void
-set_latches(Oid dboid, WorkerState state, WorkerSlot *except)
+set_latches(Oid dboid, int states, WorkerSlot *except)
 {
 	int			i;
 
@@ -512,7 +515,7 @@ set_latches(Oid dboid, WorkerState state, WorkerSlot *except)
 		WorkerSlot *slot = &shared->slots[i];
 
 		if (slot->in_use && slot->dboid == dboid && slot->latch != NULL &&
-			slot->state == state && slot != except)
+			(states & STATE_BIT(slot->state)) != 0 && slot != except)
 			SetLatch(slot->latch);
 	}
 }
@@ -549,7 +552,7 @@ wake_database_workers(Oid dboid)
 	if (sleeping != NULL)
 		SetLatch(sleeping->latch);
 	else
-		set_latches(dboid, WORKER_BUSY, NULL);
+		set_latches(dboid, STATE_BIT(WORKER_BUSY), NULL);
 	LWLockRelease(shared->lock);
 }
 
@@ -845,6 +848,8 @@ worker_shmem_exit(int code, Datum arg)
 	my_slot->latch = NULL;
 	my_slot->restart_pending = code != 0;
 	my_slot->exited_at = GetCurrentTimestamp();
+	/* a wake-up left to this worker (wake_database_workers) goes to the others */
+	set_latches(my_slot->dboid, ANY_STATE, my_slot);
 	LWLockRelease(shared->lock);
 }
 
@@ -1089,7 +1094,7 @@ worker_iteration(void)
 		my_slot->steps_fired += value;
 		/* a full batch: more is due than one worker fires at once */
 		if (value >= batch)
-			set_latches(my_slot->dboid, WORKER_SLEEPING, my_slot);
+			set_latches(my_slot->dboid, STATE_BIT(WORKER_SLEEPING), my_slot);
 		LWLockRelease(shared->lock);
 		if (value < batch)
 			break;
@@ -1148,26 +1153,31 @@ set_my_state(WorkerState state)
 }
 
 /*
- * Woken again soon after the last look: wait out wake_interval first, so a
- * busy shop's orders, each waking a worker at commit, are fired in batches
- * instead of a transaction each.  The wait heeds no latch (wake-ups meanwhile
- * find this worker gathering and leave it be), so a stop request or SIGTERM
- * waits at most wake_interval.
+ * Woken again (by a commit or a timer) soon after the last look: wait out
+ * wake_interval first, so a busy shop's orders, each waking a worker at
+ * commit, are fired in batches instead of a transaction each.  Commits leave
+ * a gathering worker's latch alone; what sets it is SIGTERM, a reload or a
+ * stop request, which end the wait.
  */
 static void
 gather_wake_ups(TimestampTz last_look)
 {
-	long		secs;
-	int			usecs;
-	long		since_ms;
+	TimestampTz until = TimestampTzPlusMilliseconds(last_look, wake_interval_ms);
 
-	TimestampDifference(last_look, GetCurrentTimestamp(), &secs, &usecs);
-	since_ms = secs * 1000 + usecs / 1000;
-	if (since_ms >= wake_interval_ms)
-		return;
 	set_my_state(WORKER_GATHERING);
-	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 wake_interval_ms - since_ms, PG_WAIT_EXTENSION);
+	for (;;)
+	{
+		long		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (wait_ms <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending || worker_stop_requested())
+			break;
+	}
 }
 
 void
