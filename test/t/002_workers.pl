@@ -277,7 +277,18 @@ is( $node->safe_psql(
 SELECT max(fired_at) - min(fired_at) < interval '10 seconds' FROM due WHERE fired_at > '$mark'}),
 	't',
 	'and within the wake interval, not the 60 s naptime');
+# a gathering worker still heeds reloads (and SIGTERM and stop requests):
+# with a 10 s interval a step waits, and a reload ends the wait at once
+reload_with(q{ALTER SYSTEM SET post_purchase.wake_interval = '10s'});
+$node->safe_psql('shop', 'INSERT INTO due DEFAULT VALUES; SELECT post_purchase.wake_workers()');
+sleep(1);
+is($node->safe_psql('shop', 'SELECT count(*) FROM due WHERE fired_at IS NULL'),
+	'1', 'with wake_interval 10s, a step made due right after a look waits');
+$t0 = time();
 reload_with(q{ALTER SYSTEM RESET post_purchase.wake_interval});
+ok($node->poll_query_until('shop', 'SELECT count(*) = 0 FROM due WHERE fired_at IS NULL'),
+	'a reload ends the wait');
+cmp_ok(time() - $t0, '<', 5, 'before the interval is over');
 
 # --- an error is recorded, and the worker keeps going
 
@@ -328,7 +339,7 @@ cmp_ok(time() - $t1, '>=', 4, 'by the postmaster, bgw_restart_time (5 s) later')
 my $pid2 = worker_pid('shop');
 is( $node->safe_psql(
 		'postgres', 'SELECT format(\'%s|%s\', pid, steps_fired) FROM post_purchase.worker_status'),
-	"$pid2|284",
+	"$pid2|285",
 	'in the same slot, with its statistics');
 $node->safe_psql('shop', 'INSERT INTO due DEFAULT VALUES');
 ok($node->poll_query_until('shop', 'SELECT count(*) = 0 FROM due WHERE fired_at IS NULL'),
