@@ -738,7 +738,8 @@ CREATE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RET
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	ids bigint[];
+	ids bigint[] := '{}';
+	claiming text;
 	checked record;
 	failed_ids bigint[] := '{}';
 	failed_reasons text[] := '{}';
@@ -757,24 +758,25 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
-	-- the earliest due steps of each enabled journey, then the earliest of
-	-- those; a journey cut off by the batch keeps its rows locked until the
-	-- commit, and other workers skip them meanwhile
-	SELECT array_agg(c.enrollment_id) INTO ids
-	FROM (SELECT x.enrollment_id
-		  FROM post_purchase.journeys j
-		  CROSS JOIN LATERAL (
-			  SELECT e.enrollment_id, e.next_fire_at
-			  FROM post_purchase.enrollments e
-			  WHERE e.journey = j.name AND e.status = 'active' AND e.next_fire_at <= now()
-			  ORDER BY e.next_fire_at
-			  LIMIT batch_size
-			  FOR UPDATE SKIP LOCKED) x
-		  WHERE j.enabled
-		  ORDER BY x.next_fire_at
-		  LIMIT batch_size
-		  FOR SHARE OF j SKIP LOCKED) c;
-	IF ids IS NULL THEN
+	-- journey by journey, the one with the earliest due step first, each
+	-- one's queue in fire time order, until the batch is full: only the
+	-- steps that fire are locked
+	FOR claiming IN SELECT j.name
+					FROM post_purchase.journeys j
+					CROSS JOIN LATERAL (SELECT e.next_fire_at FROM post_purchase.enrollments e
+										WHERE e.journey = j.name AND e.status = 'active' AND e.next_fire_at <= now()
+										ORDER BY e.next_fire_at LIMIT 1) first_due
+					WHERE j.enabled
+					ORDER BY first_due.next_fire_at
+					FOR SHARE OF j SKIP LOCKED LOOP
+		ids := ids || ARRAY(SELECT e.enrollment_id FROM post_purchase.enrollments e
+							WHERE e.journey = claiming AND e.status = 'active' AND e.next_fire_at <= now()
+							ORDER BY e.next_fire_at
+							LIMIT batch_size - cardinality(ids)
+							FOR UPDATE SKIP LOCKED);
+		EXIT WHEN cardinality(ids) >= batch_size;
+	END LOOP;
+	IF cardinality(ids) = 0 THEN
 		RETURN 0;
 	END IF;
 
