@@ -298,8 +298,13 @@ BEGIN
 		-- customer whose state changed since the metrics were taken had its
 		-- memberships recorded by the order that changed it, from newer
 		-- state, so it is left alone (its updated_at differs from the one
-		-- its metrics were computed from); and an entry that such an order,
-		-- committing while this waits, made too is skipped.
+		-- its metrics were computed from).  So is a customer with an order
+		-- in flight (its state row locked, SKIP LOCKED): the refresh never
+		-- waits for an order, and the customers it changes keep their state
+		-- share-locked until it commits, so an order of theirs waits before
+		-- it touches a membership.  Waiting both ways deadlocked: the
+		-- refresh held one segment's row of a customer and wanted the next,
+		-- the customer's order held the next and wanted the first.
 		EXECUTE
 			'WITH members AS MATERIALIZED (SELECT x.customer_id
 										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
@@ -314,7 +319,8 @@ BEGIN
 										JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
 										WHERE s.updated_at = c.state_updated_at
 										  AND c.customer_id IN (SELECT customer_id FROM leaving
-																UNION ALL SELECT customer_id FROM entering)),
+																UNION ALL SELECT customer_id FROM entering)
+										FOR SHARE OF s SKIP LOCKED),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
 					   FROM leaving l JOIN unchanged u ON u.customer_id = l.customer_id
 					   WHERE m.segment = $1 AND m.exited_at IS NULL AND m.customer_id = l.customer_id
@@ -385,11 +391,12 @@ $$;
 -- disable_journey() wait for batches in flight, after which no step of it
 -- fires.  The outbox rows, the outcomes and the moves commit together: a
 -- crash before the commit leaves the steps due, and they fire again, once.
--- Set-based but for the conditions.  (Generic plans were tried: they join
--- the batch's CTEs by nested loops, quadratic in the batch size.)  Returns
--- the number of steps decided.
+-- Set-based but for the conditions.  Custom plans, always: generic ones
+-- join the batch's CTEs by nested loops, quadratic in the batch size, and
+-- cannot see the claim's LIMIT or journey.  Returns the number of steps
+-- decided.
 CREATE OR REPLACE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan
 	AS $$
 DECLARE
 	ids bigint[] := '{}';
@@ -414,15 +421,17 @@ BEGIN
 
 	-- journey by journey, the one with the earliest due step first, each
 	-- one's queue in fire time order, until the batch is full: only the
-	-- steps that fire are locked
+	-- steps that fire are locked, and only the journeys they belong to
 	FOR claiming IN SELECT j.name
 					FROM post_purchase.journeys j
 					CROSS JOIN LATERAL (SELECT e.next_fire_at FROM post_purchase.enrollments e
 										WHERE e.journey = j.name AND e.status = 'active' AND e.next_fire_at <= now()
 										ORDER BY e.next_fire_at LIMIT 1) first_due
 					WHERE j.enabled
-					ORDER BY first_due.next_fire_at
-					FOR SHARE OF j SKIP LOCKED LOOP
+					ORDER BY first_due.next_fire_at LOOP
+		-- disable_journey() waits for the batch; one being disabled is skipped
+		PERFORM FROM post_purchase.journeys j WHERE j.name = claiming AND j.enabled FOR SHARE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND;
 		ids := ids || ARRAY(SELECT e.enrollment_id FROM post_purchase.enrollments e
 							WHERE e.journey = claiming AND e.status = 'active' AND e.next_fire_at <= now()
 							ORDER BY e.next_fire_at

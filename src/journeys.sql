@@ -731,11 +731,12 @@ REVOKE ALL ON FUNCTION post_purchase.evaluate_step_conditions(bigint[]) FROM PUB
 -- disable_journey() wait for batches in flight, after which no step of it
 -- fires.  The outbox rows, the outcomes and the moves commit together: a
 -- crash before the commit leaves the steps due, and they fire again, once.
--- Set-based but for the conditions.  (Generic plans were tried: they join
--- the batch's CTEs by nested loops, quadratic in the batch size.)  Returns
--- the number of steps decided.
+-- Set-based but for the conditions.  Custom plans, always: generic ones
+-- join the batch's CTEs by nested loops, quadratic in the batch size, and
+-- cannot see the claim's LIMIT or journey.  Returns the number of steps
+-- decided.
 CREATE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan
 	AS $$
 DECLARE
 	ids bigint[] := '{}';
@@ -760,15 +761,17 @@ BEGIN
 
 	-- journey by journey, the one with the earliest due step first, each
 	-- one's queue in fire time order, until the batch is full: only the
-	-- steps that fire are locked
+	-- steps that fire are locked, and only the journeys they belong to
 	FOR claiming IN SELECT j.name
 					FROM post_purchase.journeys j
 					CROSS JOIN LATERAL (SELECT e.next_fire_at FROM post_purchase.enrollments e
 										WHERE e.journey = j.name AND e.status = 'active' AND e.next_fire_at <= now()
 										ORDER BY e.next_fire_at LIMIT 1) first_due
 					WHERE j.enabled
-					ORDER BY first_due.next_fire_at
-					FOR SHARE OF j SKIP LOCKED LOOP
+					ORDER BY first_due.next_fire_at LOOP
+		-- disable_journey() waits for the batch; one being disabled is skipped
+		PERFORM FROM post_purchase.journeys j WHERE j.name = claiming AND j.enabled FOR SHARE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND;
 		ids := ids || ARRAY(SELECT e.enrollment_id FROM post_purchase.enrollments e
 							WHERE e.journey = claiming AND e.status = 'active' AND e.next_fire_at <= now()
 							ORDER BY e.next_fire_at
