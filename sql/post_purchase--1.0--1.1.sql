@@ -391,12 +391,11 @@ $$;
 -- disable_journey() wait for batches in flight, after which no step of it
 -- fires.  The outbox rows, the outcomes and the moves commit together: a
 -- crash before the commit leaves the steps due, and they fire again, once.
--- Set-based but for the conditions.  Custom plans, always: generic ones
--- join the batch's CTEs by nested loops, quadratic in the batch size, and
--- cannot see the claim's LIMIT or journey.  Returns the number of steps
--- decided.
+-- Set-based but for the conditions.  (Generic plans were tried: they join
+-- the batch's CTEs by nested loops, quadratic in the batch size.)  Returns
+-- the number of steps decided.
 CREATE OR REPLACE FUNCTION post_purchase.fire_due_steps(batch_size integer DEFAULT 100) RETURNS integer
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	ids bigint[] := '{}';
