@@ -208,13 +208,8 @@ BEGIN
 		-- customer whose state changed since the metrics were taken had its
 		-- memberships recorded by the order that changed it, from newer
 		-- state, so it is left alone (its updated_at differs from the one
-		-- its metrics were computed from).  So is a customer with an order
-		-- in flight (its state row locked, SKIP LOCKED): the refresh never
-		-- waits for an order, and the customers it changes keep their state
-		-- share-locked until it commits, so an order of theirs waits before
-		-- it touches a membership.  Waiting both ways deadlocked: the
-		-- refresh held one segment's row of a customer and wanted the next,
-		-- the customer's order held the next and wanted the first.
+		-- its metrics were computed from); and an entry that such an order,
+		-- committing while this waits, made too is skipped.
 		EXECUTE
 			'WITH members AS MATERIALIZED (SELECT x.customer_id
 										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
@@ -229,8 +224,7 @@ BEGIN
 										JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
 										WHERE s.updated_at = c.state_updated_at
 										  AND c.customer_id IN (SELECT customer_id FROM leaving
-																UNION ALL SELECT customer_id FROM entering)
-										FOR SHARE OF s SKIP LOCKED),
+																UNION ALL SELECT customer_id FROM entering)),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
 					   FROM leaving l JOIN unchanged u ON u.customer_id = l.customer_id
 					   WHERE m.segment = $1 AND m.exited_at IS NULL AND m.customer_id = l.customer_id
