@@ -504,6 +504,13 @@ stop_workers(Oid dboid, int timeout_ms)
 #define STATE_BIT(state) (1 << (state))
 #define ANY_STATE (STATE_BIT(WORKER_BUSY) | STATE_BIT(WORKER_SLEEPING) | STATE_BIT(WORKER_GATHERING))
 
+/* Whether the slot's worker runs in dboid and can be woken; under shared->lock. */
+static bool
+wakeable_in(const WorkerSlot *slot, Oid dboid)
+{
+	return slot->in_use && slot->dboid == dboid && slot->latch != NULL;
+}
+
 /* Set the latches of dboid's workers in the states given, but one; under shared->lock. */
 static void
 set_latches(Oid dboid, int states, WorkerSlot *except)
@@ -514,8 +521,7 @@ set_latches(Oid dboid, int states, WorkerSlot *except)
 	{
 		WorkerSlot *slot = &shared->slots[i];
 
-		if (slot->in_use && slot->dboid == dboid && slot->latch != NULL &&
-			(states & STATE_BIT(slot->state)) != 0 && slot != except)
+		if (wakeable_in(slot, dboid) && (states & STATE_BIT(slot->state)) != 0 && slot != except)
 			SetLatch(slot->latch);
 	}
 }
@@ -539,7 +545,7 @@ wake_database_workers(Oid dboid)
 	{
 		WorkerSlot *slot = &shared->slots[i];
 
-		if (!slot->in_use || slot->dboid != dboid || slot->latch == NULL)
+		if (!wakeable_in(slot, dboid))
 			continue;
 		if (slot->state == WORKER_GATHERING)
 		{
@@ -1164,6 +1170,9 @@ gather_wake_ups(TimestampTz last_look)
 {
 	TimestampTz until = TimestampTzPlusMilliseconds(last_look, wake_interval_ms);
 
+	/* the usual case: the last look is long past, and the worker looks now */
+	if (GetCurrentTimestamp() >= until)
+		return;
 	set_my_state(WORKER_GATHERING);
 	for (;;)
 	{
