@@ -37,6 +37,20 @@ SELECT post_purchase.render_payload(
 SELECT post_purchase.render_payload('"{{o}}"', '{"o": {"k": 1}}'), post_purchase.render_payload('"hi {{s}}"', '{"s": "x"}'),
 	   post_purchase.render_payload('["{{n}}", ["{{n}}"]]', '{"n": 2}'), post_purchase.render_payload('7', '{}'),
 	   post_purchase.render_payload('{"a": "{{a}}"}', '[1]');
+-- what the workers render with: the context's keys first, then the
+-- message's fields, typed as to_jsonb() types them (a number, a JSON time)
+SET TimeZone = 'Europe/Paris';
+SELECT post_purchase.render_message(
+	'{"id": "{{customer_id}}", "n": "{{enrollment_id}}", "at": "{{enrolled_at}}", "text": "#{{enrollment_id}} at {{enrolled_at}}",
+	  "order": "{{order.order_id}}", "clv": "{{customer.clv_12m}}", "j": "{{journey}}/{{step}}/{{variant}}/{{channel}}/{{address}}",
+	  "none": "{{variant}}", "deep": "{{customer_id.x}}"}',
+	'{"customer_id": "from the context", "order": {"order_id": 7}}', '{"clv_12m": 12.5}', 'c1', 'welcome', 'hello',
+	NULL, 'email', 'c1@example.com', 9007199254740993, '2024-01-01 12:00:00+00');
+RESET TimeZone;
+-- a context that is not an object offers no keys; a NULL template is NULL
+SELECT post_purchase.render_message('"{{customer_id}}"', '[1]', NULL, 'c1', 'j', 's', NULL, 'email', NULL, 1, now()),
+	   post_purchase.render_message('"{{customer}}"', NULL, '"scalar"', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	   post_purchase.render_message(NULL, '{}', NULL, 'c1', 'j', 's', NULL, 'email', NULL, 1, now()) IS NULL AS null_template;
 
 -- consent and channels
 INSERT INTO post_purchase.customer_channels (customer_id, channel, address, opted_in, preferred) VALUES
@@ -417,7 +431,12 @@ SELECT post_purchase.fire_due_steps(10) AS fired;
 SELECT post_purchase.next_due_at() AS nothing_due;
 SELECT journey, count(*) FILTER (WHERE status = 'active') AS waiting FROM post_purchase.enrollments
 WHERE journey LIKE 'q\_%' GROUP BY journey ORDER BY journey;
+-- deleted enrollments take their outcomes with them (no foreign key does
+-- it): a DBA's purge of one, then a dropped journey's
+DELETE FROM post_purchase.enrollments WHERE journey = 'q_early' AND customer_id = 'q1';
+SELECT journey, count(*) AS outcomes FROM post_purchase.step_outcomes WHERE journey LIKE 'q\_%' GROUP BY journey ORDER BY journey;
 SELECT post_purchase.drop_journey(j) FROM unnest(ARRAY['q_early', 'q_late', 'q_paused']) j;
+SELECT count(*) AS outcomes_left FROM post_purchase.step_outcomes WHERE journey LIKE 'q\_%';
 
 -- privileges: journeys are managed by the extension owner; PUBLIC cannot
 -- touch them or run the workers' functions

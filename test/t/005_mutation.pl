@@ -209,7 +209,7 @@ my %pure = map { $_ => 1 } qw(
   gamma_gamma_fit_final model_fit_combine model_fit_serialize model_fit_deserialize
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
   gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m
-  render_payload stable_bucket in_holdout pick_variant check_variants
+  render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7);
 my %stateful = map { $_ => 1 } qw(
   track_orders_trigger track_orders_truncate recomputed_days_query recomputed_days
@@ -223,7 +223,7 @@ my %stateful = map { $_ => 1 } qw(
   outbox_retry outbox_purge record_event create_journey add_step set_journey_enabled
   enable_journey disable_journey drop_journey enroll enroll_for_order enroll_segment_changes
   enroll_due evaluate_condition evaluate_step_conditions fire_due_steps next_due_at
-  restore_replaces_row);
+  restore_replaces_row delete_step_outcomes);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(
@@ -507,6 +507,32 @@ for (1 .. n(400))
 {
 	add_call('render_payload', "SELECT post_purchase.render_payload(${\ jsonb_lit()}, ${\ jsonb_lit()})",
 		q{r IS NULL OR jsonb_typeof(r) IS NOT NULL});
+}
+# render_message() must render as render_payload() with the fields built
+# into an object under the context, the way the workers rendered before it
+my @field_templates = (
+	'{"a": "{{customer_id}}", "b": "x {{enrollment_id}} {{enrolled_at}} y", "c": ["{{journey}}", "{{variant}}"]}',
+	'{"s": "{{step}}{{channel}}{{address}}", "n": "{{enrollment_id}}", "t": "{{enrolled_at}}", "o": "{{order}}"}',
+	'{"c": "{{customer}}", "v": "{{customer.a}}", "w": "Hi {{customer.first_name}}: {{customer.clv_12m}}"}',
+	'"{{customer_id}}"', '"{{customer_id.x}}"', '["{{a}}", "{{enrolled_at}}", 7]');
+my @field_contexts = ('{"customer_id": "from the context", "order": {"id": 1}}', '{"a": 1}', '{}');
+for (1 .. n(400))
+{
+	my $template = chance(0.6) ? quote_literal(pick(@field_templates)) . '::jsonb' : jsonb_lit();
+	my $context = chance(0.5) ? quote_literal(pick(@field_contexts)) . '::jsonb' : jsonb_lit();
+	my $fields = join(', ', jsonb_lit(), map({ text_lit() } 1 .. 6), int8_lit() . '::bigint',
+		ts_lit() . '::timestamptz');
+	add_call(
+		'render_message', qq{
+SELECT CASE WHEN x.t IS NULL THEN x.m IS NULL
+			WHEN jsonb_typeof(x.c) = 'object'
+			THEN x.m IS NOT DISTINCT FROM post_purchase.render_payload(x.t, jsonb_build_object('customer', x.cu,
+				'customer_id', x.id, 'journey', x.j, 'step', x.s, 'variant', x.v, 'channel', x.ch,
+				'address', x.ad, 'enrollment_id', x.e, 'enrolled_at', x.at) || x.c)
+			ELSE jsonb_typeof(x.m) IS NOT NULL END
+FROM (SELECT f.*, post_purchase.render_message(f.t, f.c, f.cu, f.id, f.j, f.s, f.v, f.ch, f.ad, f.e, f.at) AS m
+	  FROM (SELECT $template, $context, $fields) f(t, c, cu, id, j, s, v, ch, ad, e, at)) x},
+		q{r}, tz => pick(@zones));
 }
 for (1 .. n(100))
 {
