@@ -12,6 +12,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -29,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/varlena.h"
 
 #include "segments.h"
 #include "trigger_support.h"
@@ -368,6 +370,56 @@ names_array(List *names)
 	return PointerGetDatum(construct_array(texts, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* A membership the order changes: a segment entered or left. */
+typedef struct MembershipChange
+{
+	const char *segment;
+	bool		entering;
+} MembershipChange;
+
+/* Segment name order, as refresh_segments() goes through the segments (ORDER BY name). */
+static int
+compare_changes(const void *a, const void *b)
+{
+	const char *x = ((const MembershipChange *) a)->segment;
+	const char *y = ((const MembershipChange *) b)->segment;
+
+	return varstr_cmp(x, strlen(x), y, strlen(y), DEFAULT_COLLATION_OID);
+}
+
+/* Close the customer's open memberships of the segments in names. */
+static void
+write_exits(Datum customer, List *names)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2] = {customer, names_array(names)};
+
+	if (SPI_execute_plan(kept_plan(&exit_plan,
+								   "UPDATE post_purchase.segment_memberships m "
+								   "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
+								   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
+								   "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
+								   2, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the customer's segment exits");
+}
+
+/* Open memberships of the customer in the segments in names, in their order. */
+static void
+write_entries(Datum customer, List *names)
+{
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		values[2] = {customer, names_array(names)};
+
+	if (SPI_execute_plan(kept_plan(&enter_plan,
+								   "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
+								   "SELECT $1, pg_catalog.unnest($2) "
+								   "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
+								   2, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the customer's segment entries");
+}
+
 /*
  * Compare the rules' verdicts with the customer's open memberships and write
  * only the difference: most orders change no membership, and then nothing
@@ -375,14 +427,22 @@ names_array(List *names)
  * customer's state row, locked by the order, keeps other orders of the
  * customer out until this commits; refresh_segments() may race with it, and
  * ON CONFLICT and the exited_at test keep the outcome consistent then.
+ *
+ * The changes are written in segment name order, the order in which
+ * refresh_segments() writes each segment's, so that the two never hold one
+ * of the customer's memberships while waiting for another the other holds
+ * (isolation spec segments_refresh_deadlock).  Each exit is a statement of
+ * its own (an UPDATE's row order is its plan's); a run of entries is one,
+ * inserted in the array's order.
  */
 static void
 record_memberships(Datum customer, const bool *member)
 {
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		values[2] = {customer, (Datum) 0};
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {customer};
 	bool	   *open = palloc0(rule_count * sizeof(bool));
-	List	   *leaving = NIL;
+	MembershipChange *changes;
+	int			n = 0;
 	List	   *entering = NIL;
 
 	/* not read-only: a fresh snapshot, which sees orders committed meanwhile */
@@ -392,6 +452,7 @@ record_memberships(Datum customer, const bool *member)
 								   1, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the customer's segment memberships");
+	changes = palloc((SPI_processed + rule_count) * sizeof(MembershipChange));
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
 		char	   *segment = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
@@ -400,35 +461,29 @@ record_memberships(Datum customer, const bool *member)
 		if (i >= 0 && member[i])
 			open[i] = true;
 		else
-			leaving = lappend(leaving, segment);
+			changes[n++] = (MembershipChange) {segment, false};
 	}
 	for (int i = 0; i < rule_count; i++)
 		if (member[i] && !open[i])
-			entering = lappend(entering, rule_cstrings[i]);
+			changes[n++] = (MembershipChange) {rule_cstrings[i], true};
+	if (n == 0)
+		return;
 
-	if (leaving != NIL)
+	qsort(changes, n, sizeof(MembershipChange), compare_changes);
+	for (int i = 0; i < n; i++)
 	{
-		values[1] = names_array(leaving);
-		if (SPI_execute_plan(kept_plan(&exit_plan,
-									   "UPDATE post_purchase.segment_memberships m "
-									   "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
-									   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
-									   "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
-									   2, types),
-							 values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record the customer's segment exits");
+		if (changes[i].entering)
+		{
+			entering = lappend(entering, (void *) changes[i].segment);
+			continue;
+		}
+		if (entering != NIL)
+			write_entries(customer, entering);
+		entering = NIL;
+		write_exits(customer, list_make1((void *) changes[i].segment));
 	}
 	if (entering != NIL)
-	{
-		values[1] = names_array(entering);
-		if (SPI_execute_plan(kept_plan(&enter_plan,
-									   "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
-									   "SELECT $1, pg_catalog.unnest($2) "
-									   "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
-									   2, types),
-							 values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record the customer's segment entries");
-	}
+		write_entries(customer, entering);
 }
 
 /*
