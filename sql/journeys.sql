@@ -456,3 +456,7 @@ DROP TABLE shop_orders;
 DELETE FROM post_purchase.outbox;
 DELETE FROM post_purchase.message_events;
 RESET client_min_messages;
+-- a truncated enrollments table takes the outcomes with it
+SELECT count(*) > 0 AS outcomes_before FROM post_purchase.step_outcomes;
+TRUNCATE post_purchase.enrollments;
+SELECT count(*) AS outcomes_after FROM post_purchase.step_outcomes;

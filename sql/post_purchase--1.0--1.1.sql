@@ -383,22 +383,32 @@ $$;
 ALTER TABLE post_purchase.step_outcomes DROP CONSTRAINT step_outcomes_enrollment_id_fkey;
 -- the cascade the foreign key would have done, once per statement: a
 -- dropped journey's enrollments, or ones a DBA purges, take their outcomes
+-- (as the owner, as a foreign key's cascade runs: a role that may delete
+-- enrollments need not be granted the outcomes)
 CREATE FUNCTION post_purchase.delete_step_outcomes() RETURNS trigger
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	DELETE FROM post_purchase.step_outcomes o USING deleted d WHERE o.enrollment_id = d.enrollment_id;
+	IF TG_OP = 'TRUNCATE' THEN
+		TRUNCATE post_purchase.step_outcomes;
+	ELSE
+		DELETE FROM post_purchase.step_outcomes o USING deleted d WHERE o.enrollment_id = d.enrollment_id;
+	END IF;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.delete_step_outcomes() FROM PUBLIC;
 CREATE TRIGGER enrollments_deleted AFTER DELETE ON post_purchase.enrollments
 	REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.delete_step_outcomes();
+CREATE TRIGGER enrollments_truncated AFTER TRUNCATE ON post_purchase.enrollments
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.delete_step_outcomes();
 
--- What the workers render a message with: render_payload(template,
--- jsonb_build_object('customer', customer, 'customer_id', customer_id, ...)
--- || context), without building that object for every message (C, in
--- src/payload.c, which lists the fields in this order).
+-- What the workers render a message with: for an object context (the
+-- extension's enrollments are), render_payload(template, jsonb_build_object(
+-- 'customer', customer, 'customer_id', customer_id, ...) || context),
+-- without building that object for every message (C, in src/payload.c,
+-- which lists the fields in this order).  A context that is not an object
+-- offers no keys, and the fields still fill their placeholders.
 CREATE FUNCTION post_purchase.render_message(template jsonb, context jsonb, customer jsonb, customer_id text,
 											 journey text, step text, variant text, channel text, address text,
 											 enrollment_id bigint, enrolled_at timestamptz) RETURNS jsonb

@@ -137,7 +137,7 @@ COMMENT ON TABLE post_purchase.enrollments IS
 -- What became of every step of every enrollment: fired (with its outbox
 -- message) or suppressed (with the reason).  The primary key is the second
 -- half of exactly-once: a step is decided once.
--- No foreign key to enrollments: the only writer, fire_due_steps(), inserts
+-- No foreign key to enrollments: the only inserter, fire_due_steps(), inserts
 -- outcomes of enrollments it holds locked, and a foreign key's per-row
 -- check cost a tenth of every drained step (test/bench/RESULTS_journeys.md).
 -- Deleting enrollments deletes their outcomes (enrollments_deleted below).
@@ -165,17 +165,25 @@ COMMENT ON TABLE post_purchase.step_outcomes IS
 
 -- the cascade the foreign key would have done, once per statement: a
 -- dropped journey's enrollments, or ones a DBA purges, take their outcomes
+-- (as the owner, as a foreign key's cascade runs: a role that may delete
+-- enrollments need not be granted the outcomes)
 CREATE FUNCTION post_purchase.delete_step_outcomes() RETURNS trigger
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	DELETE FROM post_purchase.step_outcomes o USING deleted d WHERE o.enrollment_id = d.enrollment_id;
+	IF TG_OP = 'TRUNCATE' THEN
+		TRUNCATE post_purchase.step_outcomes;
+	ELSE
+		DELETE FROM post_purchase.step_outcomes o USING deleted d WHERE o.enrollment_id = d.enrollment_id;
+	END IF;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.delete_step_outcomes() FROM PUBLIC;
 CREATE TRIGGER enrollments_deleted AFTER DELETE ON post_purchase.enrollments
 	REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.delete_step_outcomes();
+CREATE TRIGGER enrollments_truncated AFTER TRUNCATE ON post_purchase.enrollments
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.delete_step_outcomes();
 
 -- When enroll_due() last swept, so the workers may call it every loop.
 CREATE TABLE post_purchase.enrollment_sweeps (
@@ -671,10 +679,12 @@ CREATE FUNCTION post_purchase.render_payload(template jsonb, context jsonb) RETU
 COMMENT ON FUNCTION post_purchase.render_payload(jsonb, jsonb) IS
 	'fill a payload template''s {{placeholders}} from a context object';
 
--- What the workers render a message with: render_payload(template,
--- jsonb_build_object('customer', customer, 'customer_id', customer_id, ...)
--- || context), without building that object for every message (C, in
--- src/payload.c, which lists the fields in this order).
+-- What the workers render a message with: for an object context (the
+-- extension's enrollments are), render_payload(template, jsonb_build_object(
+-- 'customer', customer, 'customer_id', customer_id, ...) || context),
+-- without building that object for every message (C, in src/payload.c,
+-- which lists the fields in this order).  A context that is not an object
+-- offers no keys, and the fields still fill their placeholders.
 CREATE FUNCTION post_purchase.render_message(template jsonb, context jsonb, customer jsonb, customer_id text,
 											 journey text, step text, variant text, channel text, address text,
 											 enrollment_id bigint, enrolled_at timestamptz) RETURNS jsonb

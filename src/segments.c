@@ -387,37 +387,30 @@ compare_changes(const void *a, const void *b)
 	return varstr_cmp(x, strlen(x), y, strlen(y), DEFAULT_COLLATION_OID);
 }
 
-/* Close the customer's open memberships of the segments in names. */
+/*
+ * Open the customer's memberships of the segments in names, inserted in the
+ * array's order, or close them (entering false).
+ */
 static void
-write_exits(Datum customer, List *names)
+write_changes(Datum customer, List *names, bool entering)
 {
 	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		values[2] = {customer, names_array(names)};
+	SPIPlanPtr	plan = entering ?
+		kept_plan(&enter_plan,
+				  "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
+				  "SELECT $1, pg_catalog.unnest($2) "
+				  "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
+				  2, types) :
+		kept_plan(&exit_plan,
+				  "UPDATE post_purchase.segment_memberships m "
+				  "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
+				  "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
+				  "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
+				  2, types);
 
-	if (SPI_execute_plan(kept_plan(&exit_plan,
-								   "UPDATE post_purchase.segment_memberships m "
-								   "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
-								   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
-								   "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
-								   2, types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the customer's segment exits");
-}
-
-/* Open memberships of the customer in the segments in names, in their order. */
-static void
-write_entries(Datum customer, List *names)
-{
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		values[2] = {customer, names_array(names)};
-
-	if (SPI_execute_plan(kept_plan(&enter_plan,
-								   "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
-								   "SELECT $1, pg_catalog.unnest($2) "
-								   "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
-								   2, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record the customer's segment entries");
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != (entering ? SPI_OK_INSERT : SPI_OK_UPDATE))
+		elog(ERROR, "could not record the customer's segment %s", entering ? "entries" : "exits");
 }
 
 /*
@@ -478,12 +471,12 @@ record_memberships(Datum customer, const bool *member)
 			continue;
 		}
 		if (entering != NIL)
-			write_entries(customer, entering);
+			write_changes(customer, entering, true);
 		entering = NIL;
-		write_exits(customer, list_make1((void *) changes[i].segment));
+		write_changes(customer, list_make1((void *) changes[i].segment), false);
 	}
 	if (entering != NIL)
-		write_entries(customer, entering);
+		write_changes(customer, entering, true);
 }
 
 /*

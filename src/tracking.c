@@ -228,19 +228,21 @@ add_order(const TrackedOrder *order)
 /*
  * A new order ends the journey enrollments waiting for a purchase and
  * enrolls the customer in the order journeys (journeys.sql), with the order
- * row for the payloads.
+ * row for the payloads.  The row goes in as a record and to_jsonb()
+ * converts it: as json text, it was printed and parsed again for every
+ * order.
  */
 static void
 enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders)
 {
-	Oid			types[3] = {TEXTOID, INT8OID, JSONOID};
+	Oid			types[3] = {TEXTOID, INT8OID, RECORDOID};
 	Datum		values[3];
 
 	values[0] = customer;
 	values[1] = Int64GetDatum(orders);
-	values[2] = DirectFunctionCall1(row_to_json, heap_copy_tuple_as_datum(tuple, desc));
+	values[2] = heap_copy_tuple_as_datum(tuple, desc);
 	if (SPI_execute_plan(kept_plan(&enroll_plan,
-								   "SELECT post_purchase.enroll_for_order($1, $2, $3::pg_catalog.jsonb)",
+								   "SELECT post_purchase.enroll_for_order($1, $2, pg_catalog.to_jsonb($3))",
 								   3, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not enroll the customer in the order journeys");

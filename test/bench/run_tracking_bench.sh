@@ -88,20 +88,21 @@ pgbench_run() {
 		echo "FAIL: pgbench ($1, $2, $3 clients, tracked=$5): orders failed" >&2
 		exit 1
 	fi
-	run "INSERT INTO bench.tps VALUES ('$1', '$2', $3, $4, $5::boolean, $tps, $processed)"
-	printf '%s %s %s clients %s: %.0f TPS\n' "$1" "$2" "$3" "$([ "$5" = 1 ] && echo tracked || echo untracked)" \
+	run "INSERT INTO bench.tps VALUES ('$1', '$2', $3, $4, $5 <> 0, $tps, $processed)"
+	printf '%s %s %s clients %s: %.0f TPS\n' "$1" "$2" "$3" "$([ "$5" != 0 ] && echo tracked || echo untracked)" \
 		"$tps" >&2
 }
 
-# stage LABEL STAGE SEED: for each client count, untracked / tracked /
+# stage LABEL STAGE SEED [MODE]: for each client count, untracked / tracked /
 # untracked, so that a change of load shows in the two untracked runs around
-# the tracked one; both sides get the same random orders (the same seed)
+# the tracked one; both sides get the same random orders (the same seed).
+# MODE 2: the floor (tracking_bench_order.sql) on the tracked side.
 stage() {
 	local c seed
 	for c in $TRACK_BENCH_CLIENTS; do
 		seed=$(($3 * 1000 + c))
 		pgbench_run "$1" "$2" "$c" 1 0 "$seed"
-		pgbench_run "$1" "$2" "$c" 2 1 "$seed"
+		pgbench_run "$1" "$2" "$c" 2 "${4:-1}" "$seed"
 		pgbench_run "$1" "$2" "$c" 3 0 "$seed"
 	done
 }
@@ -190,6 +191,15 @@ measure() {
 	# the trigger alone, without segments to evaluate
 	run "DELETE FROM post_purchase.segments"
 	stage "$label" trigger 3
+
+	# the floor: the trigger's own rows by plain SQL, into copies of the state
+	run "DROP TABLE IF EXISTS bench.floor_state, bench.floor_days" \
+		"CREATE TABLE bench.floor_state (LIKE post_purchase.customer_state INCLUDING ALL)" \
+		"CREATE TABLE bench.floor_days (LIKE post_purchase.customer_days INCLUDING ALL)" \
+		"INSERT INTO bench.floor_state SELECT * FROM post_purchase.customer_state" \
+		"INSERT INTO bench.floor_days SELECT * FROM post_purchase.customer_days" \
+		"VACUUM ANALYZE bench.floor_state, bench.floor_days" "CHECKPOINT"
+	stage "$label" floor 4 2
 
 	# a fast wrong state is no result
 	run "SELECT bench.fact('$label', 'verify_differences', count(*)) FROM post_purchase.verify_state()"

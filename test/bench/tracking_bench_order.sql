@@ -8,15 +8,34 @@
 -- 2024-01-01 UTC, the day after the generated orders end: the "today" the
 -- benchmark pins in post_purchase.settings.  tracked=1 inserts into the
 -- tracked shop.orders, tracked=0 into bench.orders_copy, its untracked copy
--- with the same rows and indexes.
+-- with the same rows and indexes.  tracked=2 is the floor: the order into
+-- the copy, and the upserts of the customer's state and purchase day that
+-- the trigger makes, by plain SQL into copies of those tables
+-- (bench.floor_state, bench.floor_days) in the same statement.
 \set customer random(1, :customers + :customers / 10)
 \set second random(25200, 75599)
 \set quantity random(1, 3)
 \set cents random(500, 20000)
-\if :tracked
+\if :tracked = 1
 INSERT INTO shop.orders (order_id, customer_id, ordered_at, quantity, amount)
 VALUES (nextval('bench.order_id'), :customer, timestamptz '2024-01-01 00:00:00+00' + :second * interval '1 second',
 		:quantity, :cents / 100.0);
+\elif :tracked = 2
+WITH o AS (
+	INSERT INTO bench.orders_copy (order_id, customer_id, ordered_at, quantity, amount)
+	VALUES (nextval('bench.order_id'), :customer, timestamptz '2024-01-01 00:00:00+00' + :second * interval '1 second',
+			:quantity, :cents / 100.0)
+	RETURNING customer_id::text AS customer_id, ordered_at, (ordered_at AT TIME ZONE 'UTC')::date AS day, amount),
+s AS (
+	INSERT INTO bench.floor_state AS s
+	SELECT o.customer_id, 1, o.amount, o.ordered_at, o.ordered_at, 1, o.day, o.day, o.amount, now() FROM o
+	ON CONFLICT (customer_id) DO UPDATE SET orders = s.orders + 1, revenue = s.revenue + excluded.revenue,
+		first_order_at = LEAST(s.first_order_at, excluded.first_order_at),
+		last_order_at = GREATEST(s.last_order_at, excluded.last_order_at), updated_at = now())
+INSERT INTO bench.floor_days AS d
+SELECT o.customer_id, o.day, 1, o.amount, o.ordered_at, o.ordered_at FROM o
+ON CONFLICT (customer_id, day) DO UPDATE SET orders = d.orders + 1, revenue = d.revenue + excluded.revenue,
+	first_at = LEAST(d.first_at, excluded.first_at), last_at = GREATEST(d.last_at, excluded.last_at);
 \else
 INSERT INTO bench.orders_copy (order_id, customer_id, ordered_at, quantity, amount)
 VALUES (nextval('bench.order_id'), :customer, timestamptz '2024-01-01 00:00:00+00' + :second * interval '1 second',

@@ -156,8 +156,8 @@ SELECT is_empty(
 SELECT set_eq(
 	$$SELECT proname::text FROM ext_proc WHERE prosecdef$$,
 	ARRAY['track_orders_trigger', 'track_orders_truncate', 'track_items_trigger', 'track_items_truncate',
-		  'rebuild_order_items', 'outbox_claim', 'outbox_ack', 'outbox_fail', 'record_event'],
-	'only the order and item triggers (and what they call) and the sender''s four functions are SECURITY DEFINER');
+		  'rebuild_order_items', 'outbox_claim', 'outbox_ack', 'outbox_fail', 'record_event', 'delete_step_outcomes'],
+	'only the order and item triggers (and what they call), the sender''s four functions and the outcomes'' cascade are SECURITY DEFINER');
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc
 	  WHERE prosecdef AND (has_function_privilege('public', oid, 'EXECUTE')
