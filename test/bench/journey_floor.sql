@@ -1,0 +1,51 @@
+-- journey_floor.sql: the floor of run_journey_bench.sh's insert runs.  The
+-- rows a first order writes with the 8 seed journeys enabled, by plain SQL
+-- into copies of the extension's tables (schema floor: same columns,
+-- defaults, checks, indexes and foreign keys; no triggers): the order, the
+-- customer's state and purchase day, its lifecycle_new membership, the 5
+-- enrollments of the journeys a first order enters, and the thank-you
+-- fired (its outbox row, its outcome, its enrollment completed).  No reads,
+-- rules or functions of the extension run.  floor.first_order() writes
+-- them, one call per pgbench transaction: one round trip with cached plans,
+-- as the trigger's statements have.
+CREATE SCHEMA floor;
+CREATE TABLE floor.customer_state (LIKE post_purchase.customer_state INCLUDING ALL);
+CREATE TABLE floor.customer_days (LIKE post_purchase.customer_days INCLUDING ALL);
+CREATE TABLE floor.segment_memberships (LIKE post_purchase.segment_memberships INCLUDING ALL,
+	FOREIGN KEY (segment) REFERENCES post_purchase.segments);
+CREATE TABLE floor.enrollments (LIKE post_purchase.enrollments INCLUDING ALL,
+	FOREIGN KEY (journey) REFERENCES post_purchase.journeys);
+CREATE TABLE floor.outbox (LIKE post_purchase.outbox INCLUDING ALL);
+CREATE TABLE floor.step_outcomes (LIKE post_purchase.step_outcomes INCLUDING ALL);
+
+CREATE FUNCTION floor.first_order() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	c text;
+	o bigint;
+BEGIN
+	INSERT INTO plain_orders (customer_id, ordered_at, amount) VALUES (nextval('customers'), clock_timestamp(), 10)
+	RETURNING customer_id::text, order_id INTO c, o;
+	INSERT INTO floor.customer_state VALUES (c, 1, 10, now(), now(), 1, current_date, current_date, 10, now());
+	INSERT INTO floor.customer_days VALUES (c, current_date, 1, 10, now(), now());
+	INSERT INTO floor.segment_memberships (customer_id, segment) VALUES (c, 'lifecycle_new');
+	INSERT INTO floor.enrollments (journey, customer_id, anchor_at, context, holdout, next_position, next_fire_at)
+	SELECT v.journey, c, now(),
+		   jsonb_build_object('order', jsonb_build_object('order_id', o, 'customer_id', c::bigint, 'ordered_at', now(),
+			   'amount', 10)),
+		   false, 1, now() + v.delay
+	FROM (VALUES ('thank_you', interval '0'), ('how_to_guide', '2 days'), ('nps_survey', '7 days'),
+				 ('review_request', '14 days'), ('cross_sell', '30 days')) v(journey, delay);
+	WITH fired AS (
+		INSERT INTO floor.outbox (aggregateid, type, payload, channel, journey, step, enrollment_id)
+		SELECT e.customer_id, 'thank_you', jsonb_build_object('subject', 'Thank you for your order',
+			   'customer_id', e.customer_id, 'order', e.context -> 'order'), 'webhook', 'thank_you', 'thank_you',
+			   e.enrollment_id
+		FROM floor.enrollments e WHERE e.customer_id = c AND e.journey = 'thank_you' AND e.status = 'active'
+		RETURNING id, enrollment_id, step, journey, aggregateid, channel)
+	INSERT INTO floor.step_outcomes (enrollment_id, step, journey, customer_id, holdout, outcome, channel, outbox_id)
+	SELECT f.enrollment_id, f.step, f.journey, f.aggregateid, false, 'fired', f.channel, f.id FROM fired f;
+	UPDATE floor.enrollments e SET status = 'completed', next_position = NULL, next_fire_at = NULL, ended_at = now(),
+		   end_reason = 'completed'
+	WHERE e.customer_id = c AND e.journey = 'thank_you' AND e.status = 'active';
+END
+$$;
