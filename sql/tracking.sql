@@ -34,6 +34,22 @@ SELECT * FROM post_purchase.verify_state();
 DELETE FROM shop.orders WHERE customer_id = 2;
 SELECT customer_id FROM post_purchase.customer_state ORDER BY customer_id;
 
+-- whether an order's day is a new purchase day: the state tells for a day
+-- after the last or before the first (new) and for those two days (not
+-- new); a day between them is looked up in the customer's days
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (7, '2024-01-10 09:00', 1), (7, '2024-01-20 09:00', 1);
+CREATE FUNCTION pg_temp.add_order_at(at timestamptz) RETURNS bigint LANGUAGE sql AS $$
+	INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (7, at, 1);
+	SELECT s.purchase_days FROM post_purchase.customer_state s WHERE s.customer_id = '7'$$;
+SELECT c.why, pg_temp.add_order_at(c.ordered_at) AS purchase_days
+FROM (VALUES (1, timestamptz '2024-01-15 09:00', 'between, new'), (2, '2024-01-15 18:00', 'between, not new'),
+			 (3, '2024-01-20 18:00', 'the last day'), (4, '2024-01-10 18:00', 'the first day'),
+			 (5, '2024-01-05 09:00', 'before the first'), (6, '2024-01-25 09:00', 'after the last')) c(n, ordered_at, why)
+ORDER BY c.n;
+SELECT purchase_days, first_day, last_day FROM post_purchase.customer_state WHERE customer_id = '7';
+SELECT count(*) AS differences FROM post_purchase.verify_state();
+DELETE FROM shop.orders WHERE customer_id = 7;
+
 -- a deterministic workload of inserts, deletes, moves, refunds and time
 -- corrections over 60 customers; the state stays exactly the recomputation
 INSERT INTO shop.orders (customer_id, ordered_at, amount)
