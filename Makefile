@@ -38,6 +38,7 @@ OBJS = \
 	src/trigger_support.o \
 	src/worker.o \
 	src/journeys.o \
+	src/order_journeys.o \
 	src/payload.o \
 	src/message_id.o
 

@@ -766,3 +766,7 @@ BEGIN
 	RETURN at;
 END
 $$;
+
+-- The order trigger applies an order to the customer's journeys itself
+-- (src/order_journeys.c): the PL/pgSQL function it called is gone.
+DROP FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb);

@@ -493,72 +493,10 @@ COMMENT ON FUNCTION post_purchase.enroll(text, text[], timestamptz[], jsonb[]) I
 	'enroll customers in an enabled journey at anchor times (step delays count from them); used by the triggers and enroll_due()';
 REVOKE ALL ON FUNCTION post_purchase.enroll(text, text[], timestamptz[], jsonb[]) FROM PUBLIC;
 
--- An order was inserted (the order trigger, in the order's transaction): a
--- purchase ends the enrollments that wait for one, then the order journeys
--- enroll the customer.  orders is the customer's order count with it.
--- Generic plans: this runs for every order, and planning its statements
--- afresh for each one (custom plans) would cost more than running them.
-CREATE FUNCTION post_purchase.enroll_for_order(customer text, orders bigint, order_row jsonb)
-	RETURNS void
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
-	AS $$
-DECLARE
-	tracked post_purchase.tracked_orders;
-	order_at timestamptz;
-	entering text[];
-BEGIN
-	-- the order converts the steps decided for the customer within the
-	-- attribution window before it (holdout steps too: the uplift's baseline)
-	SELECT * INTO tracked FROM post_purchase.tracked_orders;
-	order_at := (order_row ->> tracked.ordered_at_column)::timestamptz;
-	UPDATE post_purchase.step_outcomes o
-	SET converted_at = coalesce(o.converted_at, order_at),
-		attributed_revenue = o.attributed_revenue + coalesce((order_row ->> tracked.amount_column)::numeric, 0)
-	WHERE o.customer_id = customer AND o.decided_at < order_at
-	  AND o.decided_at >= order_at - post_purchase.setting('attribution_window')::interval;
-
-	UPDATE post_purchase.enrollments e
-	SET status = 'exited', ended_at = now(), end_reason = 'purchased', next_position = NULL, next_fire_at = NULL
-	FROM post_purchase.journeys x
-	WHERE e.customer_id = customer AND e.status = 'active' AND x.name = e.journey AND x.exit_on_purchase;
-
-	-- the order journeys the customer enters: enroll() for all of them at
-	-- once, in three statements instead of a dozen per journey, since this
-	-- runs for every order
-	SELECT array_agg(j.name) INTO entering
-	FROM post_purchase.journeys j
-	WHERE j.enabled
-	  AND (j.trigger = 'every_order' OR (j.trigger = 'first_order' AND orders = 1)
-		   OR (j.trigger = 'nth_order' AND j.nth_order = orders))
-	  AND EXISTS (SELECT FROM post_purchase.journey_steps s WHERE s.journey = j.name)
-	  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
-					  WHERE j.reentry <> 'every_time' AND e.journey = j.name AND e.customer_id = customer
-						AND (j.reentry = 'once' OR e.enrolled_at > now() - j.reentry_interval));
-	IF entering IS NULL THEN
-		RETURN;
-	END IF;
-	UPDATE post_purchase.enrollments e
-	SET status = 'exited', ended_at = now(), end_reason = 'reentered', next_position = NULL, next_fire_at = NULL
-	WHERE e.customer_id = customer AND e.journey = ANY (entering) AND e.status = 'active';
-	INSERT INTO post_purchase.enrollments (journey, customer_id, anchor_at, context, holdout, variant,
-										   next_position, next_fire_at)
-	SELECT j.name, customer, now(), jsonb_build_object('order', order_row),
-		   post_purchase.in_holdout(j.name, customer, j.holdout_percent),
-		   post_purchase.pick_variant(j.name, customer, j.variants), f.position, now() + f.delay
-	FROM post_purchase.journeys j
-	CROSS JOIN LATERAL (SELECT s.position, s.delay FROM post_purchase.journey_steps s
-						WHERE s.journey = j.name ORDER BY s.position LIMIT 1) f
-	WHERE j.name = ANY (entering)
-	ORDER BY j.name;
-	-- a thank-you reaches the outbox right after the order commits
-	IF EXISTS (SELECT FROM post_purchase.enrollments e
-			   WHERE e.customer_id = customer AND e.journey = ANY (entering) AND e.status = 'active'
-				 AND e.next_fire_at <= now()) THEN
-		PERFORM post_purchase.wake_workers();
-	END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb) FROM PUBLIC;
+-- An order enrolls its customer in the order journeys (first_order,
+-- every_order, nth_order) from the order trigger itself, which also
+-- converts the customer's recent steps and ends the enrollments that wait
+-- for a purchase: src/order_journeys.c.
 
 -- Segment entries and exits enroll the segment journeys: statement triggers
 -- on the membership history, so refresh_segments() enrolls set-based.

@@ -43,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "dayset.h"
+#include "order_journeys.h"
 #include "order_items.h"
 #include "segments.h"
 #include "trigger_support.h"
@@ -81,7 +82,6 @@ static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr lock_two_states_plan;
-static SPIPlanPtr enroll_plan;
 
 #define RETRACK_ORDERS_HINT \
 	"Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names."
@@ -254,29 +254,6 @@ add_order(const TrackedOrder *order)
 						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the order's purchase day");
 	return orders;
-}
-
-/*
- * A new order ends the journey enrollments waiting for a purchase and
- * enrolls the customer in the order journeys (journeys.sql), with the order
- * row for the payloads.  The row goes in as a record and to_jsonb()
- * converts it: as json text, it was printed and parsed again for every
- * order.
- */
-static void
-enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders)
-{
-	Oid			types[3] = {TEXTOID, INT8OID, RECORDOID};
-	Datum		values[3];
-
-	values[0] = customer;
-	values[1] = Int64GetDatum(orders);
-	values[2] = heap_copy_tuple_as_datum(tuple, desc);
-	if (SPI_execute_plan(kept_plan(&enroll_plan,
-								   "SELECT post_purchase.enroll_for_order($1, $2, pg_catalog.to_jsonb($3))",
-								   3, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not enroll the customer in the order journeys");
 }
 
 /*
@@ -552,7 +529,8 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 		int64		orders = add_order(&new_order);
 
 		if (TRIGGER_FIRED_BY_INSERT(event))
-			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders);
+			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders,
+							 new_order.ordered_at, new_order.amount);
 		update_customer_segments(new_order.customer);
 	}
 	follow_items(&cols, event, &old_order, &new_order);

@@ -608,18 +608,25 @@ register_xact_callback(void)
 }
 
 /*
- * wake_workers(): wake this database's workers when the transaction commits,
- * so a step due now fires at once instead of within naptime.  Without
- * preloaded workers it does nothing.
+ * Wake this database's workers when the transaction commits, so a step due
+ * now fires at once instead of within naptime.  Without preloaded workers
+ * it does nothing.
  */
-Datum
-post_purchase_wake_workers(PG_FUNCTION_ARGS)
+void
+wake_workers_at_commit_of_xact(void)
 {
 	if (shared != NULL && !wake_workers_at_commit)
 	{
 		register_xact_callback();
 		wake_workers_at_commit = true;
 	}
+}
+
+/* wake_workers(): the same, from SQL. */
+Datum
+post_purchase_wake_workers(PG_FUNCTION_ARGS)
+{
+	wake_workers_at_commit_of_xact();
 	PG_RETURN_VOID();
 }
 

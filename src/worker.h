@@ -13,4 +13,7 @@
  */
 extern void post_purchase_worker_init(void);
 
+/* Wake this database's workers when the current transaction commits. */
+extern void wake_workers_at_commit_of_xact(void);
+
 #endif							/* POST_PURCHASE_WORKER_H */

@@ -221,7 +221,7 @@ my %stateful = map { $_ => 1 } qw(
   attach_orders_trigger track_order_items untrack_order_items refresh_product_cycles
   worker_status wake_workers restoring outbox_notify outbox_claim outbox_ack outbox_fail
   outbox_retry outbox_purge record_event create_journey add_step set_journey_enabled
-  enable_journey disable_journey drop_journey enroll enroll_for_order enroll_segment_changes
+  enable_journey disable_journey drop_journey enroll enroll_segment_changes
   enroll_due evaluate_condition evaluate_step_conditions fire_due_steps next_due_at
   restore_replaces_row delete_step_outcomes);
 {

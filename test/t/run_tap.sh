@@ -15,7 +15,7 @@ pg_regress=$pgxs/test/regress/pg_regress
 # PostgreSQL::Test::Utils writes tmp_check (data directories, logs) under
 # $TESTDIR; a fresh directory per run keeps runs apart.
 testdir=$(mktemp -d /tmp/post_purchase_tap.XXXXXX)
-trap 'rm -rf "$testdir"' EXIT
+trap '[ -n "${KEEP_TAP:-}" ] || rm -rf "$testdir"' EXIT
 
 # the tests run from a copy, so the server's user need not read the checkout
 mkdir "$testdir/t"
