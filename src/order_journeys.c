@@ -6,13 +6,17 @@
  *	  enrolls the customer in the order journeys (first_order, every_order,
  *	  nth_order).
  *
- * This runs for every order, so it is a few kept plans run from C, not a
- * PL/pgSQL function: the conversion, the exits and the choice of journeys
- * are one statement, and most orders stop there, since most orders enter no
- * journey.  Each statement's executor start-up, and the order row turned
- * into jsonb for payloads that nobody reads, used to cost more than the
- * work itself.  The trigger runs with search_path pg_catalog, pg_temp, as
- * the extension's owner; the statements qualify every name anyway.
+ * This runs for every order, so it is kept plans run from C, not a PL/pgSQL
+ * function, and one read-only statement first finds what there is to do:
+ * most orders convert nothing, end nothing and enter no journey, and stop
+ * there.  Each statement's executor start-up (an update's opens every index
+ * of its table), and the order row turned into jsonb for payloads nobody
+ * reads, used to cost more than the work itself.  The statements are not
+ * read-only SPI calls: they must see what this transaction's earlier orders
+ * did (a multi-row insert) and, in READ COMMITTED, what committed since the
+ * order's statement began.  The trigger runs with search_path pg_catalog,
+ * pg_temp, as the extension's owner; the statements qualify every name
+ * anyway.
  */
 #include "postgres.h"
 
@@ -27,37 +31,45 @@
 #include "worker.h"
 
 static SPIPlanPtr order_effects_plan;
+static SPIPlanPtr convert_plan;
+static SPIPlanPtr exit_plan;
 static SPIPlanPtr reentry_plan;
 static SPIPlanPtr enroll_plan;
 
-/*
- * Convert, exit, and return the names of the order journeys the customer
- * enters now (NULL for none), in name order.
- */
-static Datum
-convert_exit_and_choose(Datum customer, int64 orders, TimestampTz ordered_at, Datum amount, bool *none)
+/* What an order does to its customer's journeys, as far as one read tells. */
+typedef struct OrderEffects
 {
-	Oid			types[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, NUMERICOID};
-	Datum		values[4] = {customer, Int64GetDatum(orders), TimestampTzGetDatum(ordered_at), amount};
+	bool		may_convert;	/* steps were decided for the customer before the order */
+	bool		exits;			/* enrollments that end on a purchase are active */
+	Datum		entering;		/* text[] of the order journeys to enter, or 0 for none */
+} OrderEffects;
+
+/*
+ * One read-only statement finds what the order does: the statements that
+ * write (the updates' executor start-up alone opens every index of their
+ * tables) then run only when they have something to do.  The conversion's
+ * lower bound, the attribution window, is left to its update: as an index
+ * condition here it would call setting() for every order.
+ */
+static void
+read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEffects *effects)
+{
+	Oid			types[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
+	Datum		values[3] = {customer, Int64GetDatum(orders), TimestampTzGetDatum(ordered_at)};
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		entering;
 
 	if (SPI_execute_plan(kept_plan(&order_effects_plan,
-								   /* holdout steps convert too: the uplift's baseline */
-								   "WITH converted AS (UPDATE post_purchase.step_outcomes o "
-								   "SET converted_at = coalesce(o.converted_at, $3), "
-								   "attributed_revenue = o.attributed_revenue OPERATOR(pg_catalog.+) $4 "
+								   "SELECT EXISTS (SELECT FROM post_purchase.step_outcomes o "
 								   "WHERE o.customer_id OPERATOR(pg_catalog.=) $1 "
-								   "AND o.decided_at OPERATOR(pg_catalog.<) $3 "
-								   "AND o.decided_at OPERATOR(pg_catalog.>=) ($3 OPERATOR(pg_catalog.-) "
-								   "post_purchase.setting('attribution_window')::pg_catalog.interval)), "
-								   "exited AS (UPDATE post_purchase.enrollments e "
-								   "SET status = 'exited', ended_at = pg_catalog.now(), end_reason = 'purchased', "
-								   "next_position = NULL, next_fire_at = NULL "
-								   "FROM post_purchase.journeys x "
+								   "AND o.decided_at OPERATOR(pg_catalog.<) $3), "
+								   "EXISTS (SELECT FROM post_purchase.enrollments e "
+								   "JOIN post_purchase.journeys x ON x.name OPERATOR(pg_catalog.=) e.journey "
 								   "WHERE e.customer_id OPERATOR(pg_catalog.=) $1 "
-								   "AND e.status OPERATOR(pg_catalog.=) 'active' "
-								   "AND x.name OPERATOR(pg_catalog.=) e.journey AND x.exit_on_purchase) "
-								   "SELECT pg_catalog.array_agg(j.name ORDER BY j.name) "
-								   "FROM post_purchase.journeys j "
+								   "AND e.status OPERATOR(pg_catalog.=) 'active' AND x.exit_on_purchase), "
+								   "ARRAY(SELECT j.name FROM post_purchase.journeys j "
 								   "WHERE j.enabled "
 								   "AND (j.trigger OPERATOR(pg_catalog.=) 'every_order' "
 								   "OR (j.trigger OPERATOR(pg_catalog.=) 'first_order' AND $2 OPERATOR(pg_catalog.=) 1) "
@@ -70,11 +82,54 @@ convert_exit_and_choose(Datum customer, int64 orders, TimestampTz ordered_at, Da
 								   "AND e.journey OPERATOR(pg_catalog.=) j.name "
 								   "AND e.customer_id OPERATOR(pg_catalog.=) $1 "
 								   "AND (j.reentry OPERATOR(pg_catalog.=) 'once' OR e.enrolled_at "
-								   "OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) j.reentry_interval)))",
-								   4, types),
+								   "OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) j.reentry_interval))))",
+								   3, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not apply the order to the customer's journeys");
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, none);
+		elog(ERROR, "could not read what the order does to the customer's journeys");
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	effects->may_convert = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
+	effects->exits = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
+	entering = SPI_getbinval(row, desc, 3, &isnull);
+	effects->entering = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(entering)),
+									   ARR_DIMS(DatumGetArrayTypeP(entering))) > 0 ? entering : (Datum) 0;
+}
+
+/*
+ * The order converts the steps decided for the customer within the
+ * attribution window before it (holdout steps too: the uplift's baseline),
+ * and ends the enrollments that wait for a purchase.
+ */
+static void
+convert_and_exit(const OrderEffects *effects, Datum customer, TimestampTz ordered_at, Datum amount)
+{
+	Oid			types[3] = {TEXTOID, TIMESTAMPTZOID, NUMERICOID};
+	Datum		values[3] = {customer, TimestampTzGetDatum(ordered_at), amount};
+
+	if (effects->may_convert &&
+		SPI_execute_plan(kept_plan(&convert_plan,
+								   "UPDATE post_purchase.step_outcomes o "
+								   "SET converted_at = coalesce(o.converted_at, $2), "
+								   "attributed_revenue = o.attributed_revenue OPERATOR(pg_catalog.+) $3 "
+								   "WHERE o.customer_id OPERATOR(pg_catalog.=) $1 "
+								   "AND o.decided_at OPERATOR(pg_catalog.<) $2 "
+								   "AND o.decided_at OPERATOR(pg_catalog.>=) ($2 OPERATOR(pg_catalog.-) "
+								   "post_purchase.setting('attribution_window')::pg_catalog.interval)",
+								   3, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the order's conversions");
+	if (effects->exits &&
+		SPI_execute_plan(kept_plan(&exit_plan,
+								   "UPDATE post_purchase.enrollments e "
+								   "SET status = 'exited', ended_at = pg_catalog.now(), end_reason = 'purchased', "
+								   "next_position = NULL, next_fire_at = NULL "
+								   "FROM post_purchase.journeys x "
+								   "WHERE e.customer_id OPERATOR(pg_catalog.=) $1 "
+								   "AND e.status OPERATOR(pg_catalog.=) 'active' "
+								   "AND x.name OPERATOR(pg_catalog.=) e.journey AND x.exit_on_purchase",
+								   1, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not end the enrollments waiting for a purchase");
 }
 
 /*
@@ -128,12 +183,13 @@ void
 enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders, TimestampTz ordered_at,
 				 Datum amount)
 {
-	bool		none;
-	Datum		entering = convert_exit_and_choose(customer, orders, ordered_at, amount, &none);
+	OrderEffects effects;
 
-	if (none)
+	read_order_effects(customer, orders, ordered_at, &effects);
+	convert_and_exit(&effects, customer, ordered_at, amount);
+	if (effects.entering == (Datum) 0)
 		return;
 	/* a thank-you reaches the outbox right after the order commits */
-	if (enroll_in(customer, entering, tuple, desc))
+	if (enroll_in(customer, effects.entering, tuple, desc))
 		wake_workers_at_commit_of_xact();
 }
