@@ -7,16 +7,16 @@
  *	  nth_order).
  *
  * This runs for every order, so it is kept plans run from C, not a PL/pgSQL
- * function, and one read-only statement first finds what there is to do:
- * most orders convert nothing, end nothing and enter no journey, and stop
- * there.  Each statement's executor start-up (an update's opens every index
- * of its table), and the order row turned into jsonb for payloads nobody
- * reads, used to cost more than the work itself.  The statements are not
- * read-only SPI calls: they must see what this transaction's earlier orders
- * did (a multi-row insert) and, in READ COMMITTED, what committed since the
- * order's statement began.  The trigger runs with search_path pg_catalog,
- * pg_temp, as the extension's owner; the statements qualify every name
- * anyway.
+ * function, and one statement that only reads first finds what there is to
+ * do: most orders convert nothing, end nothing and enter no journey, and
+ * stop there.  Each statement's executor start-up (an update's opens every
+ * index of its table), and the order row turned into jsonb for payloads
+ * nobody reads, used to cost more than the work itself.  The statements are
+ * not read-only SPI calls: they must see what this transaction's earlier
+ * orders did (a multi-row insert) and, in READ COMMITTED, what committed
+ * since the order's statement began.  The trigger runs with search_path
+ * pg_catalog, pg_temp, as the extension's owner; the statements qualify
+ * every name anyway.
  */
 #include "postgres.h"
 
@@ -45,9 +45,9 @@ typedef struct OrderEffects
 } OrderEffects;
 
 /*
- * One read-only statement finds what the order does: the statements that
- * write (the updates' executor start-up alone opens every index of their
- * tables) then run only when they have something to do.  The conversion's
+ * One statement that only reads finds what the order does: the statements
+ * that write (an update's executor start-up alone opens every index of its
+ * table) then run only when they have something to do.  The conversion's
  * lower bound, the attribution window, is left to its update: as an index
  * condition here it would call setting() for every order.
  */
@@ -91,8 +91,8 @@ read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEf
 	effects->may_convert = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
 	effects->exits = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
 	entering = SPI_getbinval(row, desc, 3, &isnull);
-	effects->entering = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(entering)),
-									   ARR_DIMS(DatumGetArrayTypeP(entering))) > 0 ? entering : (Datum) 0;
+	/* ARRAY() of no rows is an empty array, of no dimensions */
+	effects->entering = ARR_NDIM(DatumGetArrayTypeP(entering)) > 0 ? entering : (Datum) 0;
 }
 
 /*
