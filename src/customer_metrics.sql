@@ -80,21 +80,33 @@ COMMENT ON TABLE post_purchase.rfm_cuts IS
 
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
--- the state they come from, so customer_metrics reads the state once.
-CREATE VIEW post_purchase.customer_summaries AS
+-- the state they come from, so customer_metrics reads the state once, and
+-- the settings customer_metrics computes with, so it reads them once too:
+-- every subquery costs planning time in a one-customer lookup, and the
+-- order trigger evaluates the segment rules over such a lookup.
+CREATE VIEW post_purchase.customer_summaries_in_context AS
 SELECT s.customer_id,
 	   (s.purchase_days - 1)::double precision AS frequency,
 	   (s.last_day - s.first_day)::double precision AS recency,
-	   (GREATEST(today.day, s.last_day) - s.first_day)::double precision AS t,
+	   (GREATEST(ctx.today, s.last_day) - s.first_day)::double precision AS t,
 	   CASE WHEN s.purchase_days > 1
 			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
 		   AS monetary_value,
-	   today.day - s.last_day AS days_since_last_order,
+	   ctx.today - s.last_day AS days_since_last_order,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
-	   s.updated_at
+	   s.updated_at,
+	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
-CROSS JOIN (SELECT c.today AS day FROM post_purchase.shop_context c OFFSET 0) today;
+CROSS JOIN (SELECT c.* FROM post_purchase.shop_context c OFFSET 0) ctx;
+COMMENT ON VIEW post_purchase.customer_summaries_in_context IS
+	'internal: customer_summaries with the settings customer_metrics computes with';
+
+CREATE VIEW post_purchase.customer_summaries AS
+SELECT b.customer_id, b.frequency, b.recency, b.t, b.monetary_value, b.days_since_last_order,
+	   b.orders, b.revenue, b.first_order_at, b.last_order_at, b.purchase_days, b.first_day, b.last_day,
+	   b.updated_at
+FROM post_purchase.customer_summaries_in_context b;
 
 -- clv_12m under a model, NULL where Gamma-Gamma does not apply (no model, or
 -- a repeat buyer whose refunds outweigh the purchases).  Inlinable.
@@ -129,8 +141,8 @@ SELECT b.customer_id,
 	   sc.f_score,
 	   sc.m_score,
 	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   CASE WHEN b.days_since_last_order > ctx.lapsed_after_days THEN 'lapsed'
-			WHEN b.days_since_last_order > ctx.at_risk_after_days THEN 'at_risk'
+	   CASE WHEN b.days_since_last_order > b.lapsed_after_days THEN 'lapsed'
+			WHEN b.days_since_last_order > b.at_risk_after_days THEN 'at_risk'
 			WHEN pr.clv_12m >= m.vip_clv_cut THEN 'vip'
 			WHEN b.purchase_days = 1 THEN 'new'
 			ELSE 'returning' END AS lifecycle_stage,
@@ -139,10 +151,9 @@ SELECT b.customer_id,
 			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
 	   m.model_id
--- b, the summary, carries the state's columns: no self-join of the state
-FROM post_purchase.customer_summaries b
-CROSS JOIN (SELECT x.lapsed_after_days, x.at_risk_after_days, x.clv_monthly_discount AS monthly_discount
-			FROM post_purchase.shop_context x OFFSET 0) ctx	-- once per query, as in customer_summaries
+-- b, the summary, carries the state's columns and the settings: no
+-- self-join of the state, one read of the settings
+FROM post_purchase.customer_summaries_in_context b
 LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
 				   ORDER BY m.model_id DESC LIMIT 1) m ON true
 -- stored predictions count only when made after the customer's last change
@@ -160,7 +171,7 @@ CROSS JOIN LATERAL (
 		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
 				WHEN m.model_id IS NOT NULL
 				THEN post_purchase.predicted_clv_12m(m, b.frequency, b.recency, b.t, b.monetary_value,
-													 ctx.monthly_discount)
+													 b.monthly_discount)
 		   END AS clv_12m
 	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
 CROSS JOIN LATERAL (
