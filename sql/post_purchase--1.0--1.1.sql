@@ -195,9 +195,10 @@ CREATE OR REPLACE FUNCTION post_purchase.shop_today() RETURNS date
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
 -- the state they come from, so customer_metrics reads the state once, and
--- the settings customer_metrics computes with, so it reads them once too:
--- every subquery costs planning time in a one-customer lookup, and the
--- order trigger evaluates the segment rules over such a lookup.
+-- what customer_metrics computes with (the settings, the newest model and
+-- RFM cut points), so it reads them once too, in one row: every join and
+-- subquery costs planning and start-up time in a one-customer lookup, and
+-- the order trigger evaluates the segment rules over such a lookup.
 CREATE VIEW post_purchase.customer_summaries_in_context AS
 SELECT s.customer_id,
 	   (s.purchase_days - 1)::double precision AS frequency,
@@ -209,12 +210,18 @@ SELECT s.customer_id,
 	   ctx.today - s.last_day AS days_since_last_order,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
 	   s.updated_at,
-	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount
+	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
+	   ctx.model, ctx.cuts
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
-CROSS JOIN (SELECT c.* FROM post_purchase.shop_context c OFFSET 0) ctx;
+CROSS JOIN (SELECT c.*,
+				   -- the newest converged model, the newest RFM cut points (NULL if none)
+				   (SELECT m FROM post_purchase.models m WHERE (m.bgnbd).converged
+					ORDER BY m.model_id DESC LIMIT 1) AS model,
+				   (SELECT r FROM post_purchase.rfm_cuts r ORDER BY r.computed_at DESC LIMIT 1) AS cuts
+			FROM post_purchase.shop_context c OFFSET 0) ctx;
 COMMENT ON VIEW post_purchase.customer_summaries_in_context IS
-	'internal: customer_summaries with the settings customer_metrics computes with';
+	'internal: customer_summaries with what customer_metrics computes with: settings, newest model, RFM cut points';
 
 CREATE OR REPLACE VIEW post_purchase.customer_summaries AS
 SELECT b.customer_id, b.frequency, b.recency, b.t, b.monetary_value, b.days_since_last_order,
@@ -243,41 +250,38 @@ SELECT b.customer_id,
 	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
 	   CASE WHEN b.days_since_last_order > b.lapsed_after_days THEN 'lapsed'
 			WHEN b.days_since_last_order > b.at_risk_after_days THEN 'at_risk'
-			WHEN pr.clv_12m >= m.vip_clv_cut THEN 'vip'
+			WHEN pr.clv_12m >= (b.model).vip_clv_cut THEN 'vip'
 			WHEN b.purchase_days = 1 THEN 'new'
 			ELSE 'returning' END AS lifecycle_stage,
 	   -- the customer's own cycle: the mean gap between purchase days
 	   CASE WHEN b.purchase_days > 1
 			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
-	   m.model_id
--- b, the summary, carries the state's columns and the settings: no
--- self-join of the state, one read of the settings
+	   (b.model).model_id AS model_id
+-- b, the summary, carries the state's columns and what they are computed
+-- with: no self-join of the state, one read of the rest
 FROM post_purchase.customer_summaries_in_context b
-LEFT JOIN LATERAL (SELECT * FROM post_purchase.models m WHERE (m.bgnbd).converged
-				   ORDER BY m.model_id DESC LIMIT 1) m ON true
 -- stored predictions count only when made after the customer's last change
 LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = b.customer_id AND p.model_id = m.model_id AND p.predicted_at >= b.updated_at
-LEFT JOIN LATERAL (SELECT c.* FROM post_purchase.rfm_cuts c ORDER BY c.computed_at DESC LIMIT 1) c ON true
+	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
 CROSS JOIN LATERAL (
 	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
-				WHEN m.model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive(m.bgnbd, b.frequency, b.recency, b.t)
+				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
 		   END AS p_alive,
 		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
-				WHEN m.model_id IS NOT NULL
-				THEN post_purchase.bgnbd_expected_purchases(m.bgnbd, b.frequency, b.recency, b.t, 90)
+				WHEN (b.model).model_id IS NOT NULL
+				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
 		   END AS expected_purchases_90d,
 		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
-				WHEN m.model_id IS NOT NULL
-				THEN post_purchase.predicted_clv_12m(m, b.frequency, b.recency, b.t, b.monetary_value,
+				WHEN (b.model).model_id IS NOT NULL
+				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
 													 b.monthly_discount)
 		   END AS clv_12m
 	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
 CROSS JOIN LATERAL (
-	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, c.recency_cuts) AS r_score,
-		   post_purchase.rfm_score(b.purchase_days, c.frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(b.revenue::float8, c.monetary_cuts) AS m_score) sc;
+	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
+		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
+		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
 
 -- refresh_segments() leaves alone the customers whose state an order changed
 -- after it took the metrics, and skips entries such an order made too.
