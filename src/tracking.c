@@ -171,6 +171,15 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
 }
 
+/* The order's purchase day, added to ($1 customer, $2 day, $3 amount, $4 time). */
+#define DAY_UPSERT \
+	"INSERT INTO post_purchase.customer_days AS d " \
+	"VALUES ($1, $2, 1, $3, $4, $4) " \
+	"ON CONFLICT (customer_id, day) DO UPDATE SET " \
+	"orders = d.orders OPERATOR(pg_catalog.+) 1, " \
+	"revenue = d.revenue OPERATOR(pg_catalog.+) $3, " \
+	"first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4)"
+
 /*
  * Add an order: the customer's totals first, which takes the state row lock
  * every path takes first, then the purchase day.  Returns the customer's
@@ -227,25 +236,13 @@ add_order(const TrackedOrder *order)
 
 	if (!between_days)
 	{
-		if (SPI_execute_plan(kept_plan(&add_day_plan,
-									   "INSERT INTO post_purchase.customer_days AS d "
-									   "VALUES ($1, $2, 1, $3, $4, $4) "
-									   "ON CONFLICT (customer_id, day) DO UPDATE SET "
-									   "orders = d.orders OPERATOR(pg_catalog.+) 1, "
-									   "revenue = d.revenue OPERATOR(pg_catalog.+) $3, "
-									   "first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4)",
-									   4, types),
+		if (SPI_execute_plan(kept_plan(&add_day_plan, DAY_UPSERT, 4, types),
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record the order's purchase day");
 		return orders;
 	}
 	if (SPI_execute_plan(kept_plan(&add_day_between_plan,
-								   "WITH d AS (INSERT INTO post_purchase.customer_days AS d "
-								   "VALUES ($1, $2, 1, $3, $4, $4) "
-								   "ON CONFLICT (customer_id, day) DO UPDATE SET "
-								   "orders = d.orders OPERATOR(pg_catalog.+) 1, "
-								   "revenue = d.revenue OPERATOR(pg_catalog.+) $3, "
-								   "first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4) "
+								   "WITH d AS (" DAY_UPSERT " "
 								   "RETURNING d.orders OPERATOR(pg_catalog.=) 1 AS new_day) "
 								   "UPDATE post_purchase.customer_state s "
 								   "SET purchase_days = s.purchase_days OPERATOR(pg_catalog.+) 1 "
