@@ -21,7 +21,8 @@
  * only once it holds the state row: every insert for the customer has then
  * committed or waits for it.  Under REPEATABLE READ a conflicting change is a
  * serialization failure instead, including a transaction whose snapshot
- * predates the tracking itself (check_state_visible).
+ * predates the tracking itself (check_state_visible) and an order of a
+ * customer whose state a concurrent delete removed (check_no_deleted_state).
  */
 #include "postgres.h"
 
@@ -82,6 +83,7 @@ static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr delete_state_plan;
 static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr lock_two_states_plan;
+static SPIPlanPtr count_states_plan;
 
 #define RETRACK_ORDERS_HINT \
 	"Call post_purchase.untrack_orders() and post_purchase.track_orders() with the new column names."
@@ -181,6 +183,32 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	"first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4)"
 
 /*
+ * Under a transaction snapshot, an order that starts a customer afresh may
+ * do so because a concurrent transaction, committed after the snapshot,
+ * deleted the customer's last order and with it the state row: ON CONFLICT
+ * does not see a deleted row, but the snapshot still does, and the segment
+ * rules would then read two state rows of the customer.  Retry instead.
+ */
+static void
+check_no_deleted_state(Datum customer)
+{
+	Oid			types[1] = {TEXTOID};
+
+	if (SPI_execute_plan(kept_plan(&count_states_plan,
+								   "SELECT FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
+								   1, types),
+						 &customer, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customer state");
+	if (SPI_processed > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to the customer state"),
+				 errdetail("A concurrent transaction removed the customer's last order after this transaction's snapshot."),
+				 errhint("Retry the transaction.")));
+}
+
+/*
  * Add an order: the customer's totals first, which takes the state row lock
  * every path takes first, then the purchase day.  Returns the customer's
  * order count with it.
@@ -233,6 +261,8 @@ add_order(const TrackedOrder *order)
 		elog(ERROR, "could not record the order in the customer state");
 	orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	between_days = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (orders == 1 && IsolationUsesXactSnapshot())
+		check_no_deleted_state(order->customer);
 
 	if (!between_days)
 	{
