@@ -41,6 +41,7 @@ typedef struct OrderEffects
 {
 	bool		may_convert;	/* steps were decided for the customer before the order */
 	bool		exits;			/* enrollments that end on a purchase are active */
+	bool		enrolled;		/* any enrollment of the customer is active */
 	Datum		entering;		/* text[] of the order journeys to enter, or 0 for none */
 } OrderEffects;
 
@@ -69,6 +70,9 @@ read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEf
 								   "JOIN post_purchase.journeys x ON x.name OPERATOR(pg_catalog.=) e.journey "
 								   "WHERE e.customer_id OPERATOR(pg_catalog.=) $1 "
 								   "AND e.status OPERATOR(pg_catalog.=) 'active' AND x.exit_on_purchase), "
+								   "EXISTS (SELECT FROM post_purchase.enrollments e "
+								   "WHERE e.customer_id OPERATOR(pg_catalog.=) $1 "
+								   "AND e.status OPERATOR(pg_catalog.=) 'active'), "
 								   "ARRAY(SELECT j.name FROM post_purchase.journeys j "
 								   "WHERE j.enabled "
 								   "AND (j.trigger OPERATOR(pg_catalog.=) 'every_order' "
@@ -90,7 +94,8 @@ read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEf
 	desc = SPI_tuptable->tupdesc;
 	effects->may_convert = DatumGetBool(SPI_getbinval(row, desc, 1, &isnull));
 	effects->exits = DatumGetBool(SPI_getbinval(row, desc, 2, &isnull));
-	entering = SPI_getbinval(row, desc, 3, &isnull);
+	effects->enrolled = DatumGetBool(SPI_getbinval(row, desc, 3, &isnull));
+	entering = SPI_getbinval(row, desc, 4, &isnull);
 	/* ARRAY() of no rows is an empty array, of no dimensions */
 	effects->entering = ARR_NDIM(DatumGetArrayTypeP(entering)) > 0 ? entering : (Datum) 0;
 }
@@ -134,17 +139,19 @@ convert_and_exit(const OrderEffects *effects, Datum customer, TimestampTz ordere
 
 /*
  * Enroll the customer in the journeys named in entering, ending the active
- * enrollments in them first (the reentry policy allowed it); the order row
- * becomes the enrollments' context.  True when a first step is due now.
+ * enrollments in them first (the reentry policy allowed it), if the
+ * customer has any: a first order has none.  The order row becomes the
+ * enrollments' context.  True when a first step is due now.
  */
 static bool
-enroll_in(Datum customer, Datum entering, HeapTuple tuple, TupleDesc desc)
+enroll_in(const OrderEffects *effects, Datum customer, HeapTuple tuple, TupleDesc desc)
 {
 	Oid			types[3] = {TEXTOID, TEXTARRAYOID, RECORDOID};
-	Datum		values[3] = {customer, entering, heap_copy_tuple_as_datum(tuple, desc)};
+	Datum		values[3] = {customer, effects->entering, heap_copy_tuple_as_datum(tuple, desc)};
 	bool		due_now = false;
 
-	if (SPI_execute_plan(kept_plan(&reentry_plan,
+	if (effects->enrolled &&
+		SPI_execute_plan(kept_plan(&reentry_plan,
 								   "UPDATE post_purchase.enrollments e "
 								   "SET status = 'exited', ended_at = pg_catalog.now(), end_reason = 'reentered', "
 								   "next_position = NULL, next_fire_at = NULL "
@@ -190,6 +197,6 @@ enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders, 
 	if (effects.entering == (Datum) 0)
 		return;
 	/* a thank-you reaches the outbox right after the order commits */
-	if (enroll_in(customer, effects.entering, tuple, desc))
+	if (enroll_in(&effects, customer, tuple, desc))
 		wake_workers_at_commit_of_xact();
 }
