@@ -37,6 +37,11 @@ SELECT post_purchase.render_payload(
 SELECT post_purchase.render_payload('"{{o}}"', '{"o": {"k": 1}}'), post_purchase.render_payload('"hi {{s}}"', '{"s": "x"}'),
 	   post_purchase.render_payload('["{{n}}", ["{{n}}"]]', '{"n": 2}'), post_purchase.render_payload('7', '{}'),
 	   post_purchase.render_payload('{"a": "{{a}}"}', '[1]');
+-- an empty string is text without placeholders, not a lookup of nothing
+-- (it read an uninitialised path: null, or a crash)
+SELECT post_purchase.render_payload('""', '{"a": 1}') AS empty,
+	   post_purchase.render_payload('{"e": "", "l": ["", "{{a}}"]}', '{"a": 1}') AS inside,
+	   post_purchase.render_message('""', '{}', NULL, 'c1', 'j', 's', NULL, 'email', NULL, 1, now()) AS message;
 -- what the workers render with: the context's keys first, then the
 -- message's fields, typed as to_jsonb() types them (a number, a JSON time)
 SET TimeZone = 'Europe/Paris';

@@ -219,8 +219,8 @@ render_string(JsonbValue *string, const RenderContext *context, JsonbValue *out)
 	StringInfoData text;
 	bool		replaced = false;
 
-	/* exactly one placeholder: the value, with its type */
-	if (placeholder_at(s, len, &path, &path_len) == len)
+	/* exactly one placeholder: the value, with its type (an empty string has none) */
+	if (len > 0 && placeholder_at(s, len, &path, &path_len) == len)
 	{
 		if (!lookup_path(context, path, path_len, out))
 			out->type = jbvNull;
