@@ -56,6 +56,30 @@ RESET TimeZone;
 SELECT post_purchase.render_message('"{{customer_id}}"', '[1]', NULL, 'c1', 'j', 's', NULL, 'email', NULL, 1, now()),
 	   post_purchase.render_message('"{{customer}}"', NULL, '"scalar"', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 	   post_purchase.render_message(NULL, '{}', NULL, 'c1', 'j', 's', NULL, 'email', NULL, 1, now()) IS NULL AS null_template;
+-- every pair of template fragments, as a string and inside an object:
+-- render_message() agrees with render_payload() over the same fields (and
+-- under valgrind, make valgrind, no read of anything uninitialised)
+SET TimeZone = 'Pacific/Pago_Pago';
+WITH fragments(f) AS (
+	VALUES (''), ('{'), ('}'), ('{{'), ('}}'), ('{{a}}'), ('{{ a }}'), ('{{a.b}}'), ('{{a..b}}'), ('{{.a}}'), ('{{a.}}'),
+		   ('{{customer_id}}'), ('{{customer.x}}'), ('{{enrolled_at}}'), ('{{ }}'), ('é'), ('{{{a}}}'), ('{{a'), ('a}}'), (' ')),
+templates(t) AS (
+	SELECT to_jsonb(x.f || y.f) FROM fragments x, fragments y
+	UNION ALL
+	SELECT jsonb_build_object('k', x.f || y.f, 'l', jsonb_build_array(y.f)) FROM fragments x, fragments y),
+rendered AS (
+	SELECT post_purchase.render_message(t.t, '{"a": {"b": 1}, "": 2}', '{"x": [1]}', 'c1', 'j', 's', 'A', 'email',
+										'x@example.com', 7, '294276-12-31 00:00:00+00') AS m,
+		   post_purchase.render_payload(t.t, jsonb_build_object('customer', '{"x": [1]}'::jsonb, 'customer_id', 'c1',
+										'journey', 'j', 'step', 's', 'variant', 'A', 'channel', 'email',
+										'address', 'x@example.com', 'enrollment_id', 7,
+										'enrolled_at', '294276-12-31 00:00:00+00'::timestamptz) || '{"a": {"b": 1}, "": 2}') AS p
+	FROM templates t)
+SELECT count(*) AS templates, count(*) FILTER (WHERE m IS DISTINCT FROM p) AS disagreements,
+	   count(*) FILTER (WHERE m = 'null') AS json_nulls,	-- a lone placeholder that leads nowhere
+	   count(*) FILTER (WHERE m = '""') AS empty_strings
+FROM rendered;
+RESET TimeZone;
 
 -- consent and channels
 INSERT INTO post_purchase.customer_channels (customer_id, channel, address, opted_in, preferred) VALUES
