@@ -110,9 +110,14 @@ missing=$(sql "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM post_
 
 echo "== inserts: TPS untracked / tracked with the 8 seed journeys enabled / untracked" >&2
 sql "SELECT post_purchase.enable_journey(name) FROM post_purchase.journeys WHERE name <> 'drain' AND NOT enabled" >/dev/null
+# pgbench_tps ARGS...: one pgbench run of the insert clients, its TPS
+pgbench_tps() {
+	pgbench -n -c "$JOURNEY_BENCH_CLIENTS" -j "$JOURNEY_BENCH_CLIENTS" -T "$JOURNEY_BENCH_DURATION" "$@" 2>&1 |
+		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+}
+# tps TABLE: orders inserted into TABLE
 tps() {
-	pgbench -n -c "$JOURNEY_BENCH_CLIENTS" -j "$JOURNEY_BENCH_CLIENTS" -T "$JOURNEY_BENCH_DURATION" \
-		-D table="$1" -f "$report.order.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+	pgbench_tps -D table="$1" -f "$report.order.sql"
 }
 tps_before=$(tps plain_orders)
 tps_tracked=$(tps orders)
@@ -122,19 +127,17 @@ tps_after=$(tps plain_orders)
 # copies of the tables (journey_floor.sql), between two untracked runs
 "${psql[@]}" -f "$here/journey_floor.sql"
 echo 'SELECT floor.first_order();' > "$report.floor.sql"
-floor_tps() {
-	pgbench -n -M prepared -c "$JOURNEY_BENCH_CLIENTS" -j "$JOURNEY_BENCH_CLIENTS" -T "$JOURNEY_BENCH_DURATION" \
-		-f "$report.floor.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
-}
 tps_floor_before=$(tps plain_orders)
-tps_floor=$(floor_tps)
+tps_floor=$(pgbench_tps -M prepared -f "$report.floor.sql")
 tps_floor_after=$(tps plain_orders)
 rm -f "$report.order.sql" "$report.floor.sql"
 
 rate=$(awk -v n="$steps" -v ms="$drain_ms" 'BEGIN { printf "%.0f", n / ms * 1000 }')
 drain_ratio=$(ratio "$drain_ms" "$base_ms")
-tps_ratio=$(ratio "$tps_tracked" "$(awk -v a="$tps_before" -v b="$tps_after" 'BEGIN { print (a + b) / 2 }')")
-floor_ratio=$(ratio "$tps_floor" "$(awk -v a="$tps_floor_before" -v b="$tps_floor_after" 'BEGIN { print (a + b) / 2 }')")
+# the untracked rate around a run: the mean of the runs before and after it
+mean() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + b) / 2 }'; }
+tps_ratio=$(ratio "$tps_tracked" "$(mean "$tps_before" "$tps_after")")
+floor_ratio=$(ratio "$tps_floor" "$(mean "$tps_floor_before" "$tps_floor_after")")
 
 {
 	echo
