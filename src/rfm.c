@@ -237,7 +237,8 @@ rfm_summary_deserialize(PG_FUNCTION_ARGS)
 	amount_sum_deserialize(&buf, &state->first, cxt);
 	dayset_deserialize(&buf, &state->days, cxt);
 	finish_deserializing_state(&buf);
-	if (!(state->unit_days > 0) || isinf(state->unit_days) ||
+	/* no interval is shorter than a microsecond: less would make t infinite */
+	if (!(state->unit_days >= 0.5 / USECS_PER_DAY) || isinf(state->unit_days) ||
 		!IS_VALID_TIMESTAMP(state->observed_until) ||
 		!purchase_day_is_valid(state->first_day) || !purchase_day_is_valid(state->last_day) ||
 		state->first_day > state->last_day)
