@@ -14,7 +14,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -32,6 +31,7 @@
 #include "utils/resowner.h"
 #include "utils/varlena.h"
 
+#include "metrics_context.h"
 #include "segments.h"
 #include "trigger_support.h"
 
@@ -60,7 +60,10 @@ static char **rule_cstrings = NULL;
 static int	rule_count = 0;
 static bool callback_registered = false;
 static bool rules_stale = false;
+/* whether the rules run over metrics_of() (1.1), or over customer_metrics (a 1.0 schema) */
+static bool rules_over_state = false;
 static Oid	segments_relid = InvalidOid;
+static SPIPlanPtr state_plan = NULL;
 static SPIPlanPtr open_memberships_plan = NULL;
 static SPIPlanPtr exit_plan = NULL;
 static SPIPlanPtr enter_plan = NULL;
@@ -189,13 +192,7 @@ forget_rules(Datum arg, Oid relid)
 Datum
 segments_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("segments_changed can only be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	invalidate_trigger_table(fcinfo, "segments_changed");
 	return PointerGetDatum(NULL);
 }
 
@@ -217,15 +214,20 @@ free_rules(void)
 	rules_planned = false;
 }
 
+/* The parameters of a rules query: the customer's state, then the metrics context. */
+#define RULE_PARAMS (1 + METRICS_CONTEXT_VALUES)
+
 /*
- * Plan "SELECT ARRAY[(rule), ...]::bool[] FROM customer_metrics WHERE
- * customer_id = $1" for the rules of one owner.
+ * Plan "SELECT ARRAY[(rule), ...]::bool[]" for the rules of one owner, over
+ * the customer's customer_metrics row: metrics_of() the state row and the
+ * metrics context given as parameters, which reads no table; or, in a 1.0
+ * schema, the view for the customer given by id.
  */
 static SPIPlanPtr
 plan_rules(Datum rules)
 {
 	StringInfoData sql;
-	Oid			types[1] = {TEXTOID};
+	Oid			types[RULE_PARAMS];
 	Datum	   *texts;
 	int			n;
 	SPIPlanPtr	plan;
@@ -241,12 +243,26 @@ plan_rules(Datum rules)
 		check_rule_is_expression(rule, "segment rule");
 		appendStringInfo(&sql, "%s(%s)", i > 0 ? ", " : "", rule);
 	}
-	/* OFFSET 0 keeps the view's columns computed once, however many rules use them */
-	appendStringInfoString(&sql, "]::pg_catalog.bool[] FROM (SELECT * FROM post_purchase.customer_metrics c "
-						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $1 OFFSET 0) c");
+	/* OFFSET 0 keeps the metrics computed once, however many rules use them */
+	appendStringInfoString(&sql, "]::pg_catalog.bool[] ");
+	if (rules_over_state)
+	{
+		/* no stored prediction counts: the order changed the customer after any */
+		appendStringInfoString(&sql, "FROM (SELECT * FROM post_purchase.metrics_of($1, "
+							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8, NULL) OFFSET 0) c");
+		types[0] = get_rel_type_id(get_relname_relid("customer_state",
+													 get_namespace_oid("post_purchase", false)));
+		metrics_context_types(types + 1);
+	}
+	else
+	{
+		appendStringInfoString(&sql, "FROM (SELECT * FROM post_purchase.customer_metrics c "
+							   "WHERE c.customer_id OPERATOR(pg_catalog.=) $1 OFFSET 0) c");
+		types[0] = TEXTOID;
+	}
 
-	/* a generic plan: planning this view for every order would dominate */
-	plan = SPI_prepare_cursor(sql.data, 1, types, CURSOR_OPT_GENERIC_PLAN);
+	/* a generic plan: planning this for every order would dominate */
+	plan = SPI_prepare_cursor(sql.data, rules_over_state ? RULE_PARAMS : 1, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not plan the segment rules: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
@@ -264,6 +280,7 @@ prepare_rules(void)
 
 	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
 	rules_stale = false;
+	rules_over_state = metrics_context_exists();
 	if (SPI_execute("SELECT s.owner, pg_catalog.array_agg(s.name ORDER BY s.name), "
 					"pg_catalog.array_agg(s.rule ORDER BY s.name) "
 					"FROM post_purchase.segments s GROUP BY s.owner ORDER BY s.owner",
@@ -301,23 +318,23 @@ prepare_rules(void)
 }
 
 /*
- * One owner's rules for the customer, run as that owner in a
+ * One owner's rules over the parameters, run as that owner in a
  * security-restricted operation, into member; all false when the customer
  * has no orders.  An error unwinds the user switch with the subtransaction.
  */
 static void
-evaluate_group(const RuleGroup *group, Datum customer, bool *member)
+evaluate_group(const RuleGroup *group, Datum *params, const char *nulls, bool *member)
 {
 	OwnerContext saved;
 	bool		isnull = true;
 	Datum		result = (Datum) 0;
 	Datum	   *values;
-	bool	   *nulls;
+	bool	   *value_nulls;
 	int			n;
 
 	become_owner(group->owner, &saved);
 	/* not read-only: the snapshot must see the state the order just wrote */
-	if (SPI_execute_plan(group->plan, &customer, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(group->plan, params, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not evaluate the segment rules");
 	if (SPI_processed == 1)
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -326,23 +343,56 @@ evaluate_group(const RuleGroup *group, Datum customer, bool *member)
 	memset(member, 0, group->count * sizeof(bool));
 	if (isnull)
 		return;
-	deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &nulls, &n);
+	deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &value_nulls, &n);
 	if (n != group->count)
 		elog(ERROR, "segment rules returned %d flags, expected %d", n, group->count);
 	/* a rule that is NULL for the customer does not hold */
 	for (int i = 0; i < n; i++)
-		member[i] = !nulls[i] && DatumGetBool(values[i]);
+		member[i] = !value_nulls[i] && DatumGetBool(values[i]);
+}
+
+/* The customer's state row into *state, read as the trigger's user; false if none. */
+static bool
+read_state(Datum customer, Datum *state)
+{
+	Oid			types[1] = {TEXTOID};
+	bool		isnull;
+
+	if (SPI_execute_plan(kept_plan(&state_plan,
+								   "SELECT s FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
+								   1, types),
+						 &customer, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customer's state");
+	if (SPI_processed == 0)
+		return false;
+	*state = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return true;
 }
 
 /* Every rule for the customer, in the order of rule_cstrings. */
 static void
 evaluate_rules(Datum customer, bool *member)
 {
+	Datum		params[RULE_PARAMS];
+	char		nulls[RULE_PARAMS];
 	int			done = 0;
+
+	nulls[0] = ' ';
+	if (!rules_over_state)
+		params[0] = customer;
+	else if (read_state(customer, &params[0]))
+		get_metrics_context(params + 1, nulls + 1);
+	else
+	{
+		/* no state: the customer has no order left, and no rule holds */
+		memset(member, 0, rule_count * sizeof(bool));
+		return;
+	}
 
 	for (int g = 0; g < group_count; g++)
 	{
-		evaluate_group(&rule_groups[g], customer, member + done);
+		evaluate_group(&rule_groups[g], params, nulls, member + done);
 		done += rule_groups[g].count;
 	}
 }

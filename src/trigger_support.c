@@ -4,8 +4,10 @@
  */
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -54,4 +56,21 @@ value_as_text(Datum value, Oid type)
 
 	getTypeOutputInfo(type, &output, &varlena);
 	return CStringGetTextDatum(OidOutputFunctionCall(output, value));
+}
+
+/*
+ * For a statement trigger on a table whose rows backends keep copies or
+ * plans of: a relcache invalidation of the table, which every backend takes
+ * in once the change commits.  function names the trigger function.
+ */
+void
+invalidate_trigger_table(FunctionCallInfo fcinfo, const char *function)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s can only be called as a trigger", function)));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 }

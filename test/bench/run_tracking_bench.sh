@@ -135,7 +135,15 @@ measure() {
 		fi
 		run "CHECKPOINT"
 		timed "$label" backfill "$i" "SELECT post_purchase.track_orders('shop.orders')"
+		# the floor: the backfill's first statement alone, the orders grouped
+		# into purchase days, into a table without the primary key
+		run "DROP TABLE IF EXISTS bench.floor_days_load" \
+			"CREATE TABLE bench.floor_days_load (LIKE post_purchase.customer_days)" "CHECKPOINT"
+		PGOPTIONS="$PGOPTIONS -c enable_hashagg=off" timed "$label" floor_days_load "$i" \
+			"INSERT INTO bench.floor_days_load $(sql "SELECT post_purchase.recomputed_days_query(t)
+				FROM post_purchase.tracked_orders t")"
 	done
+	run "DROP TABLE bench.floor_days_load"
 	# the copy is the untracked side of pgbench: same rows, same indexes
 	run "ALTER TABLE bench.orders_copy ADD PRIMARY KEY (order_id)" \
 		"CREATE INDEX orders_copy_customer_ordered_at ON bench.orders_copy (customer_id, ordered_at)" \
@@ -170,6 +178,10 @@ measure() {
 	for i in $(seq 1 "$TRACK_BENCH_RUNS"); do
 		timed "$label" metrics_all "$i" "SELECT count(x.*) FROM post_purchase.customer_metrics x"
 		timed "$label" state_all "$i" "SELECT count(x.*) FROM post_purchase.customer_state x"
+		# the floor: the state with its stored predictions, nothing computed
+		timed "$label" state_predictions_all "$i" "SELECT count(x.*) FROM (SELECT s.*, p.p_alive,
+			p.expected_purchases_90d, p.clv_12m FROM post_purchase.customer_state s
+			LEFT JOIN post_purchase.customer_predictions p USING (customer_id)) x"
 	done
 
 	# orders with the models and the refreshed segments: every order

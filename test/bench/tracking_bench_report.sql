@@ -88,7 +88,13 @@ WITH t(ord, target, unit, small, large, goal, pass) AS (VALUES
 	(12, 'info: refresh_segments(), first (fills the 17 segments), ms', '',
 		pg_temp.best(:'small', 'refresh_segments'), pg_temp.best(:'large', 'refresh_segments'), '', NULL),
 	(13, 'info: refresh_segments() again (no change), ms', '',
-		pg_temp.best(:'small', 'refresh_segments_again'), pg_temp.best(:'large', 'refresh_segments_again'), '', NULL))
+		pg_temp.best(:'small', 'refresh_segments_again'), pg_temp.best(:'large', 'refresh_segments_again'), '', NULL),
+	(14, 'info, the floor of the backfill: its first statement alone (the orders grouped into purchase days, into a table without the primary key) / the copy', 'x',
+		pg_temp.best(:'small', 'floor_days_load') / pg_temp.best(:'small', 'copy'),
+		pg_temp.best(:'large', 'floor_days_load') / pg_temp.best(:'large', 'copy'), '', NULL),
+	(15, 'info, the floor of all customers: the state with its stored predictions, nothing computed / plain scan', 'x',
+		pg_temp.best(:'small', 'state_predictions_all') / pg_temp.best(:'small', 'state_all'),
+		pg_temp.best(:'large', 'state_predictions_all') / pg_temp.best(:'large', 'state_all'), '', NULL))
 SELECT format('| %s | %s | %s | %s | %s | %s |', target,
 			  CASE WHEN ord = 4 THEN coalesce(round(pg_temp.fact(:'small', 'lookup_adhoc_p50'), 3) || ' / '
 											  || round(pg_temp.fact(:'small', 'lookup_adhoc_p99'), 3), 'n/a')

@@ -208,7 +208,7 @@ my %pure = map { $_ => 1 } qw(
   bgnbd_fit bgnbd_fit_accum bgnbd_fit_final gamma_gamma_fit gamma_gamma_fit_accum
   gamma_gamma_fit_final model_fit_combine model_fit_serialize model_fit_deserialize
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
-  gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m
+  gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m today_in_zone summary_of metrics_of
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7);
 my %stateful = map { $_ => 1 } qw(
@@ -223,7 +223,7 @@ my %stateful = map { $_ => 1 } qw(
   outbox_retry outbox_purge record_event create_journey add_step set_journey_enabled
   enable_journey disable_journey drop_journey enroll enroll_segment_changes
   enroll_due evaluate_condition evaluate_step_conditions fire_due_steps next_due_at
-  restore_replaces_row delete_step_outcomes);
+  restore_replaces_row delete_step_outcomes metrics_context_changed);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(
@@ -572,6 +572,33 @@ for (1 .. n(20))
 	add_call('quiet_hours_end',
 		"SELECT post_purchase.quiet_hours_end(${\ text_lit()}, ${\ pick(q{'sms'}, q{'email'}, text_lit())}, ${\ ts_lit()}::timestamptz)",
 		'true');
+}
+
+# one customer's metrics from a state row, what they are computed with, no stored prediction
+sub date_lit { return chance(0.1) ? 'NULL' : "(${\ ts_lit()}::timestamptz)::date"; }
+sub cuts_lit
+{
+	my @cuts = chance(0.3) ? map { float_lit() } 1 .. 4 : sort { $a <=> $b } map { below(400) } 1 .. 4;
+	return 'ARRAY[' . join(', ', map { "${_}::float8" } @cuts) . ']';
+}
+for (1 .. n(200))
+{
+	my $state = join(', ',
+		text_lit(), chance(0.8) ? 1 + below(50) : int8_lit(), numeric_lit(), ts_lit() . '::timestamptz',
+		ts_lit() . '::timestamptz', chance(0.8) ? 1 + below(20) : int8_lit(), date_lit(), date_lit(),
+		numeric_lit(), ts_lit() . '::timestamptz');
+	my $model = chance(0.2) ? 'NULL' : "ROW(1, now(), 10, ${\ bgnbd_lit()}, ${\ gg_lit()}, ${\ float_lit()})";
+	my $cuts = chance(0.2) ? 'NULL' : "ROW(now(), ${\ cuts_lit()}, ${\ cuts_lit()}, ${\ cuts_lit()})";
+	my $today = date_lit();
+	add_call('metrics_of',
+		"SELECT m FROM post_purchase.metrics_of(ROW($state)::post_purchase.customer_state, $today, "
+		  . "${\ int_lit()}, ${\ int_lit()}, ${\ float_lit()}::float8, ${model}::post_purchase.models, "
+		  . "${cuts}::post_purchase.rfm_cuts, NULL) m",
+		q{(r).r_score IS NULL OR (r).r_score BETWEEN 1 AND 5});
+	add_call('summary_of',
+		"SELECT b FROM post_purchase.summary_of(ROW($state)::post_purchase.customer_state, $today) b", 'true');
+	add_call('today_in_zone', "SELECT post_purchase.today_in_zone(${\ date_lit()}, ${\ pick(text_lit(), map { qq{'$_'} } @zones)})",
+		'true', tz => pick(@zones));
 }
 
 # aggregates over small generated sets, and over none
