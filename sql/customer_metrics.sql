@@ -18,6 +18,23 @@ FROM generate_series(1, 4) cohort,
 	 LATERAL generate_series(0, s.frequency::int) k;
 SELECT post_purchase.track_orders('shop.orders');
 
+-- metrics_of(), the order trigger's copy of the view's formulas, agrees with
+-- the view on every customer, column for column (NULLs equal), whatever the
+-- metrics are computed with; here and after each change below
+CREATE FUNCTION pg_temp.metrics_of_differs() RETURNS bigint LANGUAGE sql AS $$
+WITH f AS (
+	SELECT m.* FROM post_purchase.customer_state s
+	CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
+				FROM post_purchase.metrics_context c) ctx
+	LEFT JOIN post_purchase.customer_predictions p
+		   ON p.customer_id = s.customer_id AND p.model_id = (ctx.model).model_id AND p.predicted_at >= s.updated_at
+	CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
+												ctx.clv_monthly_discount, ctx.model, ctx.cuts, p) m),
+v AS (SELECT * FROM post_purchase.customer_metrics)
+SELECT (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE v) a) + (SELECT count(*) FROM (TABLE v EXCEPT ALL TABLE f) b)
+$$;
+SELECT pg_temp.metrics_of_differs() AS differs_without_model;
+
 -- before any model or RFM cut points: predictions and scores are NULL, not errors
 SELECT customer_id, orders, first_order_at, last_order_at, revenue, average_order_value, frequency,
 	   recency_days, t_days, monetary_value, days_since_last_order, p_alive, clv_12m, r_score,
@@ -44,12 +61,14 @@ JOIN (SELECT customer_id::text, post_purchase.rfm_summary(ordered_at, amount, '2
 SELECT recency_cuts, frequency_cuts, monetary_cuts FROM post_purchase.refresh_rfm_cuts();
 SELECT r_score, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
 SELECT rfm_segment, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
+SELECT pg_temp.metrics_of_differs() AS differs_with_cuts;
 
 -- models: fitted in days on the current state, history kept
 SELECT model_id, customers, (bgnbd).converged AS bgnbd_converged, (gamma_gamma).converged AS gg_converged,
 	   vip_clv_cut > 0 AS has_vip_cut
 FROM post_purchase.refresh_models();
 SELECT count(*) AS predictions FROM post_purchase.customer_predictions;
+SELECT pg_temp.metrics_of_differs() AS differs_with_model;
 
 -- stored predictions equal what the model computes live
 SELECT count(*) AS differ
@@ -73,6 +92,16 @@ WHERE m.customer_id = '4010';
 
 -- lifecycle stages: vip is the top 10% by clv_12m among the active
 SELECT lifecycle_stage, count(*) FROM post_purchase.customer_metrics GROUP BY 1 ORDER BY 1;
+-- with live predictions for the changed customer, and with other settings
+SELECT pg_temp.metrics_of_differs() AS differs_with_live_predictions;
+UPDATE post_purchase.settings SET value = CASE name WHEN 'lapsed_after_days' THEN '60' WHEN 'at_risk_after_days' THEN '20'
+	WHEN 'clv_monthly_discount' THEN '0.05' WHEN 'today' THEN '2025-03-01' END
+WHERE name IN ('lapsed_after_days', 'at_risk_after_days', 'clv_monthly_discount', 'today');
+SELECT pg_temp.metrics_of_differs() AS differs_with_other_settings,
+	   count(DISTINCT lifecycle_stage) AS stages FROM post_purchase.customer_metrics;
+UPDATE post_purchase.settings SET value = CASE name WHEN 'lapsed_after_days' THEN '180' WHEN 'at_risk_after_days' THEN '90'
+	WHEN 'clv_monthly_discount' THEN '0.01' WHEN 'today' THEN '2025-01-01' END
+WHERE name IN ('lapsed_after_days', 'at_risk_after_days', 'clv_monthly_discount', 'today');
 
 -- one customer is an index lookup
 EXPLAIN (COSTS OFF) SELECT * FROM post_purchase.customer_metrics WHERE customer_id = '42';

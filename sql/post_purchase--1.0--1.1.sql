@@ -172,8 +172,8 @@ ALTER TABLE post_purchase.enrollments SET (autovacuum_vacuum_scale_factor = 0.05
 ALTER TABLE post_purchase.outbox SET (autovacuum_vacuum_scale_factor = 0.05);
 
 -- customer_metrics reads its settings, newest model and RFM cut points once
--- per query, with the view owner's rights, and computes each customer's row
--- with metrics_of(), which the order trigger's segment rules use too.
+-- per query, with the view owner's rights; the order trigger keeps them
+-- and evaluates the segment rules over metrics_of().
 -- The settings customer_metrics computes with, typed, in one row.  The
 -- views read them directly, so a role with SELECT on customer_metrics needs
 -- no right on settings, and they read them once per query (OFFSET 0 where
@@ -235,40 +235,101 @@ FROM post_purchase.shop_settings c;
 COMMENT ON VIEW post_purchase.metrics_context IS
 	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points';
 
--- A customer in the BTYD conventions, in days, as of today: the inputs of
+-- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
--- the state it comes from.  Inlined (one SELECT, parsed at creation), so a
--- view over it reads the state's columns directly.
-CREATE FUNCTION post_purchase.summary_of(s post_purchase.customer_state, today date)
-	RETURNS TABLE (customer_id text, frequency double precision, recency double precision,
-				   t double precision, monetary_value numeric, days_since_last_order integer,
-				   orders bigint, revenue numeric, first_order_at timestamptz, last_order_at timestamptz,
-				   purchase_days bigint, first_day date, last_day date, updated_at timestamptz)
-	LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
-	SELECT (s).customer_id,
-		   ((s).purchase_days - 1)::double precision,
-		   ((s).last_day - (s).first_day)::double precision,
-		   (GREATEST(today, (s).last_day) - (s).first_day)::double precision,
-		   CASE WHEN (s).purchase_days > 1
-				THEN trim_scale(((s).revenue - (s).first_day_revenue) / ((s).purchase_days - 1)) ELSE 0 END,
-		   today - (s).last_day,
-		   (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at, (s).purchase_days,
-		   (s).first_day, (s).last_day, (s).updated_at;
-END;
+-- the state they come from, so customer_metrics reads the state once, and
+-- what customer_metrics computes with (the settings, the newest model and
+-- RFM cut points), so it reads them once too, in one row: every join and
+-- subquery costs planning and start-up time in a one-customer lookup, and
+-- the order trigger evaluates the segment rules over such a lookup.
+CREATE VIEW post_purchase.customer_summaries_in_context AS
+SELECT s.customer_id,
+	   (s.purchase_days - 1)::double precision AS frequency,
+	   (s.last_day - s.first_day)::double precision AS recency,
+	   (GREATEST(ctx.today, s.last_day) - s.first_day)::double precision AS t,
+	   CASE WHEN s.purchase_days > 1
+			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
+		   AS monetary_value,
+	   ctx.today - s.last_day AS days_since_last_order,
+	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
+	   s.updated_at,
+	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
+	   ctx.model, ctx.cuts
+FROM post_purchase.customer_state s
+-- OFFSET 0: read once per query, not again for every row and reference
+CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
+			FROM post_purchase.metrics_context c OFFSET 0) ctx;
+COMMENT ON VIEW post_purchase.customer_summaries_in_context IS
+	'internal: customer_summaries with what customer_metrics computes with: settings, newest model, RFM cut points';
 
 CREATE OR REPLACE VIEW post_purchase.customer_summaries AS
-SELECT b.*
-FROM post_purchase.customer_state s
--- OFFSET 0: today is computed once per query
-CROSS JOIN (SELECT c.today FROM post_purchase.shop_context c OFFSET 0) ctx
-CROSS JOIN LATERAL post_purchase.summary_of(s, ctx.today) b;
+SELECT b.customer_id, b.frequency, b.recency, b.t, b.monetary_value, b.days_since_last_order,
+	   b.orders, b.revenue, b.first_order_at, b.last_order_at, b.purchase_days, b.first_day, b.last_day,
+	   b.updated_at
+FROM post_purchase.customer_summaries_in_context b;
 
--- One customer's customer_metrics row, from the customer's state, what the
--- metrics are computed with, and the customer's stored predictions (a NULL
--- row: none that count).  Inlined into customer_metrics; the order trigger
--- evaluates the segment rules over it with the context it keeps
--- (metrics_context.c), so the two cannot compute differently.
+CREATE OR REPLACE VIEW post_purchase.customer_metrics AS
+SELECT b.customer_id,
+	   b.orders,
+	   b.first_order_at,
+	   b.last_order_at,
+	   b.revenue,
+	   round(b.revenue / b.orders, 2) AS average_order_value,
+	   b.frequency::bigint AS frequency,
+	   b.recency::integer AS recency_days,
+	   b.t::integer AS t_days,
+	   b.monetary_value,
+	   b.days_since_last_order,
+	   pr.p_alive,
+	   pr.expected_purchases_90d,
+	   pr.clv_12m,
+	   sc.r_score,
+	   sc.f_score,
+	   sc.m_score,
+	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
+	   CASE WHEN b.days_since_last_order > b.lapsed_after_days THEN 'lapsed'
+			WHEN b.days_since_last_order > b.at_risk_after_days THEN 'at_risk'
+			WHEN pr.clv_12m >= (b.model).vip_clv_cut THEN 'vip'
+			WHEN b.purchase_days = 1 THEN 'new'
+			ELSE 'returning' END AS lifecycle_stage,
+	   -- the customer's own cycle: the mean gap between purchase days
+	   CASE WHEN b.purchase_days > 1
+			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
+		   AS next_replenishment_due,
+	   (b.model).model_id AS model_id
+-- b, the summary, carries the state's columns and what they are computed
+-- with: no self-join of the state, one read of the rest
+FROM post_purchase.customer_summaries_in_context b
+-- stored predictions count only when made after the customer's last change
+LEFT JOIN post_purchase.customer_predictions p
+	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
+CROSS JOIN LATERAL (
+	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
+				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
+		   END AS p_alive,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
+				WHEN (b.model).model_id IS NOT NULL
+				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
+		   END AS expected_purchases_90d,
+		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
+				WHEN (b.model).model_id IS NOT NULL
+				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
+													 b.monthly_discount)
+		   END AS clv_12m
+	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
+CROSS JOIN LATERAL (
+	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
+		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
+		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
+
+-- One customer's customer_metrics row from the customer's state and what
+-- the metrics are computed with, given as values (p: the stored
+-- predictions that count, or a NULL row): the order trigger evaluates the
+-- segment rules over it with the context it keeps (metrics_context.c), so
+-- that an order reads no table for them.  The formulas are those of
+-- customer_summaries_in_context and customer_metrics; sql/customer_metrics.sql
+-- checks that the two agree on every customer.  The view does not call it:
+-- inlined into the view, it doubled a one-customer lookup's planning time.
 CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
 										 lapsed_after_days integer, at_risk_after_days integer,
 										 monthly_discount double precision, model post_purchase.models,
@@ -308,7 +369,15 @@ BEGIN ATOMIC
 		   CASE WHEN b.purchase_days > 1
 				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
 		   (model).model_id
-	FROM post_purchase.summary_of(s, today) b
+	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
+				 (s).purchase_days, (s).first_day, (s).last_day,
+				 ((s).purchase_days - 1)::double precision AS frequency,
+				 ((s).last_day - (s).first_day)::double precision AS recency,
+				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,
+				 CASE WHEN (s).purchase_days > 1
+					  THEN trim_scale(((s).revenue - (s).first_day_revenue) / ((s).purchase_days - 1)) ELSE 0 END
+					 AS monetary_value,
+				 today - (s).last_day AS days_since_last_order) b
 	CROSS JOIN LATERAL (
 		SELECT CASE WHEN (p).customer_id IS NOT NULL THEN (p).p_alive
 					WHEN (model).model_id IS NOT NULL
@@ -323,24 +392,12 @@ BEGIN ATOMIC
 					THEN post_purchase.predicted_clv_12m(model, b.frequency, b.recency, b.t, b.monetary_value,
 														 monthly_discount)
 			   END AS clv_12m
-		) pr
+		OFFSET 0) pr	-- computed once, though clv_12m is used twice
 	CROSS JOIN LATERAL (
 		SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (cuts).recency_cuts) AS r_score,
 			   post_purchase.rfm_score(b.purchase_days, (cuts).frequency_cuts) AS f_score,
 			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
 END;
-
-CREATE OR REPLACE VIEW post_purchase.customer_metrics AS
-SELECT m.*
-FROM post_purchase.customer_state s
--- OFFSET 0: read once per query, not again for every row and reference
-CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
-			FROM post_purchase.metrics_context c OFFSET 0) ctx
--- stored predictions count only when made after the customer's last change
-LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = s.customer_id AND p.model_id = (ctx.model).model_id AND p.predicted_at >= s.updated_at
-CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
-											ctx.clv_monthly_discount, ctx.model, ctx.cuts, p) m;
 
 -- refresh_segments() leaves alone the customers whose state an order changed
 -- after it took the metrics, and skips entries such an order made too.

@@ -208,7 +208,7 @@ my %pure = map { $_ => 1 } qw(
   bgnbd_fit bgnbd_fit_accum bgnbd_fit_final gamma_gamma_fit gamma_gamma_fit_accum
   gamma_gamma_fit_final model_fit_combine model_fit_serialize model_fit_deserialize
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
-  gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m today_in_zone summary_of metrics_of
+  gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m today_in_zone metrics_of
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7);
 my %stateful = map { $_ => 1 } qw(
@@ -595,8 +595,6 @@ for (1 .. n(200))
 		  . "${\ int_lit()}, ${\ int_lit()}, ${\ float_lit()}::float8, ${model}::post_purchase.models, "
 		  . "${cuts}::post_purchase.rfm_cuts, NULL) m",
 		q{(r).r_score IS NULL OR (r).r_score BETWEEN 1 AND 5});
-	add_call('summary_of',
-		"SELECT b FROM post_purchase.summary_of(ROW($state)::post_purchase.customer_state, $today) b", 'true');
 	add_call('today_in_zone', "SELECT post_purchase.today_in_zone(${\ date_lit()}, ${\ pick(text_lit(), map { qq{'$_'} } @zones)})",
 		'true', tz => pick(@zones));
 }
