@@ -171,9 +171,6 @@ CREATE TRIGGER check_owner BEFORE INSERT OR UPDATE ON post_purchase.journey_step
 ALTER TABLE post_purchase.enrollments SET (autovacuum_vacuum_scale_factor = 0.05);
 ALTER TABLE post_purchase.outbox SET (autovacuum_vacuum_scale_factor = 0.05);
 
--- customer_metrics reads its settings, newest model and RFM cut points once
--- per query, with the view owner's rights; the order trigger keeps them
--- and evaluates the segment rules over metrics_of().
 -- The settings customer_metrics computes with, typed, in one row.  The
 -- views read them directly, so a role with SELECT on customer_metrics needs
 -- no right on settings, and they read them once per query (OFFSET 0 where
