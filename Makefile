@@ -35,6 +35,7 @@ OBJS = \
 	src/tracking.o \
 	src/segments.o \
 	src/metrics_context.o \
+	src/segment_journeys.o \
 	src/order_items.o \
 	src/trigger_support.o \
 	src/worker.o \

@@ -179,7 +179,14 @@ SELECT post_purchase.add_step('big_welcome', 'vip_note', '0', 'email', 'vip_note
 	payload => '{"segment": "{{segment}}", "revenue": "{{customer.revenue}}"}');
 SELECT post_purchase.create_journey('big_goodbye', 'segment_exited', segment => 'big_spender');
 SELECT post_purchase.add_step('big_goodbye', 'note', '0', 'webhook', 'left_segment');
+-- while no enabled journey follows a segment, the membership triggers skip
+-- enroll_segment_changes(); enabling one makes the next change enroll
+SELECT post_purchase.journeys_follow_segments() AS follow_while_disabled;
+INSERT INTO shop_orders VALUES (11, 'c1', now(), 2000);
+DELETE FROM shop_orders WHERE order_id = 11;
+SELECT count(*) AS enrolled_while_disabled FROM post_purchase.enrollments WHERE journey LIKE 'big%';
 SELECT post_purchase.enable_journey('big_welcome'), post_purchase.enable_journey('big_goodbye');
+SELECT post_purchase.journeys_follow_segments() AS follow_once_enabled;
 INSERT INTO shop_orders VALUES (11, 'c1', now(), 2000);
 DELETE FROM shop_orders WHERE order_id = 11;
 SELECT journey, customer_id, status, context FROM post_purchase.enrollments

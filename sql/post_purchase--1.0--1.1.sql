@@ -396,6 +396,21 @@ BEGIN ATOMIC
 			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
 END;
 
+-- The segment journeys' triggers run only when an enabled journey enrolls
+-- on segment entries or exits (src/segment_journeys.c).
+CREATE FUNCTION post_purchase.journeys_follow_segments() RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
+DROP TRIGGER enroll_on_segment_entry ON post_purchase.segment_memberships;
+DROP TRIGGER enroll_on_segment_exit ON post_purchase.segment_memberships;
+CREATE TRIGGER enroll_on_segment_entry AFTER INSERT ON post_purchase.segment_memberships
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT WHEN (post_purchase.journeys_follow_segments())
+	EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+CREATE TRIGGER enroll_on_segment_exit AFTER UPDATE ON post_purchase.segment_memberships
+	REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT WHEN (post_purchase.journeys_follow_segments())
+	EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+
 -- refresh_segments() leaves alone the customers whose state an order changed
 -- after it took the metrics, and skips entries such an order made too.
 CREATE OR REPLACE FUNCTION post_purchase.refresh_segments()

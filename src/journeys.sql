@@ -524,12 +524,20 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.enroll_segment_changes() FROM PUBLIC;
+-- Whether an enabled journey enrolls on segment entries or exits
+-- (src/segment_journeys.c): the triggers run enroll_segment_changes() only
+-- then, since an order that moves its customer between segments fires them
+-- for each of its few writes.
+CREATE FUNCTION post_purchase.journeys_follow_segments() RETURNS boolean
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
 CREATE TRIGGER enroll_on_segment_entry AFTER INSERT ON post_purchase.segment_memberships
 	REFERENCING NEW TABLE AS changed
-	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+	FOR EACH STATEMENT WHEN (post_purchase.journeys_follow_segments())
+	EXECUTE FUNCTION post_purchase.enroll_segment_changes();
 CREATE TRIGGER enroll_on_segment_exit AFTER UPDATE ON post_purchase.segment_memberships
 	REFERENCING NEW TABLE AS changed
-	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.enroll_segment_changes();
+	FOR EACH STATEMENT WHEN (post_purchase.journeys_follow_segments())
+	EXECUTE FUNCTION post_purchase.enroll_segment_changes();
 
 -- The journeys time triggers: customers who lapsed, whose first order has an
 -- anniversary today, or whose product runs out within the lead time.  Only
