@@ -116,13 +116,6 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.step_outcomes', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.enrollment_sweeps', '');
 -- the outbox, its events and their sequence are marked in src/outbox.sql
 
--- Not NULLIF: it compares with the "=" the caller's search_path finds.
-CREATE OR REPLACE FUNCTION post_purchase.shop_today() RETURNS date
-	LANGUAGE sql STABLE PARALLEL SAFE
-	AS $$SELECT COALESCE(CASE WHEN post_purchase.setting('today') OPERATOR(pg_catalog.<>) ''
-							 THEN post_purchase.setting('today')::pg_catalog.date END,
-						 (pg_catalog.now() AT TIME ZONE post_purchase.setting('time_zone'))::pg_catalog.date)$$;
-
 -- every C function that runs SQL locks search_path in its declaration too
 ALTER FUNCTION post_purchase.evaluate_condition(regrole, text, text) SET search_path = pg_catalog, pg_temp;
 

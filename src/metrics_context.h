@@ -6,8 +6,6 @@
 #ifndef POST_PURCHASE_METRICS_CONTEXT_H
 #define POST_PURCHASE_METRICS_CONTEXT_H
 
-#include "postgres.h"
-
 /*
  * The values, in the order of the parameters of
  * metrics_of(state, today_in_zone(pinned_today, time_zone), lapsed_after_days,
