@@ -101,7 +101,6 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.journey_steps', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_channels', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_profiles', '');
 -- state
-SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_days', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_state', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_product_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.product_cycles', '');
@@ -909,3 +908,277 @@ $$;
 -- The order trigger applies an order to the customer's journeys itself
 -- (src/order_journeys.c): the PL/pgSQL function it called is gone.
 DROP FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb);
+
+-- The customer state needs no per-day rows (src/tracking.c): an order on
+-- or after the customer's last purchase day updates the state alone, and
+-- the rare paths recompute the customer from the orders table, through an
+-- index on the customer column that track_orders() now ensures.  The state
+-- of a tracked table is current already; its days go.  A tracked table
+-- without such an index gets one here, as track_orders() would make.
+DROP FUNCTION post_purchase.recomputed_days();
+DROP FUNCTION post_purchase.recomputed_days_query(post_purchase.tracked_orders);
+DROP FUNCTION post_purchase.state_from_days(regclass);
+DROP FUNCTION post_purchase.state_from_days_query(regclass);
+DROP TABLE post_purchase.customer_days;
+
+-- The query of every customer's state, recomputed from the orders table:
+-- what the trigger keeps incrementally, and what its rare paths recompute
+-- for one customer (src/tracking.c, with the same formulas).  Shared by the
+-- backfill, which runs it directly, and by verify_state().  The orders are
+-- grouped into purchase days first (the same-day merge), by the customer's
+-- text in the "C" collation, the byte equality the trigger keys on, and
+-- sorted that way: the days come out in customer order, the customers'
+-- totals aggregate them as they are read, and the backfill inserts in
+-- primary key order, each index entry going to the rightmost leaf instead
+-- of to a random page (the random inserts cost three times the rest of the
+-- load).  The rows of a partitioned table are in its partitions; an
+-- inheritance child's are not tracked (the trigger is the parent's).
+CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders)
+	RETURNS text
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT pg_catalog.format(
+		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
+				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
+				pg_catalog.min(d.day), pg_catalog.max(d.day),
+				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now()
+		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
+					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
+					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
+					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
+			   FROM %5$s %6$s
+			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL
+			   GROUP BY 1, 2) d
+		 GROUP BY d.customer_id ORDER BY d.customer_id',
+		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
+		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
+				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		t.orders)
+$$;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders) FROM PUBLIC;
+
+-- The state of every customer, recomputed from the orders table.  Used by
+-- verify_state().
+CREATE FUNCTION post_purchase.recomputed_state()
+	RETURNS SETOF post_purchase.customer_state
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	t post_purchase.tracked_orders;
+BEGIN
+	SELECT * INTO t FROM post_purchase.tracked_orders;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	RETURN QUERY EXECUTE post_purchase.recomputed_state_query(t);
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
+
+-- An index whose first key is the customer column, for the trigger's rare
+-- paths (a late order, an update, a delete), which recompute one customer
+-- from the orders table: through it they read that customer's orders, not
+-- the table.  NULL when the table has none.
+CREATE FUNCTION post_purchase.customer_index(orders regclass, customer_column name)
+	RETURNS regclass
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT i.indexrelid::pg_catalog.regclass
+	FROM pg_catalog.pg_index i
+	JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+	JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
+	JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+		AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	WHERE i.indrelid OPERATOR(pg_catalog.=) orders AND a.attname OPERATOR(pg_catalog.=) customer_column
+	  AND i.indisvalid AND i.indpred IS NULL AND am.amname OPERATOR(pg_catalog.=) ANY (ARRAY['btree', 'hash'])
+	ORDER BY i.indnkeyatts, ic.relname
+	LIMIT 1
+$$;
+REVOKE ALL ON FUNCTION post_purchase.customer_index(regclass, name) FROM PUBLIC;
+
+-- The customer index of the orders table, created when there is none, or
+-- an error with a hint when the caller may not create it.
+CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name)
+	RETURNS regclass
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	found regclass := post_purchase.customer_index(orders, customer_column);
+BEGIN
+	IF found IS NOT NULL THEN
+		RETURN found;
+	END IF;
+	BEGIN
+		EXECUTE format('CREATE INDEX ON %s (%I)', orders, customer_column);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RAISE EXCEPTION '% has no index on its column "%"', orders, customer_column
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.',
+				  HINT = format('Have the table''s owner run: CREATE INDEX ON %s (%I);', orders, customer_column);
+	END;
+	found := post_purchase.customer_index(orders, customer_column);
+	RAISE NOTICE 'created index % on %(%) for the order trigger', found, orders, customer_column;
+	RETURN found;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name) FROM PUBLIC;
+
+SELECT post_purchase.ensure_customer_index(t.orders, t.customer_column) FROM post_purchase.tracked_orders t;
+
+-- TRUNCATE of the orders table empties the state with it.
+CREATE OR REPLACE FUNCTION post_purchase.track_orders_truncate() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.customer_state;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION post_purchase.track_orders(orders regclass,
+										   customer_column name DEFAULT 'customer_id',
+										   ordered_at_column name DEFAULT 'ordered_at',
+										   amount_column name DEFAULT 'amount',
+										   backfill boolean DEFAULT true)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	-- the backfill groups a million orders in a sort, not a hash table of
+	-- a million groups: its output is sorted as the inserts want it anyway
+	SET enable_hashagg = off
+	AS $$
+DECLARE
+	tracked regclass;
+	zone text;
+	column_type regtype;
+	bad_customer text;
+BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_orders() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
+	SELECT t.orders INTO tracked FROM post_purchase.tracked_orders t;
+	IF FOUND THEN
+		RAISE EXCEPTION 'post_purchase already tracks %', tracked
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_orders() first; one orders table is tracked at a time.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
+	END IF;
+
+	-- every column must exist with a type the trigger understands
+	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
+		ARRAY['bigint', 'integer', 'uuid', 'text', 'character varying']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, ordered_at_column, 'ordered_at',
+		ARRAY['timestamp with time zone']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, amount_column, 'amount',
+		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
+
+	SELECT s.value INTO zone FROM post_purchase.settings s WHERE s.name = 'time_zone';
+	PERFORM now() AT TIME ZONE zone;	-- a valid zone name, or an error here
+
+	-- no order may change between the backfill and the trigger taking over
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
+	INSERT INTO post_purchase.tracked_orders
+		VALUES (orders, customer_column, ordered_at_column, amount_column, zone, backfill);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_orders_trigger(%L, %L, %L, %L)',
+				   orders, customer_column, ordered_at_column, amount_column, zone);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
+
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+
+	IF backfill THEN
+		-- set-based and executed directly: a set-returning function in
+		-- between would first copy every row into a tuplestore
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at,
+					last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at) '
+			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
+		-- a NaN or infinite amount makes its customer's revenue one as well:
+		-- checking the customers reads a tenth of the rows
+		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
+		WHERE s.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.track_orders(regclass, name, name, name, boolean) IS
+	'attach the order trigger to the shop''s orders table and backfill the customer state from it';
+REVOKE ALL ON FUNCTION post_purchase.track_orders(regclass, name, name, name, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION post_purchase.untrack_orders(orders regclass)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	items regclass;
+BEGIN
+	-- items cannot be tracked without their orders
+	SELECT i.items INTO items FROM post_purchase.tracked_order_items i;
+	IF FOUND AND EXISTS (SELECT FROM post_purchase.tracked_orders t WHERE t.orders = untrack_orders.orders) THEN
+		PERFORM post_purchase.untrack_order_items(items);
+	END IF;
+	DELETE FROM post_purchase.tracked_orders t WHERE t.orders = untrack_orders.orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'post_purchase does not track %', orders
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	EXECUTE format('DROP TRIGGER post_purchase_track_orders ON %s', orders);
+	EXECUTE format('DROP TRIGGER post_purchase_track_orders_truncate ON %s', orders);
+	-- state nobody keeps current any more would mislead
+	DELETE FROM post_purchase.customer_state;
+	UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at) WHERE m.exited_at IS NULL;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.untrack_orders(regclass) IS
+	'remove the order trigger and the customer state built from the table';
+REVOKE ALL ON FUNCTION post_purchase.untrack_orders(regclass) FROM PUBLIC;
+
+-- Every difference between the state the trigger kept and the state
+-- recomputed from the orders table; empty when all is well.
+CREATE OR REPLACE FUNCTION post_purchase.verify_state()
+	RETURNS TABLE (customer_id text, day date, field text, expected text, actual text)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	RETURN QUERY
+	SELECT coalesce(e.customer_id, a.customer_id), NULL::date, f.field, f.expected, f.actual
+	FROM post_purchase.recomputed_state() e
+	FULL JOIN post_purchase.customer_state a ON a.customer_id = e.customer_id
+	CROSS JOIN LATERAL (VALUES
+		('orders', e.orders::text, a.orders::text),
+		('revenue', e.revenue::text, a.revenue::text),
+		('first_order_at', e.first_order_at::text, a.first_order_at::text),
+		('last_order_at', e.last_order_at::text, a.last_order_at::text),
+		('purchase_days', e.purchase_days::text, a.purchase_days::text),
+		('first_day', e.first_day::text, a.first_day::text),
+		('last_day', e.last_day::text, a.last_day::text),
+		('first_day_revenue', e.first_day_revenue::text, a.first_day_revenue::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	UNION ALL
+	SELECT coalesce(e.customer_id, a.customer_id), coalesce(e.day, a.day),
+		   format('order %s product %s: %s', coalesce(e.order_key, a.order_key),
+				  coalesce(e.product_id, a.product_id), f.field),
+		   f.expected, f.actual
+	FROM post_purchase.recomputed_product_orders() e
+	FULL JOIN post_purchase.customer_product_orders a ON a.order_key = e.order_key AND a.product_id = e.product_id
+	CROSS JOIN LATERAL (VALUES
+		('customer_id', e.customer_id, a.customer_id),
+		('ordered_at', e.ordered_at::text, a.ordered_at::text),
+		('quantity', e.quantity::text, a.quantity::text),
+		('items', e.items::text, a.items::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	ORDER BY 1, 2, 3;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.verify_state() IS
+	'every difference between the tracked customer state and the state recomputed from the orders; empty when exact';
+REVOKE ALL ON FUNCTION post_purchase.verify_state() FROM PUBLIC;

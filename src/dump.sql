@@ -70,7 +70,6 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.journey_steps', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_channels', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_profiles', '');
 -- state
-SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_days', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_state', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_product_orders', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.product_cycles', '');

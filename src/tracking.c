@@ -1,44 +1,52 @@
 /*
  * tracking.c
- *	  The trigger that keeps post_purchase.customer_days and customer_state
- *	  current as the shop's orders table changes, one order at a time.
+ *	  The trigger that keeps post_purchase.customer_state current as the
+ *	  shop's orders table changes, one order at a time.
  *
- * An insert adds the order to its customer's purchase day and to the
- * customer's totals with two upserts, in constant time.  A delete takes it
- * away again: the day's counters go down, the day's first and last order
- * times are looked up again only when the deleted order was one of them, and
- * the customer's totals are recomputed from the customer's purchase days.
- * An update is a delete of the old row and an insert of the new one.  So the
- * state always equals what verify_state() recomputes from scratch.  After
- * the state, the trigger re-evaluates the customer's segments (segments.c)
- * and, when order items are tracked, carries them along (order_items.c).
+ * An order dated on or after its customer's last purchase day, which is
+ * every live order, or on or before the first, is added to the customer's
+ * totals by one upsert, in constant time: the same-day merge, the purchase
+ * day count and the first day's revenue follow from the row's first_day and
+ * last_day.  The rare paths the counters cannot follow (an order dated
+ * between the two, an update that changes a tracked column, a delete)
+ * recompute the customer's state from the orders table itself, through the
+ * index on the customer column that track_orders() ensures.  So the state
+ * always equals what verify_state() recomputes from scratch.  After the
+ * state, the trigger re-evaluates the customer's segments (segments.c) and,
+ * when order items are tracked, carries them along (order_items.c).
  *
- * Concurrency.  Every path takes the customer's state row first and its
- * day rows after, so paths cannot deadlock on one customer, and an order
- * moving between customers locks both state rows in customer order first.
- * Inserts only add to counters in upserts, which PostgreSQL re-evaluates on
- * the newest row version.  A delete recomputes from a snapshot, so it reads
- * only once it holds the state row: every insert for the customer has then
- * committed or waits for it.  Under REPEATABLE READ a conflicting change is a
- * serialization failure instead, including a transaction whose snapshot
- * predates the tracking itself (check_state_visible) and an order of a
- * customer whose state a concurrent delete removed (check_no_deleted_state).
+ * Concurrency.  Every path takes the customer's state row first, and an
+ * order moving between customers locks both state rows in customer order
+ * first, so paths cannot deadlock on customers.  Inserts only add to
+ * counters in upserts, which PostgreSQL re-evaluates on the newest row
+ * version.  A recomputation reads a snapshot, so it reads only once it
+ * holds the state row: every order of the customer has then committed or
+ * waits to add itself on top.  Under REPEATABLE READ a conflicting change
+ * is a serialization failure instead, including a transaction whose
+ * snapshot predates the tracking itself (check_state_visible) and an order
+ * of a customer whose state a concurrent delete removed
+ * (check_no_deleted_state).
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -61,6 +69,7 @@ typedef struct TrackedOrder
 	DateADT		day;
 	Datum		amount;			/* numeric */
 	Datum		key;			/* the order key as text, when items are tracked */
+	CommandId	statement;		/* the command that wrote or deleted this row version */
 } TrackedOrder;
 
 /* The tracked columns and the shop's time zone, from the trigger's arguments. */
@@ -73,15 +82,8 @@ typedef struct TrackedColumns
 	int			key;			/* the order key column when items are tracked, else 0 */
 } TrackedColumns;
 
-static SPIPlanPtr add_day_plan;
-static SPIPlanPtr add_day_between_plan;
 static SPIPlanPtr add_state_plan;
-static SPIPlanPtr remove_day_plan;
-static SPIPlanPtr delete_day_plan;
-static SPIPlanPtr set_day_bounds_plan;
 static SPIPlanPtr lock_state_plan;
-static SPIPlanPtr delete_state_plan;
-static SPIPlanPtr recompute_state_plan;
 static SPIPlanPtr lock_two_states_plan;
 static SPIPlanPtr count_states_plan;
 
@@ -173,15 +175,6 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
 }
 
-/* The order's purchase day, added to ($1 customer, $2 day, $3 amount, $4 time). */
-#define DAY_UPSERT \
-	"INSERT INTO post_purchase.customer_days AS d " \
-	"VALUES ($1, $2, 1, $3, $4, $4) " \
-	"ON CONFLICT (customer_id, day) DO UPDATE SET " \
-	"orders = d.orders OPERATOR(pg_catalog.+) 1, " \
-	"revenue = d.revenue OPERATOR(pg_catalog.+) $3, " \
-	"first_at = LEAST(d.first_at, $4), last_at = GREATEST(d.last_at, $4)"
-
 /*
  * Under a transaction snapshot, an order that starts a customer afresh may
  * do so because a concurrent transaction, committed after the snapshot,
@@ -209,28 +202,194 @@ check_no_deleted_state(Datum customer)
 }
 
 /*
- * Add an order: the customer's totals first, which takes the state row lock
- * every path takes first, then the purchase day.  Returns the customer's
- * order count with it.
- *
- * Whether the order's day is a new purchase day follows from the state in
- * most cases, since first_day and last_day are the customer's earliest and
- * latest day with orders: a day after the last or before the first is new,
- * and those two days are not.  So the state upsert counts the day itself,
- * and the day upsert is a plain one; only an order dated strictly between
- * the two (a late entry) needs the day's upsert to say whether the day was
- * new, and counts it with a second state update.  Live orders come after
- * the last day, and writing the state row a second time for each new day
- * cost 5-10% of the tracked insert rate.
+ * The customers whose state a statement recomputed from the orders table.
+ * A statement's row triggers fire after all of its rows are in the table,
+ * so a recomputation already counts the statement's rows whose triggers
+ * have not fired yet: those must not add themselves to the counters again,
+ * and recompute instead (which counts each row once, however often it
+ * runs).  The statement is the command id that wrote the row, which all its
+ * rows share.  Kept per transaction as a set of hashes of (customer,
+ * command): a collision only turns an increment into a recomputation, which
+ * is as right and slower.
+ */
+static HTAB *recomputed = NULL;
+static LocalTransactionId recomputed_lxid = InvalidLocalTransactionId;
+
+static uint64
+recompute_signature(Datum customer, CommandId statement)
+{
+	text	   *t = DatumGetTextPP(customer);
+
+	return ((uint64) hash_any((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) << 32) | statement;
+}
+
+/* Whether the statement recomputed the customer already; remember it when remember. */
+static bool
+statement_recomputed(Datum customer, CommandId statement, bool remember)
+{
+	uint64		key = recompute_signature(customer, statement);
+	bool		found;
+
+	if (recomputed == NULL || recomputed_lxid != MyProc->lxid)
+	{
+		HASHCTL		ctl;
+
+		if (!remember)
+			return false;
+		/* the table lives and dies with the transaction's memory */
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		ctl.hcxt = TopTransactionContext;
+		recomputed = hash_create("post_purchase recomputed customers", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		recomputed_lxid = MyProc->lxid;
+	}
+	(void) hash_search(recomputed, &key, remember ? HASH_ENTER : HASH_FIND, &found);
+	return found;
+}
+
+/*
+ * The statement that recomputes one customer's state from the orders table
+ * itself, through the index on the customer column that track_orders()
+ * made sure of: $1 is the customer in the column's own type, $2 as the text
+ * the state keys on.  It runs only once the caller holds the customer's
+ * state row, so every order of the customer committed before is in its
+ * snapshot and every later one waits to add itself to what it writes.  It
+ * deletes the state row when no order of the customer is left.  The
+ * formulas are those of recomputed_state_query() (src/tracking.sql), which
+ * verify_state() and the backfill run; a difference shows in verify_state().
+ */
+static char *
+recompute_sql(Relation rel, const TrackedColumns *cols)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *customer = quote_identifier(NameStr(TupleDescAttr(desc, cols->customer - 1)->attname));
+	const char *at = quote_identifier(NameStr(TupleDescAttr(desc, cols->ordered_at - 1)->attname));
+	const char *amount = quote_identifier(NameStr(TupleDescAttr(desc, cols->amount - 1)->attname));
+	/*
+	 * The trigger of a partitioned table fires on the partition: the
+	 * customer's orders are in every partition of the tracked table.  An
+	 * inheritance child's rows are not tracked (the trigger is the parent's).
+	 */
+	Oid			tracked = rel->rd_rel->relispartition ?
+		llast_oid(get_partition_ancestors(RelationGetRelid(rel))) : RelationGetRelid(rel);
+	char	   *table = psprintf("%s%s", rel->rd_rel->relispartition ? "" : "ONLY ",
+								 quote_qualified_identifier(get_namespace_name(get_rel_namespace(tracked)),
+															get_rel_name(tracked)));
+
+	return psprintf("WITH d AS (SELECT (o.%2$s AT TIME ZONE %4$s)::pg_catalog.date AS day, "
+					"pg_catalog.count(*) AS orders, "
+					"pg_catalog.sum(coalesce(o.%3$s::pg_catalog.numeric, 0)) AS revenue, "
+					"pg_catalog.min(o.%2$s) AS first_at, pg_catalog.max(o.%2$s) AS last_at "
+					"FROM %5$s o WHERE o.%1$s OPERATOR(pg_catalog.=) $1 AND o.%2$s IS NOT NULL "
+					"GROUP BY 1), "
+					"t AS (SELECT pg_catalog.sum(d.orders)::pg_catalog.int8 AS orders, "
+					"pg_catalog.sum(d.revenue) AS revenue, pg_catalog.min(d.first_at) AS first_at, "
+					"pg_catalog.max(d.last_at) AS last_at, pg_catalog.count(*) AS days, "
+					"pg_catalog.min(d.day) AS first_day, pg_catalog.max(d.day) AS last_day, "
+					"(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1] AS first_day_revenue FROM d), "
+					"gone AS (DELETE FROM post_purchase.customer_state s "
+					"WHERE s.customer_id OPERATOR(pg_catalog.=) $2 AND (SELECT t.orders FROM t) IS NULL) "
+					"UPDATE post_purchase.customer_state s SET "
+					"(orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, "
+					"first_day_revenue, updated_at) = (t.orders, t.revenue, t.first_at, t.last_at, t.days, "
+					"t.first_day, t.last_day, t.first_day_revenue, pg_catalog.now()) "
+					"FROM t WHERE s.customer_id OPERATOR(pg_catalog.=) $2 AND t.orders IS NOT NULL "
+					"RETURNING s.orders",
+					customer, at, amount, quote_literal_cstr(pg_get_timezone_name(cols->zone)), table);
+}
+
+/*
+ * The recompute plan, kept for the tracked table and columns it was made
+ * for (one orders table is tracked at a time; the plan cache re-plans it
+ * when the table changes).
+ */
+static SPIPlanPtr
+recompute_plan(Relation rel, const TrackedColumns *cols)
+{
+	static SPIPlanPtr plan = NULL;
+	static Oid	plan_relid = InvalidOid;
+	static TrackedColumns plan_cols;
+
+	if (plan != NULL && plan_relid == RelationGetRelid(rel) && plan_cols.customer == cols->customer &&
+		plan_cols.ordered_at == cols->ordered_at && plan_cols.amount == cols->amount &&
+		plan_cols.zone == cols->zone)
+		return plan;
+	if (plan != NULL)
+		SPI_freeplan(plan);
+	plan = NULL;
+	{
+		Oid			types[2] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID};
+		SPIPlanPtr	fresh = SPI_prepare(recompute_sql(rel, cols), 2, types);
+
+		if (fresh == NULL)
+			elog(ERROR, "could not plan the customer state's recomputation: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(fresh);
+		plan = fresh;
+	}
+	plan_relid = RelationGetRelid(rel);
+	plan_cols = *cols;
+	return plan;
+}
+
+/*
+ * Recompute the customer's state from their orders, for the paths the
+ * state's counters cannot follow (a late order between the first and last
+ * purchase day, an update, a delete).  The caller holds the state row.
+ * Returns the customer's order count, 0 when the state row is gone.
  */
 static int64
-add_order(const TrackedOrder *order)
+recompute_customer(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
+{
+	Datum		values[2] = {order->customer_key, order->customer};
+	bool		isnull;
+
+	/* not read-only: a fresh snapshot, taken now that the row is held */
+	if (SPI_execute_plan(recompute_plan(rel, cols), values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not recompute the customer state");
+	(void) statement_recomputed(order->customer, order->statement, true);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Lock the customer's state row, as every path takes it first; false if there is none. */
+static bool
+lock_state(Datum customer)
+{
+	Oid			types[1] = {TEXTOID};
+
+	if (SPI_execute_plan(kept_plan(&lock_state_plan,
+								   "SELECT FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+								   1, types),
+						 &customer, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the customer state");
+	return SPI_processed > 0;
+}
+
+/*
+ * Add an order with one upsert of the customer's state, in constant time,
+ * and return the customer's order count.  The counters follow any order
+ * dated on or after the customer's last purchase day (every live order) or
+ * on or before the first: whether its day is a new purchase day follows
+ * from first_day and last_day, the customer's earliest and latest day with
+ * orders.  An order dated strictly between the two cannot tell; for it the
+ * upsert's WHERE fails, which still locks the row, and the state is
+ * recomputed from the orders table.
+ */
+static int64
+add_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
 {
 	Oid			types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
 	Datum		values[4];
 	int64		orders;
-	bool		between_days;
 	bool		isnull;
+
+	/* the statement's recomputation counted this order already */
+	if (statement_recomputed(order->customer, order->statement, false) && lock_state(order->customer))
+		return recompute_customer(rel, cols, order);
 
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
@@ -254,32 +413,17 @@ add_order(const TrackedOrder *order)
 								   "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
 								   "ELSE s.first_day_revenue END, "
 								   "updated_at = pg_catalog.now() "
-								   "RETURNING s.orders, $2 OPERATOR(pg_catalog.>) s.first_day "
-								   "AND $2 OPERATOR(pg_catalog.<) s.last_day",
+								   "WHERE $2 OPERATOR(pg_catalog.>=) s.last_day "
+								   "OR $2 OPERATOR(pg_catalog.<=) s.first_day "
+								   "RETURNING s.orders",
 								   4, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record the order in the customer state");
+	if (SPI_processed == 0)
+		return recompute_customer(rel, cols, order);
 	orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	between_days = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (orders == 1 && IsolationUsesXactSnapshot())
 		check_no_deleted_state(order->customer);
-
-	if (!between_days)
-	{
-		if (SPI_execute_plan(kept_plan(&add_day_plan, DAY_UPSERT, 4, types),
-							 values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record the order's purchase day");
-		return orders;
-	}
-	if (SPI_execute_plan(kept_plan(&add_day_between_plan,
-								   "WITH d AS (" DAY_UPSERT " "
-								   "RETURNING d.orders OPERATOR(pg_catalog.=) 1 AS new_day) "
-								   "UPDATE post_purchase.customer_state s "
-								   "SET purchase_days = s.purchase_days OPERATOR(pg_catalog.+) 1 "
-								   "FROM d WHERE s.customer_id OPERATOR(pg_catalog.=) $1 AND d.new_day",
-								   4, types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the order's purchase day");
 	return orders;
 }
 
@@ -304,131 +448,21 @@ check_state_visible(void)
 }
 
 /*
- * The first and last order times of a customer's day, looked up in the
- * orders table itself, which no longer holds the deleted order.
+ * The customer's state after one of their orders changed or went away,
+ * recomputed from the orders table, which already shows the change.  A
+ * customer without a state row had no order the state saw (tracked without
+ * backfill): false then, and nothing is done.
  */
-static void
-refresh_day_bounds(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			key_type = TupleDescAttr(desc, cols->customer - 1)->atttypid;
-	const char *customer = quote_identifier(NameStr(TupleDescAttr(desc, cols->customer - 1)->attname));
-	const char *at = quote_identifier(NameStr(TupleDescAttr(desc, cols->ordered_at - 1)->attname));
-	char	   *table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												   RelationGetRelationName(rel));
-	Oid			types[3] = {key_type, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Oid			bound_types[4] = {TEXTOID, DATEOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	bool		first_null,
-				last_null;
-	TimestampTz day_start = day_start_in(order->day, cols->zone);
-	TimestampTz next_day_start = day_start_in(order->day + 1, cols->zone);
-	char	   *sql = psprintf("SELECT pg_catalog.min(%s), pg_catalog.max(%s) FROM ONLY %s "
-							   "WHERE %s OPERATOR(pg_catalog.=) $1 "
-							   "AND %s OPERATOR(pg_catalog.>=) $2 AND %s OPERATOR(pg_catalog.<) $3",
-							   at, at, table, customer, at, at);
-
-	values[0] = order->customer_key;
-	values[1] = TimestampTzGetDatum(day_start);
-	values[2] = TimestampTzGetDatum(next_day_start);
-	/* not read-only: the query must see the delete that fired us */
-	if (SPI_execute_with_args(sql, 3, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not look up the purchase day's orders");
-	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &first_null);
-	values[3] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &last_null);
-	if (first_null || last_null)
-		return;					/* the day is empty; the caller deletes it */
-	values[0] = order->customer;
-	values[1] = DateADTGetDatum(order->day);
-	if (SPI_execute_plan(kept_plan(&set_day_bounds_plan,
-								 "UPDATE post_purchase.customer_days SET first_at = $3, last_at = $4 "
-								 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
-								 4, bound_types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update the purchase day");
-}
-
-static void
+static bool
 remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
 {
-	Oid			day_types[3] = {TEXTOID, DATEOID, NUMERICOID};
-	Datum		values[3];
-	bool		isnull;
-	int64		orders_left;
-	TimestampTz first_at,
-				last_at;
-
-	values[0] = order->customer;
-	values[1] = DateADTGetDatum(order->day);
-	values[2] = order->amount;
-
-	/* the customer's state row first, as every path; then read and write */
-	if (SPI_execute_plan(kept_plan(&lock_state_plan,
-								   "SELECT FROM post_purchase.customer_state s "
-								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-								   1, day_types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock the customer state");
-	if (SPI_processed == 0)
-	{
-		/* an order the state never saw (tracked without backfill) */
-		check_state_visible();
-		return;
-	}
-
-	if (SPI_execute_plan(kept_plan(&remove_day_plan,
-								   "UPDATE post_purchase.customer_days d SET "
-								   "orders = d.orders OPERATOR(pg_catalog.-) 1, "
-								   "revenue = d.revenue OPERATOR(pg_catalog.-) $3 "
-								   "WHERE d.customer_id OPERATOR(pg_catalog.=) $1 AND d.day OPERATOR(pg_catalog.=) $2 "
-								   "RETURNING d.orders, d.first_at, d.last_at",
-								   3, day_types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not remove the order from its purchase day");
-	if (SPI_processed == 0)
+	if (!lock_state(order->customer))
 	{
 		check_state_visible();
-		return;
+		return false;
 	}
-	orders_left = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	first_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	last_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-
-	if (orders_left <= 0)
-	{
-		if (SPI_execute_plan(kept_plan(&delete_day_plan,
-									 "DELETE FROM post_purchase.customer_days "
-									 "WHERE customer_id OPERATOR(pg_catalog.=) $1 AND day OPERATOR(pg_catalog.=) $2",
-									 2, day_types),
-							 values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete the purchase day");
-	}
-	else if (order->ordered_at == first_at || order->ordered_at == last_at)
-		refresh_day_bounds(rel, cols, order);
-
-	/* the customer's totals, from the purchase days that are left */
-	if (SPI_execute_plan(kept_plan(&delete_state_plan,
-								 "DELETE FROM post_purchase.customer_state s "
-								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1 AND NOT EXISTS "
-								 "(SELECT FROM post_purchase.customer_days d "
-								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1)",
-								 1, day_types),
-						 values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the customer state");
-	if (SPI_execute_plan(kept_plan(&recompute_state_plan,
-								 "UPDATE post_purchase.customer_state s SET "
-								 "(orders, revenue, first_order_at, last_order_at, purchase_days, "
-								 "first_day, last_day, first_day_revenue, updated_at) = "
-								 "(SELECT pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue), "
-								 "pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*), "
-								 "pg_catalog.min(d.day), pg_catalog.max(d.day), "
-								 "(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now() "
-								 "FROM post_purchase.customer_days d "
-								 "WHERE d.customer_id OPERATOR(pg_catalog.=) $1) "
-								 "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
-								 1, day_types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not recompute the customer state");
+	(void) recompute_customer(rel, cols, order);
+	return true;
 }
 
 /*
@@ -511,6 +545,8 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	TrackedOrder old_order = {false},
 				new_order = {false};
 	TriggerEvent event;
+	bool		same_customer;
+	bool		counted = false;	/* the new version is in the state already */
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -536,28 +572,39 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);
 	}
 
+	/* the statement's command id, which all rows it wrote or deleted carry */
+	old_order.statement = new_order.statement = TRIGGER_FIRED_BY_DELETE(event) ?
+		HeapTupleHeaderGetCmax(trigdata->tg_trigtuple->t_data) :
+		HeapTupleHeaderGetCmin((TRIGGER_FIRED_BY_INSERT(event) ? trigdata->tg_trigtuple :
+								trigdata->tg_newtuple)->t_data);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (old_order.tracked && new_order.tracked && !same_text(old_order.customer, new_order.customer))
+	same_customer = old_order.tracked && new_order.tracked && same_text(old_order.customer, new_order.customer);
+	if (old_order.tracked && new_order.tracked && !same_customer)
 		lock_both_customers(old_order.customer, new_order.customer);
 	/*
 	 * Segments are evaluated on the customer's final state: an update that
-	 * keeps the customer is evaluated once, after the order is added back,
-	 * and an order moved between customers changes both.
+	 * keeps the customer recomputes it once, with the order's new version
+	 * already in the table, and an order moved between customers changes
+	 * both.
 	 */
 	if (old_order.tracked)
 	{
-		remove_order(trigdata->tg_relation, &cols, &old_order);
-		if (!new_order.tracked || !same_text(old_order.customer, new_order.customer))
+		counted = remove_order(trigdata->tg_relation, &cols, &old_order) && same_customer;
+		if (!same_customer)
 			update_customer_segments(old_order.customer);
 	}
 	if (new_order.tracked)
 	{
-		int64		orders = add_order(&new_order);
+		if (!counted)
+		{
+			int64		orders = add_order(trigdata->tg_relation, &cols, &new_order);
 
-		if (TRIGGER_FIRED_BY_INSERT(event))
-			enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders,
-							 new_order.ordered_at, new_order.amount);
+			if (TRIGGER_FIRED_BY_INSERT(event))
+				enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders,
+								 new_order.ordered_at, new_order.amount);
+		}
 		update_customer_segments(new_order.customer);
 	}
 	follow_items(&cols, event, &old_order, &new_order);

@@ -21,19 +21,6 @@ CREATE TABLE post_purchase.tracked_orders (
 );
 COMMENT ON TABLE post_purchase.tracked_orders IS 'the shop''s orders table that track_orders attached its trigger to';
 
--- One row per customer and purchase day: the state the trigger can update and
--- undo exactly, whatever order inserts, updates and deletes come in.
-CREATE TABLE post_purchase.customer_days (
-	customer_id text NOT NULL,
-	day date NOT NULL,
-	orders bigint NOT NULL,
-	revenue numeric NOT NULL,
-	first_at timestamptz NOT NULL,
-	last_at timestamptz NOT NULL,
-	PRIMARY KEY (customer_id, day)
-);
-COMMENT ON TABLE post_purchase.customer_days IS 'tracked orders per customer and calendar day (in the shop''s time zone)';
-
 CREATE TABLE post_purchase.customer_state (
 	customer_id text PRIMARY KEY,
 	orders bigint NOT NULL,
@@ -58,40 +45,52 @@ CREATE FUNCTION post_purchase.track_orders_truncate() RETURNS trigger
 	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	DELETE FROM post_purchase.customer_days;
 	DELETE FROM post_purchase.customer_state;
 	RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
 
--- The query of every customer's purchase days, recomputed from the orders
--- table: what the trigger keeps incrementally in customer_days.  Shared by
--- the backfill, which runs it directly, and by verify_state().  Grouped by
--- the customer's text in the "C" collation, the byte equality the trigger
--- keys on, and sorted that way: the backfill then inserts in primary key
--- order, each index entry going to the rightmost leaf instead of to a
--- random page (the random inserts cost three times the rest of the load).
-CREATE FUNCTION post_purchase.recomputed_days_query(t post_purchase.tracked_orders)
+-- The query of every customer's state, recomputed from the orders table:
+-- what the trigger keeps incrementally, and what its rare paths recompute
+-- for one customer (src/tracking.c, with the same formulas).  Shared by the
+-- backfill, which runs it directly, and by verify_state().  The orders are
+-- grouped into purchase days first (the same-day merge), by the customer's
+-- text in the "C" collation, the byte equality the trigger keys on, and
+-- sorted that way: the days come out in customer order, the customers'
+-- totals aggregate them as they are read, and the backfill inserts in
+-- primary key order, each index entry going to the rightmost leaf instead
+-- of to a random page (the random inserts cost three times the rest of the
+-- load).  The rows of a partitioned table are in its partitions; an
+-- inheritance child's are not tracked (the trigger is the parent's).
+CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders)
 	RETURNS text
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT pg_catalog.format(
-		'SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C", (%2$I AT TIME ZONE %4$L)::pg_catalog.date,
-				pg_catalog.count(*), pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)),
-				pg_catalog.min(%2$I), pg_catalog.max(%2$I)
-		 FROM ONLY %5$s
-		 WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL
-		 GROUP BY 1, 2 ORDER BY 1, 2',
-		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone, t.orders)
+		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
+				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
+				pg_catalog.min(d.day), pg_catalog.max(d.day),
+				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now()
+		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
+					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
+					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
+					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
+			   FROM %5$s %6$s
+			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL
+			   GROUP BY 1, 2) d
+		 GROUP BY d.customer_id ORDER BY d.customer_id',
+		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
+		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
+				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		t.orders)
 $$;
-REVOKE ALL ON FUNCTION post_purchase.recomputed_days_query(post_purchase.tracked_orders) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders) FROM PUBLIC;
 
--- The state of every customer, recomputed from the orders table: what the
--- trigger keeps incrementally.  Used by verify_state().
-CREATE FUNCTION post_purchase.recomputed_days()
-	RETURNS TABLE (customer_id text, day date, orders bigint, revenue numeric,
-				   first_at timestamptz, last_at timestamptz)
+-- The state of every customer, recomputed from the orders table.  Used by
+-- verify_state().
+CREATE FUNCTION post_purchase.recomputed_state()
+	RETURNS SETOF post_purchase.customer_state
 	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
@@ -101,36 +100,58 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	RETURN QUERY EXECUTE post_purchase.recomputed_days_query(t);
+	RETURN QUERY EXECUTE post_purchase.recomputed_state_query(t);
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.recomputed_days() FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
 
--- The customer_state query over a table of customer_days rows, one row per
--- customer, in customer order.  Shared by the backfill and verify_state().
-CREATE FUNCTION post_purchase.state_from_days_query(days regclass)
-	RETURNS text
+-- An index whose first key is the customer column, for the trigger's rare
+-- paths (a late order, an update, a delete), which recompute one customer
+-- from the orders table: through it they read that customer's orders, not
+-- the table.  NULL when the table has none.
+CREATE FUNCTION post_purchase.customer_index(orders regclass, customer_column name)
+	RETURNS regclass
 	LANGUAGE sql STABLE
 	AS $$
-	SELECT pg_catalog.format(
-		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
-				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
-				pg_catalog.min(d.day), pg_catalog.max(d.day),
-				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now()
-		 FROM %s d GROUP BY d.customer_id ORDER BY d.customer_id', days)
+	SELECT i.indexrelid::pg_catalog.regclass
+	FROM pg_catalog.pg_index i
+	JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+	JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) ic.relam
+	JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+		AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	WHERE i.indrelid OPERATOR(pg_catalog.=) orders AND a.attname OPERATOR(pg_catalog.=) customer_column
+	  AND i.indisvalid AND i.indpred IS NULL AND am.amname OPERATOR(pg_catalog.=) ANY (ARRAY['btree', 'hash'])
+	ORDER BY i.indnkeyatts, ic.relname
+	LIMIT 1
 $$;
-REVOKE ALL ON FUNCTION post_purchase.state_from_days_query(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.customer_index(regclass, name) FROM PUBLIC;
 
--- customer_state rows from a table of customer_days rows, one per customer.
-CREATE FUNCTION post_purchase.state_from_days(days regclass)
-	RETURNS SETOF post_purchase.customer_state
-	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+-- The customer index of the orders table, created when there is none, or
+-- an error with a hint when the caller may not create it.
+CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name)
+	RETURNS regclass
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	found regclass := post_purchase.customer_index(orders, customer_column);
 BEGIN
-	RETURN QUERY EXECUTE post_purchase.state_from_days_query(days);
+	IF found IS NOT NULL THEN
+		RETURN found;
+	END IF;
+	BEGIN
+		EXECUTE format('CREATE INDEX ON %s (%I)', orders, customer_column);
+	EXCEPTION WHEN insufficient_privilege THEN
+		RAISE EXCEPTION '% has no index on its column "%"', orders, customer_column
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.',
+				  HINT = format('Have the table''s owner run: CREATE INDEX ON %s (%I);', orders, customer_column);
+	END;
+	found := post_purchase.customer_index(orders, customer_column);
+	RAISE NOTICE 'created index % on %(%) for the order trigger', found, orders, customer_column;
+	RETURN found;
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.state_from_days(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name) FROM PUBLIC;
 
 CREATE FUNCTION post_purchase.track_orders(orders regclass,
 										   customer_column name DEFAULT 'customer_id',
@@ -187,16 +208,15 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
 
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+
 	IF backfill THEN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
-		EXECUTE 'INSERT INTO post_purchase.customer_days '
-			|| post_purchase.recomputed_days_query((SELECT t FROM post_purchase.tracked_orders t));
-		-- the days come out in primary key order: the customers' totals
-		-- aggregate them as they are read, and go in in key order too
-		EXECUTE 'INSERT INTO post_purchase.customer_state '
-			|| post_purchase.state_from_days_query('post_purchase.customer_days');
-		-- a NaN or infinite day makes its customer's revenue one as well:
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at,
+					last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at) '
+			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
+		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows
 		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
 		WHERE s.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
@@ -257,7 +277,6 @@ BEGIN
 	EXECUTE format('DROP TRIGGER post_purchase_track_orders ON %s', orders);
 	EXECUTE format('DROP TRIGGER post_purchase_track_orders_truncate ON %s', orders);
 	-- state nobody keeps current any more would mislead
-	DELETE FROM post_purchase.customer_days;
 	DELETE FROM post_purchase.customer_state;
 	UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at) WHERE m.exited_at IS NULL;
 END
@@ -273,24 +292,9 @@ CREATE FUNCTION post_purchase.verify_state()
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
-	CREATE TEMP TABLE IF NOT EXISTS pg_temp.post_purchase_expected_days
-		(LIKE post_purchase.customer_days) ON COMMIT DROP;
-	TRUNCATE pg_temp.post_purchase_expected_days;
-	INSERT INTO pg_temp.post_purchase_expected_days SELECT * FROM post_purchase.recomputed_days();
-
 	RETURN QUERY
-	SELECT coalesce(e.customer_id, a.customer_id), coalesce(e.day, a.day), f.field, f.expected, f.actual
-	FROM pg_temp.post_purchase_expected_days e
-	FULL JOIN post_purchase.customer_days a ON a.customer_id = e.customer_id AND a.day = e.day
-	CROSS JOIN LATERAL (VALUES
-		('orders', e.orders::text, a.orders::text),
-		('revenue', e.revenue::text, a.revenue::text),
-		('first_at', e.first_at::text, a.first_at::text),
-		('last_at', e.last_at::text, a.last_at::text)) f(field, expected, actual)
-	WHERE f.expected IS DISTINCT FROM f.actual
-	UNION ALL
 	SELECT coalesce(e.customer_id, a.customer_id), NULL::date, f.field, f.expected, f.actual
-	FROM post_purchase.state_from_days('pg_temp.post_purchase_expected_days') e
+	FROM post_purchase.recomputed_state() e
 	FULL JOIN post_purchase.customer_state a ON a.customer_id = e.customer_id
 	CROSS JOIN LATERAL (VALUES
 		('orders', e.orders::text, a.orders::text),
