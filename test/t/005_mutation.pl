@@ -212,8 +212,8 @@ my %pure = map { $_ => 1 } qw(
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7);
 my %stateful = map { $_ => 1 } qw(
-  track_orders_trigger track_orders_truncate recomputed_days_query recomputed_days
-  state_from_days_query state_from_days track_orders tracked_column_type untrack_orders
+  track_orders_trigger track_orders_truncate recomputed_state_query recomputed_state
+  customer_index ensure_customer_index track_orders tracked_column_type untrack_orders
   verify_state refresh_models refresh_rfm_cuts check_owner parse_segment_rule
   check_segment_rule create_segment set_segment_rule drop_segment in_segment segment_members
   refresh_segments refresh_customer_segments segment_rule_members segments_changed
