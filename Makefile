@@ -41,6 +41,7 @@ OBJS = \
 	src/worker.o \
 	src/journeys.o \
 	src/order_journeys.o \
+	src/decisions.o \
 	src/payload.o \
 	src/message_id.o
 
@@ -59,6 +60,7 @@ SQL_PARTS = \
 	src/worker.sql \
 	src/outbox.sql \
 	src/journeys.sql \
+	src/decisions.sql \
 	src/dump.sql
 
 # The current version's script is built; released versions' scripts are

@@ -434,10 +434,11 @@ BEGIN
 		-- The customers entering and leaving are found first (hash joins
 		-- over the whole segment), then the few that change are checked: a
 		-- customer whose state changed since the metrics were taken had its
-		-- memberships recorded by the order that changed it, from newer
+		-- memberships recorded by the decision on that change, from newer
 		-- state, so it is left alone (its updated_at differs from the one
-		-- its metrics were computed from); and an entry that such an order,
-		-- committing while this waits, made too is skipped.
+		-- its metrics were computed from), as is one whose change waits for
+		-- a worker's decision (changed_at); and an entry that such a
+		-- decision, committing while this waits, made too is skipped.
 		EXECUTE
 			'WITH members AS MATERIALIZED (SELECT x.customer_id
 										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
@@ -450,7 +451,7 @@ BEGIN
 														   AND m.exited_at IS NULL)),
 			 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
 										JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
-										WHERE s.updated_at = c.state_updated_at
+										WHERE s.updated_at = c.state_updated_at AND s.changed_at IS NULL
 										  AND c.customer_id IN (SELECT customer_id FROM leaving
 																UNION ALL SELECT customer_id FROM entering)),
 			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
@@ -921,9 +922,20 @@ DROP FUNCTION post_purchase.state_from_days(regclass);
 DROP FUNCTION post_purchase.state_from_days_query(regclass);
 DROP TABLE post_purchase.customer_days;
 
--- The query of every customer's state, recomputed from the orders table:
--- what the trigger keeps incrementally, and what its rare paths recompute
--- for one customer (src/tracking.c, with the same formulas).  Shared by the
+-- The same write marks the customer as changed, for a worker's decision
+-- (src/decisions.c).  Every order so far was decided in its transaction.
+ALTER TABLE post_purchase.customer_state
+	ADD COLUMN changed_at timestamptz,
+	ADD COLUMN order_seq bigint NOT NULL DEFAULT 0,
+	ADD COLUMN decided_seq bigint NOT NULL DEFAULT 0;
+UPDATE post_purchase.customer_state SET order_seq = orders, decided_seq = orders;
+-- the workers take the oldest marks first
+CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
+
+-- The query of every customer's state, recomputed from the orders table,
+-- with every order decided: what the trigger keeps incrementally, and what
+-- its rare paths recompute for one customer (src/tracking.c, with the same
+-- formulas).  Shared by the
 -- backfill, which runs it directly, and by verify_state().  The orders are
 -- grouped into purchase days first (the same-day merge), by the customer's
 -- text in the "C" collation, the byte equality the trigger keys on, and
@@ -941,7 +953,9 @@ CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_ord
 		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
 				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
 				pg_catalog.min(d.day), pg_catalog.max(d.day),
-				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now()
+				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now(),
+				NULL::pg_catalog.timestamptz, pg_catalog.sum(d.orders)::pg_catalog.int8,
+				pg_catalog.sum(d.orders)::pg_catalog.int8
 		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
 					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
 					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
@@ -1096,8 +1110,8 @@ BEGIN
 	IF backfill THEN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
-		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at,
-					last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at) '
+		-- (the backfilled orders count as decided: they enroll no one)
+		EXECUTE 'INSERT INTO post_purchase.customer_state '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
 		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows
@@ -1182,3 +1196,23 @@ $$;
 COMMENT ON FUNCTION post_purchase.verify_state() IS
 	'every difference between the tracked customer state and the state recomputed from the orders; empty when exact';
 REVOKE ALL ON FUNCTION post_purchase.verify_state() FROM PUBLIC;
+
+-- Decide for up to batch marked customers, oldest mark first; returns how
+-- many.  The workers call it; a session may, to decide without them.
+CREATE FUNCTION post_purchase.process_changes(batch integer DEFAULT 100) RETURNS bigint
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION post_purchase.process_changes(integer) IS
+	'decide segment changes and journey enrollments for up to batch changed customers; returns how many';
+REVOKE ALL ON FUNCTION post_purchase.process_changes(integer) FROM PUBLIC;
+
+-- What waits for a decision: the changed customers and the oldest change.
+-- Between an order's commit and its decision, the customer's state is
+-- current and its memberships and enrollments are not yet.
+CREATE VIEW post_purchase.decision_backlog AS
+SELECT pg_catalog.count(*) AS customers,
+	   pg_catalog.min(s.changed_at) AS oldest_change,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(s.changed_at) AS lag
+FROM post_purchase.customer_state s
+WHERE s.changed_at IS NOT NULL;
+COMMENT ON VIEW post_purchase.decision_backlog IS
+	'changed customers waiting for a worker''s decision, and the age of the oldest change';

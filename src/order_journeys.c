@@ -1,10 +1,10 @@
 /*
  * order_journeys.c
- *	  What a new order does to the customer's journeys, for the order
- *	  trigger: it converts the steps decided for the customer within the
- *	  attribution window, ends the enrollments waiting for a purchase, and
- *	  enrolls the customer in the order journeys (first_order, every_order,
- *	  nth_order).
+ *	  What new orders do to the customer's journeys, for a decision
+ *	  (decisions.c): the newest converts the steps decided for the customer
+ *	  within the attribution window, ends the enrollments waiting for a
+ *	  purchase, and enrolls the customer in the order journeys (first_order,
+ *	  every_order, and nth_order for each order number the new orders reach).
  *
  * This runs for every order, so it is kept plans run from C, not a PL/pgSQL
  * function, and one statement that only reads first finds what there is to
@@ -53,10 +53,12 @@ typedef struct OrderEffects
  * condition here it would call setting() for every order.
  */
 static void
-read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEffects *effects)
+read_order_effects(Datum customer, int64 orders, int64 new_orders, TimestampTz ordered_at,
+				   OrderEffects *effects)
 {
-	Oid			types[3] = {TEXTOID, INT8OID, TIMESTAMPTZOID};
-	Datum		values[3] = {customer, Int64GetDatum(orders), TimestampTzGetDatum(ordered_at)};
+	Oid			types[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4] = {customer, Int64GetDatum(orders), TimestampTzGetDatum(ordered_at),
+							 Int64GetDatum(orders - new_orders + 1)};
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
@@ -76,9 +78,10 @@ read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEf
 								   "ARRAY(SELECT j.name FROM post_purchase.journeys j "
 								   "WHERE j.enabled "
 								   "AND (j.trigger OPERATOR(pg_catalog.=) 'every_order' "
-								   "OR (j.trigger OPERATOR(pg_catalog.=) 'first_order' AND $2 OPERATOR(pg_catalog.=) 1) "
+								   "OR (j.trigger OPERATOR(pg_catalog.=) 'first_order' "
+								   "AND 1 BETWEEN $4 AND $2) "
 								   "OR (j.trigger OPERATOR(pg_catalog.=) 'nth_order' "
-								   "AND j.nth_order OPERATOR(pg_catalog.=) $2)) "
+								   "AND j.nth_order BETWEEN $4 AND $2)) "
 								   "AND EXISTS (SELECT FROM post_purchase.journey_steps s "
 								   "WHERE s.journey OPERATOR(pg_catalog.=) j.name) "
 								   "AND NOT EXISTS (SELECT FROM post_purchase.enrollments e "
@@ -87,7 +90,7 @@ read_order_effects(Datum customer, int64 orders, TimestampTz ordered_at, OrderEf
 								   "AND e.customer_id OPERATOR(pg_catalog.=) $1 "
 								   "AND (j.reentry OPERATOR(pg_catalog.=) 'once' OR e.enrolled_at "
 								   "OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) j.reentry_interval))))",
-								   3, types),
+								   4, types),
 						 values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read what the order does to the customer's journeys");
 	row = SPI_tuptable->vals[0];
@@ -140,14 +143,14 @@ convert_and_exit(const OrderEffects *effects, Datum customer, TimestampTz ordere
 /*
  * Enroll the customer in the journeys named in entering, ending the active
  * enrollments in them first (the reentry policy allowed it), if the
- * customer has any: a first order has none.  The order row becomes the
- * enrollments' context.  True when a first step is due now.
+ * customer has any: a first order has none.  The order row (a composite)
+ * becomes the enrollments' context.  True when a first step is due now.
  */
 static bool
-enroll_in(const OrderEffects *effects, Datum customer, HeapTuple tuple, TupleDesc desc)
+enroll_in(const OrderEffects *effects, Datum customer, Datum order_row)
 {
 	Oid			types[3] = {TEXTOID, TEXTARRAYOID, RECORDOID};
-	Datum		values[3] = {customer, effects->entering, heap_copy_tuple_as_datum(tuple, desc)};
+	Datum		values[3] = {customer, effects->entering, order_row};
 	bool		due_now = false;
 
 	if (effects->enrolled &&
@@ -187,16 +190,16 @@ enroll_in(const OrderEffects *effects, Datum customer, HeapTuple tuple, TupleDes
 }
 
 void
-enroll_for_order(HeapTuple tuple, TupleDesc desc, Datum customer, int64 orders, TimestampTz ordered_at,
-				 Datum amount)
+enroll_for_orders(Datum customer, int64 orders, int64 new_orders, TimestampTz ordered_at, Datum amount,
+				  Datum (*order_row) (void *arg), void *arg)
 {
 	OrderEffects effects;
 
-	read_order_effects(customer, orders, ordered_at, &effects);
+	read_order_effects(customer, orders, new_orders, ordered_at, &effects);
 	convert_and_exit(&effects, customer, ordered_at, amount);
 	if (effects.entering == (Datum) 0)
 		return;
 	/* a thank-you reaches the outbox right after the order commits */
-	if (enroll_in(&effects, customer, tuple, desc))
+	if (enroll_in(&effects, customer, order_row(arg)))
 		wake_workers_at_commit_of_xact();
 }

@@ -31,6 +31,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -52,10 +53,10 @@
 #include "utils/timestamp.h"
 
 #include "dayset.h"
-#include "order_journeys.h"
+#include "decisions.h"
 #include "order_items.h"
-#include "segments.h"
 #include "trigger_support.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(track_orders_trigger);
 
@@ -80,9 +81,13 @@ typedef struct TrackedColumns
 	int			amount;
 	pg_tz	   *zone;
 	int			key;			/* the order key column when items are tracked, else 0 */
+	/* how this call writes the state */
+	bool		marks;			/* the state has change marks (a 1.0 schema has none) */
+	bool		mark;			/* mark the customer for a worker's decision */
 } TrackedColumns;
 
 static SPIPlanPtr add_state_plan;
+static SPIPlanPtr add_marked_state_plan;
 static SPIPlanPtr lock_state_plan;
 static SPIPlanPtr lock_two_states_plan;
 static SPIPlanPtr count_states_plan;
@@ -174,6 +179,48 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
 	order->day = timestamptz_to_day_in(order->ordered_at, cols->zone);
 	order->amount = amount_as_numeric(amount, amount_null, TupleDescAttr(desc, cols->amount - 1)->atttypid);
 }
+
+/*
+ * The customer's totals with an order added ($1 customer, $2 day, $3
+ * amount, $4 time), as a new row and as the update of an existing one,
+ * which applies only to an order dated on or after the last purchase day or
+ * on or before the first (add_order()).
+ */
+#define STATE_COLUMNS \
+	"customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, " \
+	"first_day_revenue, updated_at"
+#define STATE_VALUES "$1, 1, $3, $4, $4, 1, $2, $2, $3, pg_catalog.now()"
+#define STATE_ADD_SET \
+	"orders = s.orders OPERATOR(pg_catalog.+) 1, " \
+	"revenue = s.revenue OPERATOR(pg_catalog.+) $3, " \
+	"first_order_at = LEAST(s.first_order_at, $4), " \
+	"last_order_at = GREATEST(s.last_order_at, $4), " \
+	"purchase_days = s.purchase_days OPERATOR(pg_catalog.+) CASE " \
+	"WHEN $2 OPERATOR(pg_catalog.>) s.last_day " \
+	"OR $2 OPERATOR(pg_catalog.<) s.first_day THEN 1 ELSE 0 END, " \
+	"first_day = LEAST(s.first_day, $2), last_day = GREATEST(s.last_day, $2), " \
+	"first_day_revenue = CASE " \
+	"WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 " \
+	"WHEN $2 OPERATOR(pg_catalog.=) s.first_day " \
+	"THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 " \
+	"ELSE s.first_day_revenue END, " \
+	"updated_at = pg_catalog.now()"
+#define STATE_ADD_WHERE \
+	"WHERE $2 OPERATOR(pg_catalog.>=) s.last_day OR $2 OPERATOR(pg_catalog.<=) s.first_day " \
+	"RETURNING s.orders"
+
+/*
+ * The change mark, in the same write as the state (decisions.c): mark is a
+ * boolean parameter, whether a worker decides (else the trigger decides at
+ * once and the customer stays decided), and inserted an int8, 1 for a new
+ * order.  changed_at keeps the oldest undecided change; order_seq counts
+ * every inserted order, decided_seq those decided.
+ */
+#define MARK_SET(mark, inserted) \
+	"changed_at = CASE WHEN " mark " THEN coalesce(s.changed_at, pg_catalog.now()) " \
+	"ELSE s.changed_at END, " \
+	"order_seq = s.order_seq OPERATOR(pg_catalog.+) " inserted ", " \
+	"decided_seq = s.decided_seq OPERATOR(pg_catalog.+) CASE WHEN " mark " THEN 0 ELSE " inserted " END"
 
 /*
  * Under a transaction snapshot, an order that starts a customer afresh may
@@ -293,10 +340,11 @@ recompute_sql(Relation rel, const TrackedColumns *cols)
 					"UPDATE post_purchase.customer_state s SET "
 					"(orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, "
 					"first_day_revenue, updated_at) = (t.orders, t.revenue, t.first_at, t.last_at, t.days, "
-					"t.first_day, t.last_day, t.first_day_revenue, pg_catalog.now()) "
+					"t.first_day, t.last_day, t.first_day_revenue, pg_catalog.now())%6$s "
 					"FROM t WHERE s.customer_id OPERATOR(pg_catalog.=) $2 AND t.orders IS NOT NULL "
 					"RETURNING s.orders",
-					customer, at, amount, quote_literal_cstr(pg_get_timezone_name(cols->zone)), table);
+					customer, at, amount, quote_literal_cstr(pg_get_timezone_name(cols->zone)), table,
+					cols->marks ? ", " MARK_SET("$3", "$4") : "");
 }
 
 /*
@@ -313,14 +361,15 @@ recompute_plan(Relation rel, const TrackedColumns *cols)
 
 	if (plan != NULL && plan_relid == RelationGetRelid(rel) && plan_cols.customer == cols->customer &&
 		plan_cols.ordered_at == cols->ordered_at && plan_cols.amount == cols->amount &&
-		plan_cols.zone == cols->zone)
+		plan_cols.zone == cols->zone && plan_cols.marks == cols->marks)
 		return plan;
 	if (plan != NULL)
 		SPI_freeplan(plan);
 	plan = NULL;
 	{
-		Oid			types[2] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID};
-		SPIPlanPtr	fresh = SPI_prepare(recompute_sql(rel, cols), 2, types);
+		Oid			types[4] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID,
+		BOOLOID, INT8OID};
+		SPIPlanPtr	fresh = SPI_prepare(recompute_sql(rel, cols), cols->marks ? 4 : 2, types);
 
 		if (fresh == NULL)
 			elog(ERROR, "could not plan the customer state's recomputation: %s",
@@ -336,13 +385,15 @@ recompute_plan(Relation rel, const TrackedColumns *cols)
 /*
  * Recompute the customer's state from their orders, for the paths the
  * state's counters cannot follow (a late order between the first and last
- * purchase day, an update, a delete).  The caller holds the state row.
- * Returns the customer's order count, 0 when the state row is gone.
+ * purchase day, an update, a delete), and mark it as MARK_SET says;
+ * inserted is 1 when the change is a new order.  The caller holds the state
+ * row.  Returns the customer's order count, 0 when the state row is gone.
  */
 static int64
-recompute_customer(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
+recompute_customer(Relation rel, const TrackedColumns *cols, const TrackedOrder *order, int64 inserted)
 {
-	Datum		values[2] = {order->customer_key, order->customer};
+	Datum		values[4] = {order->customer_key, order->customer, BoolGetDatum(cols->mark),
+	Int64GetDatum(inserted)};
 	bool		isnull;
 
 	/* not read-only: a fresh snapshot, taken now that the row is held */
@@ -377,50 +428,47 @@ lock_state(Datum customer)
  * from first_day and last_day, the customer's earliest and latest day with
  * orders.  An order dated strictly between the two cannot tell; for it the
  * upsert's WHERE fails, which still locks the row, and the state is
- * recomputed from the orders table.
+ * recomputed from the orders table.  The same write marks the customer
+ * (MARK_SET); inserted is 1 for an inserted order, 0 for an updated one.
  */
 static int64
-add_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
+add_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order, int64 inserted)
 {
-	Oid			types[4] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID};
-	Datum		values[4];
+	Oid			types[6] = {TEXTOID, DATEOID, NUMERICOID, TIMESTAMPTZOID, BOOLOID, INT8OID};
+	Datum		values[6];
 	int64		orders;
 	bool		isnull;
+	SPIPlanPtr	plan;
 
 	/* the statement's recomputation counted this order already */
 	if (statement_recomputed(order->customer, order->statement, false) && lock_state(order->customer))
-		return recompute_customer(rel, cols, order);
+		return recompute_customer(rel, cols, order, inserted);
 
 	values[0] = order->customer;
 	values[1] = DateADTGetDatum(order->day);
 	values[2] = order->amount;
 	values[3] = TimestampTzGetDatum(order->ordered_at);
-	if (SPI_execute_plan(kept_plan(&add_state_plan,
-								   "INSERT INTO post_purchase.customer_state AS s "
-								   "VALUES ($1, 1, $3, $4, $4, 1, $2, $2, $3, pg_catalog.now()) "
-								   "ON CONFLICT (customer_id) DO UPDATE SET "
-								   "orders = s.orders OPERATOR(pg_catalog.+) 1, "
-								   "revenue = s.revenue OPERATOR(pg_catalog.+) $3, "
-								   "first_order_at = LEAST(s.first_order_at, $4), "
-								   "last_order_at = GREATEST(s.last_order_at, $4), "
-								   "purchase_days = s.purchase_days OPERATOR(pg_catalog.+) CASE "
-								   "WHEN $2 OPERATOR(pg_catalog.>) s.last_day "
-								   "OR $2 OPERATOR(pg_catalog.<) s.first_day THEN 1 ELSE 0 END, "
-								   "first_day = LEAST(s.first_day, $2), last_day = GREATEST(s.last_day, $2), "
-								   "first_day_revenue = CASE "
-								   "WHEN $2 OPERATOR(pg_catalog.<) s.first_day THEN $3 "
-								   "WHEN $2 OPERATOR(pg_catalog.=) s.first_day "
-								   "THEN s.first_day_revenue OPERATOR(pg_catalog.+) $3 "
-								   "ELSE s.first_day_revenue END, "
-								   "updated_at = pg_catalog.now() "
-								   "WHERE $2 OPERATOR(pg_catalog.>=) s.last_day "
-								   "OR $2 OPERATOR(pg_catalog.<=) s.first_day "
-								   "RETURNING s.orders",
-								   4, types),
-						 values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	values[4] = BoolGetDatum(cols->mark);
+	values[5] = Int64GetDatum(inserted);
+	if (cols->marks)
+		plan = kept_plan(&add_marked_state_plan,
+						 "INSERT INTO post_purchase.customer_state AS s (" STATE_COLUMNS ", "
+						 "changed_at, order_seq, decided_seq) "
+						 "VALUES (" STATE_VALUES ", CASE WHEN $5 THEN pg_catalog.now() END, $6, "
+						 "CASE WHEN $5 THEN 0 ELSE $6 END) "
+						 "ON CONFLICT (customer_id) DO UPDATE SET " STATE_ADD_SET ", "
+						 MARK_SET("$5", "$6") " " STATE_ADD_WHERE,
+						 6, types);
+	else
+		plan = kept_plan(&add_state_plan,
+						 "INSERT INTO post_purchase.customer_state AS s (" STATE_COLUMNS ") "
+						 "VALUES (" STATE_VALUES ") "
+						 "ON CONFLICT (customer_id) DO UPDATE SET " STATE_ADD_SET " " STATE_ADD_WHERE,
+						 4, types);
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not record the order in the customer state");
 	if (SPI_processed == 0)
-		return recompute_customer(rel, cols, order);
+		return recompute_customer(rel, cols, order, inserted);
 	orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (orders == 1 && IsolationUsesXactSnapshot())
 		check_no_deleted_state(order->customer);
@@ -449,20 +497,20 @@ check_state_visible(void)
 
 /*
  * The customer's state after one of their orders changed or went away,
- * recomputed from the orders table, which already shows the change.  A
+ * recomputed from the orders table, which already shows the change: the
+ * customer's orders left, 0 when the state row went with the last.  A
  * customer without a state row had no order the state saw (tracked without
- * backfill): false then, and nothing is done.
+ * backfill): -1 then, and nothing is done.
  */
-static bool
+static int64
 remove_order(Relation rel, const TrackedColumns *cols, const TrackedOrder *order)
 {
 	if (!lock_state(order->customer))
 	{
 		check_state_visible();
-		return false;
+		return -1;
 	}
-	(void) recompute_customer(rel, cols, order);
-	return true;
+	return recompute_customer(rel, cols, order, 0);
 }
 
 /*
@@ -536,6 +584,19 @@ follow_items(const TrackedColumns *cols, TriggerEvent event, const TrackedOrder 
 	}
 }
 
+/*
+ * Whether customer_state has the change marks: a 1.0 schema, before ALTER
+ * EXTENSION UPDATE, has none, and its orders are decided in their own
+ * transaction as 1.0 did.
+ */
+static bool
+state_has_marks(void)
+{
+	Oid			state = get_relname_relid("customer_state", get_namespace_oid("post_purchase", false));
+
+	return OidIsValid(state) && get_attnum(state, "changed_at") != InvalidAttrNumber;
+}
+
 Datum
 track_orders_trigger(PG_FUNCTION_ARGS)
 {
@@ -547,6 +608,7 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	TriggerEvent event;
 	bool		same_customer;
 	bool		counted = false;	/* the new version is in the state already */
+	bool		decide_now;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -580,33 +642,46 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	cols.marks = state_has_marks();
+	decide_now = !cols.marks || decide_in_order_transaction();
+	cols.mark = !decide_now;
 	same_customer = old_order.tracked && new_order.tracked && same_text(old_order.customer, new_order.customer);
 	if (old_order.tracked && new_order.tracked && !same_customer)
 		lock_both_customers(old_order.customer, new_order.customer);
+
 	/*
-	 * Segments are evaluated on the customer's final state: an update that
+	 * Decisions are made on the customer's final state: an update that
 	 * keeps the customer recomputes it once, with the order's new version
 	 * already in the table, and an order moved between customers changes
-	 * both.
+	 * both.  A customer whose last order went has no state row left to mark,
+	 * and is decided at once (the segments it leaves; a rare path).
 	 */
 	if (old_order.tracked)
 	{
-		counted = remove_order(trigdata->tg_relation, &cols, &old_order) && same_customer;
-		if (!same_customer)
-			update_customer_segments(old_order.customer);
+		int64		left = remove_order(trigdata->tg_relation, &cols, &old_order);
+
+		counted = left >= 0 && same_customer;
+		if (!same_customer && (decide_now || left == 0))
+		{
+			TriggerOrder changed = {Max(left, 0), 0};
+
+			decide_customer(old_order.customer, &changed);
+		}
 	}
 	if (new_order.tracked)
 	{
-		if (!counted)
-		{
-			int64		orders = add_order(trigdata->tg_relation, &cols, &new_order);
+		int64		inserted = TRIGGER_FIRED_BY_INSERT(event) ? 1 : 0;
+		TriggerOrder changed = {0, counted ? 0 : inserted, new_order.ordered_at, new_order.amount,
+		trigdata->tg_trigtuple, desc};
 
-			if (TRIGGER_FIRED_BY_INSERT(event))
-				enroll_for_order(trigdata->tg_trigtuple, desc, new_order.customer, orders,
-								 new_order.ordered_at, new_order.amount);
-		}
-		update_customer_segments(new_order.customer);
+		if (!counted)
+			changed.orders = add_order(trigdata->tg_relation, &cols, &new_order, inserted);
+		if (decide_now)
+			decide_customer(new_order.customer, &changed);
 	}
+	/* a worker decides soon after the commit: the thank-you is due now */
+	if (!decide_now && (old_order.tracked || new_order.tracked))
+		wake_workers_at_commit_of_xact();
 	follow_items(&cols, event, &old_order, &new_order);
 	SPI_finish();
 	return PointerGetDatum(NULL);

@@ -31,9 +31,17 @@ CREATE TABLE post_purchase.customer_state (
 	first_day date NOT NULL,
 	last_day date NOT NULL,
 	first_day_revenue numeric NOT NULL,
-	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- the change mark (src/decisions.c): since when the customer has
+	-- changed without a decision (NULL: decided), how many orders were ever
+	-- inserted for them, and how many of those were decided
+	changed_at timestamptz,
+	order_seq bigint NOT NULL DEFAULT 0,
+	decided_seq bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE post_purchase.customer_state IS 'per customer: orders, revenue, first and last order, purchase days; kept by the order trigger';
+-- the workers take the oldest marks first
+CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
 
 CREATE FUNCTION post_purchase.track_orders_trigger() RETURNS trigger
 	AS 'MODULE_PATHNAME' LANGUAGE C
@@ -51,9 +59,10 @@ END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
 
--- The query of every customer's state, recomputed from the orders table:
--- what the trigger keeps incrementally, and what its rare paths recompute
--- for one customer (src/tracking.c, with the same formulas).  Shared by the
+-- The query of every customer's state, recomputed from the orders table,
+-- with every order decided: what the trigger keeps incrementally, and what
+-- its rare paths recompute for one customer (src/tracking.c, with the same
+-- formulas).  Shared by the
 -- backfill, which runs it directly, and by verify_state().  The orders are
 -- grouped into purchase days first (the same-day merge), by the customer's
 -- text in the "C" collation, the byte equality the trigger keys on, and
@@ -71,7 +80,9 @@ CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_ord
 		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
 				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
 				pg_catalog.min(d.day), pg_catalog.max(d.day),
-				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now()
+				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now(),
+				NULL::pg_catalog.timestamptz, pg_catalog.sum(d.orders)::pg_catalog.int8,
+				pg_catalog.sum(d.orders)::pg_catalog.int8
 		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
 					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
 					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
@@ -213,8 +224,8 @@ BEGIN
 	IF backfill THEN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
-		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at,
-					last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at) '
+		-- (the backfilled orders count as decided: they enroll no one)
+		EXECUTE 'INSERT INTO post_purchase.customer_state '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
 		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows

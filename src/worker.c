@@ -79,6 +79,7 @@
 #include "utils/wait_event.h"
 
 #include "segments.h"
+#include "decisions.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(post_purchase_worker_status);
@@ -169,6 +170,7 @@ static int	workers_per_database = 1;
 static int	naptime_ms = 1000;
 static int	wake_interval_ms = 10;
 static int	batch_size = 500;
+static int	decision_batch_size = 100;
 static bool workers_enabled = true;
 static int	segments_refresh_interval = 3600;
 static int	models_refresh_interval = 86400;
@@ -284,6 +286,13 @@ post_purchase_worker_init(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
+static const struct config_enum_entry decide_in_options[] = {
+	{"auto", DECIDE_IN_AUTO, false},
+	{"order", DECIDE_IN_ORDER, false},
+	{"worker", DECIDE_IN_WORKER, false},
+	{NULL, 0, false}
+};
+
 static void
 define_settings(void)
 {
@@ -328,6 +337,14 @@ define_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("post_purchase.decision_batch_size",
+							"Number of changed customers a post_purchase worker decides in one transaction.",
+							"Their state rows stay locked until it commits: a new order of one of them waits.",
+							&decision_batch_size,
+							100, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	DefineCustomBoolVariable("post_purchase.enabled",
 							 "Whether post_purchase background workers fire steps; off leaves them idle.",
 							 NULL,
@@ -352,6 +369,17 @@ define_settings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("post_purchase.decide_in",
+							 "Where an order's segment changes and journey enrollments are decided.",
+							 "order: in the order's transaction, by its trigger; worker: by a background "
+							 "worker, after the order commits; auto: a worker where one serves the "
+							 "database, else the order.",
+							 &decide_in,
+							 DECIDE_IN_AUTO,
+							 decide_in_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("post_purchase.outbox_purge_interval",
 							"Time between two outbox_purge() calls of the background worker.",
 							"0 never calls it.",
@@ -622,6 +650,40 @@ wake_workers_at_commit_of_xact(void)
 	}
 }
 
+/*
+ * Whether background workers serve this database: the library was
+ * preloaded, the workers are enabled, and post_purchase.databases names
+ * it.  The order trigger asks for every order; the list is parsed again
+ * only when the setting's value changed.
+ */
+bool
+workers_serve_database(void)
+{
+	static char *parsed_setting = NULL;
+	static Oid	parsed_for = InvalidOid;
+	static bool served = false;
+
+	if (shared == NULL || !workers_enabled || databases_setting == NULL)
+		return false;
+	if (parsed_setting == NULL || parsed_for != MyDatabaseId || strcmp(parsed_setting, databases_setting) != 0)
+	{
+		char	   *copy = pstrdup(databases_setting);
+		char	   *dbname = get_database_name(MyDatabaseId);
+		List	   *names = NIL;
+		ListCell   *lc;
+
+		served = false;
+		if (dbname != NULL && SplitGUCList(copy, ',', &names))
+			foreach(lc, names)
+				served |= strcmp((const char *) lfirst(lc), dbname) == 0;
+		if (parsed_setting != NULL)
+			pfree(parsed_setting);
+		parsed_setting = MemoryContextStrdup(TopMemoryContext, databases_setting);
+		parsed_for = MyDatabaseId;
+	}
+	return served;
+}
+
 /* wake_workers(): the same, from SQL. */
 Datum
 post_purchase_wake_workers(PG_FUNCTION_ARGS)
@@ -850,6 +912,8 @@ static const WorkerCall call_refresh_models =
 {"refresh_models", 0, "SELECT post_purchase.refresh_models()"};
 static const WorkerCall call_outbox_purge =
 {"outbox_purge", 0, "SELECT post_purchase.outbox_purge()"};
+static const WorkerCall call_process_changes =
+{"process_changes", 1, "SELECT post_purchase.process_changes($1)::pg_catalog.int8"};
 
 static void
 worker_shmem_exit(int code, Datum arg)
@@ -1086,6 +1150,29 @@ worker_iteration(void)
 		if (result == CALL_NOT_INSTALLED)
 			return naptime_ms;
 		failed |= result == CALL_FAILED;
+	}
+
+	/* the orders' decisions first: the thank-yous they enroll are due now */
+	for (;;)
+	{
+		result = worker_call(&call_process_changes, Int32GetDatum(decision_batch_size), &value, &isnull);
+		if (result == CALL_NOT_INSTALLED)
+			return naptime_ms;
+		if (result != CALL_OK)
+		{
+			/* CALL_MISSING: a schema from before the decisions moved here */
+			failed |= result == CALL_FAILED;
+			break;
+		}
+		if (isnull || value < decision_batch_size)
+			break;
+		/* a full batch: more customers changed than one worker decides at once */
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		set_latches(my_slot->dboid, STATE_BIT(WORKER_SLEEPING), my_slot);
+		LWLockRelease(shared->lock);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending || worker_stop_requested() || !workers_enabled)
+			break;
 	}
 
 	for (;;)

@@ -15,5 +15,6 @@ extern void post_purchase_worker_init(void);
 
 /* Wake this database's workers when the current transaction commits. */
 extern void wake_workers_at_commit_of_xact(void);
+extern bool workers_serve_database(void);
 
 #endif							/* POST_PURCHASE_WORKER_H */
