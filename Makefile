@@ -84,7 +84,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys bad_input parallel outbox
+REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
