@@ -909,3 +909,26 @@ $$;
 -- The order trigger applies an order to the customer's journeys itself
 -- (src/order_journeys.c): the PL/pgSQL function it called is gone.
 DROP FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb);
+
+-- Issue 19: a repeat customer whose repeat purchases total 0 gets a
+-- clv_12m: the Gamma-Gamma expectation is defined at a mean spend of 0, and
+-- a negative mean (refunds exceeding the purchases) counts as 0
+-- (src/customer_metrics.sql).
+CREATE OR REPLACE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.models, frequency double precision,
+														   recency double precision, t double precision,
+														   monetary_value numeric,
+														   monthly_discount double precision)
+	RETURNS double precision
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT CASE WHEN m.gamma_gamma IS NOT NULL
+			THEN post_purchase.clv(m.bgnbd, m.gamma_gamma, frequency, recency, t,
+								   GREATEST(monetary_value, 0)::pg_catalog.float8, 12, monthly_discount,
+								   '1 day') END
+$$;
+-- Predictions stored under 1.0 without a clv_12m, under a model that has a
+-- Gamma-Gamma part, are those customers: customer_metrics computes them live
+-- until the next refresh_models() stores them again.
+DELETE FROM post_purchase.customer_predictions p
+USING post_purchase.models m
+WHERE m.model_id OPERATOR(pg_catalog.=) p.model_id AND m.gamma_gamma IS NOT NULL AND p.clv_12m IS NULL;
