@@ -1018,3 +1018,42 @@ $$;
 COMMENT ON FUNCTION post_purchase.set_segment_rule(text, text) IS
 	'change the rule of a segment (built-in ones too), applied to its members at once';
 REVOKE ALL ON FUNCTION post_purchase.set_segment_rule(text, text) FROM PUBLIC;
+
+-- Issue 19: enable_journey() warns, naming the setting to change, when no
+-- background worker serves this database (src/worker.sql, src/journeys.sql).
+
+-- Whether background workers fire this database's journey steps, with a
+-- WARNING naming the setting to change when they do not: enable_journey()
+-- asks, so a journey enabled where no worker runs does not wait silently.
+-- A NULL argument stands for this server's own value (the current
+-- database, whether the library was preloaded, post_purchase.databases,
+-- post_purchase.enabled), so the decision can be tested for other servers.
+CREATE FUNCTION post_purchase.check_workers_serve(database name DEFAULT NULL, preloaded boolean DEFAULT NULL,
+												  databases text DEFAULT NULL, enabled boolean DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'post_purchase_check_workers_serve'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.check_workers_serve(name, boolean, text, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION post_purchase.set_journey_enabled(name text, enabled boolean) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	UPDATE post_purchase.journeys j
+	SET enabled = set_journey_enabled.enabled,
+		enabled_at = CASE WHEN set_journey_enabled.enabled AND NOT j.enabled THEN now() ELSE j.enabled_at END
+	WHERE j.name = set_journey_enabled.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'journey "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	IF enabled AND NOT EXISTS (SELECT FROM post_purchase.journey_steps s WHERE s.journey = set_journey_enabled.name) THEN
+		RAISE EXCEPTION 'journey "%" has no steps', name
+			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Add steps with post_purchase.add_step().';
+	END IF;
+	-- enabled, but nothing fires where no worker runs: say so, and which
+	-- setting to change (the journey is enabled all the same)
+	IF enabled THEN
+		PERFORM post_purchase.check_workers_serve();
+	END IF;
+END
+$$;
