@@ -123,18 +123,23 @@ SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_la
 SELECT count(*) > :win_back_before AS more_win_back,
 	   count(*) FILTER (WHERE m.entered_at = now()) = count(*) - :win_back_before AS new_ones_entered_now
 FROM post_purchase.segment_memberships m WHERE m.segment = 'win_back' AND m.exited_at IS NULL;
+SELECT count(*) AS entered_by_90 FROM post_purchase.segment_memberships m
+WHERE m.segment = 'win_back' AND m.entered_at = now() \gset
 COMMIT;
 SELECT count(*) AS disagree
 FROM post_purchase.customer_metrics c
 WHERE post_purchase.in_segment(c.customer_id, 'win_back') <> (c.orders >= 2 AND c.days_since_last_order >= 90);
 SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
--- and back: the members the stricter rule leaves out exit at once
+-- and back: the members the stricter rule leaves out exit at once, each
+-- exit recorded in that transaction
+BEGIN;
 SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_last_order >= 180');
+SELECT count(*) = :entered_by_90 AS the_same_ones_exit_now FROM post_purchase.segment_memberships
+WHERE segment = 'win_back' AND exited_at = now();
+COMMIT;
 SELECT count(*) = :win_back_before AS back_to_before,
 	   count(*) FILTER (WHERE c.days_since_last_order < 180) AS members_under_180_days
 FROM post_purchase.segment_members('win_back') w JOIN post_purchase.customer_metrics c ON c.customer_id = w;
-SELECT count(*) AS exits_recorded FROM post_purchase.segment_memberships
-WHERE segment = 'win_back' AND exited_at IS NOT NULL;
 SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
 
 -- the order trigger sees segment changes made in other sessions' transactions
