@@ -125,7 +125,11 @@ SELECT post_purchase.bgnbd_fit(f, f, f) IS NULL AS no_rows FROM (VALUES (1::floa
 -- non-positive spend of a repeat buyer; one-time buyers are skipped
 SELECT post_purchase.gamma_gamma_fit(f, m) FROM (VALUES (2::float8, 0::float8)) v(f, m);
 \echo :LAST_ERROR_SQLSTATE
+-- a repeat buyer's negative mean spend (refunds exceeding the purchases);
+-- a mean of 0 is valid (sql/customer_metrics.sql)
 SELECT post_purchase.gamma_gamma_expected_value(g, 3, -5) FROM bg_model;
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.clv(m, g, 1, 5, 10, -0.01, 12, 0.01) FROM bg_model;
 \echo :LAST_ERROR_SQLSTATE
 SELECT (post_purchase.gamma_gamma_fit(f, m)).customers
 FROM (VALUES (0::float8, 0::float8), (1, 10), (2, 20), (3, 15)) v(f, m);

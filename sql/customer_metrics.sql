@@ -125,6 +125,51 @@ REVOKE ALL ON post_purchase.customer_metrics FROM metrics_reader;
 REVOKE USAGE ON SCHEMA post_purchase FROM metrics_reader;
 DROP ROLE metrics_reader;
 
+-- Repeat purchases that total 0 (issue 19): customer 2 bought for 30 on
+-- Dec 1 and got a free replacement on Dec 11 (frequency 1, monetary_value
+-- 0); customer 3's Dec 11 order is a refund of 10, more than nothing
+-- (monetary_value -10).  Both get a clv_12m, stored by refresh_models() ...
+INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
+	(2, '2024-12-01 09:00', 30), (2, '2024-12-11 09:00', 0),
+	(3, '2024-12-01 09:00', 30), (3, '2024-12-11 09:00', -10);
+SELECT model_id > 2 AS new_model, (gamma_gamma).converged AS gg_converged FROM post_purchase.refresh_models();
+SELECT m.customer_id, m.frequency, m.monetary_value, m.clv_12m IS NOT NULL AS has_clv,
+	   m.clv_12m = p.clv_12m AS stored_clv
+FROM post_purchase.customer_metrics m JOIN post_purchase.customer_predictions p USING (customer_id)
+WHERE m.customer_id IN ('2', '3') ORDER BY m.customer_id;
+-- ... and computed live under a model with round parameters.  Gamma-Gamma
+-- p = 6, q = 4, v = 15, for a customer with x = 1 repeat purchase of mean
+-- m = 0:  E[M] = p (v + x m) / (p x + q - 1) = 6 (15 + 0) / (6 + 4 - 1)
+-- = 90 / 9 = 10, and for x = 3:  6 * 15 / (18 + 3) = 90 / 21 = 4.285714...
+SELECT post_purchase.gamma_gamma_expected_value(ROW(6, 4, 15, NULL, NULL, true)::post_purchase.gamma_gamma_model, 1, 0) AS x1_m0,
+	   round(post_purchase.gamma_gamma_expected_value(ROW(6, 4, 15, NULL, NULL, true)::post_purchase.gamma_gamma_model, 3, 0)::numeric, 6) AS x3_m0;
+-- a negative mean spend has no expectation under the model: an error from
+-- the functions; customer_metrics counts it as 0 (customer 3 below)
+SELECT post_purchase.gamma_gamma_expected_value(ROW(6, 4, 15, NULL, NULL, true)::post_purchase.gamma_gamma_model, 1, -10);
+\echo :LAST_ERROR_SQLSTATE
+-- (scoring does not read the log-likelihood; a NULL field would make the
+-- model's Gamma-Gamma part count as absent, as a row IS NULL test does)
+INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
+SELECT customers, bgnbd, ROW(6, 4, 15, 0, customers, true)::post_purchase.gamma_gamma_model FROM post_purchase.models
+WHERE (bgnbd).converged ORDER BY model_id DESC LIMIT 1;
+-- clv_12m = sum over months k = 1..12 of E[M] (E[X(30 k)] - E[X(30 (k - 1))]) / 1.01^k
+-- with E[M] = 10 from above and E[X] the BG/NBD expectation: the same for
+-- both (customer 3's -10 counts as 0), and live (no prediction under this model)
+SELECT m.customer_id, m.monetary_value, m.model_id = model.model_id AS newest_model,
+	   abs(m.clv_12m - ref.clv) < 1e-9 * ref.clv AS clv_ok, ref.clv > 0 AS positive
+FROM post_purchase.customer_metrics m
+JOIN post_purchase.customer_summaries s USING (customer_id)
+CROSS JOIN (SELECT * FROM post_purchase.models ORDER BY model_id DESC LIMIT 1) model
+CROSS JOIN LATERAL (
+	SELECT sum(10 * (post_purchase.bgnbd_expected_purchases(model.bgnbd, s.frequency, s.recency, s.t, 30 * k)
+					 - post_purchase.bgnbd_expected_purchases(model.bgnbd, s.frequency, s.recency, s.t, 30 * (k - 1)))
+			   / 1.01 ^ k) AS clv
+	FROM generate_series(1, 12) k) ref
+WHERE m.customer_id IN ('2', '3') ORDER BY m.customer_id;
+-- every customer has a clv_12m, and metrics_of() agrees with the view
+SELECT count(*) AS customers, count(clv_12m) AS with_clv FROM post_purchase.customer_metrics;
+SELECT pg_temp.metrics_of_differs() AS differs_with_zero_spend;
+
 SELECT post_purchase.untrack_orders('shop.orders');
 DELETE FROM post_purchase.models;
 DELETE FROM post_purchase.rfm_cuts;

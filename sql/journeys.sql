@@ -97,6 +97,35 @@ SELECT post_purchase.add_step('welcome', 'tips', '3 days', 'preferred', 'tips');
 -- nothing enrolls while it is disabled
 INSERT INTO shop_orders VALUES (1, 'c0', now(), 5);
 SELECT count(*) AS enrollments FROM post_purchase.enrollments;
+-- No background worker serves this database (issue 19): the test server
+-- preloads the library, but post_purchase.databases is empty, its default,
+-- so nothing would ever fire the steps.  Enabling warns, and succeeds.
+-- (Terse: the detail and hint name the database, which differs between
+-- runs; they are shown in full below, for a database given by name.)
+SHOW post_purchase.databases;
+\set VERBOSITY terse
+SELECT post_purchase.enable_journey('welcome');
+\set VERBOSITY default
+SELECT enabled, enabled_at IS NOT NULL AS has_enabled_at FROM post_purchase.journeys WHERE name = 'welcome';
+-- disabling does not warn
+SELECT post_purchase.disable_journey('welcome');
+-- The decision, for other servers (check_workers_serve(database, preloaded,
+-- databases, enabled), as the launcher decides): served, with the names
+-- read as the launcher reads them (quotes stripped, no case folding) ...
+SELECT post_purchase.check_workers_serve('shop', true, 'shop', true) AS alone,
+	   post_purchase.check_workers_serve('shop', true, 'crm, shop ,bi', true) AS among_others,
+	   post_purchase.check_workers_serve('Shop', true, 'crm, "Shop"', true) AS quoted;
+-- ... and not: a database the setting does not list (each with the value
+-- to set), one that only differs in case, the library not preloaded, the
+-- workers paused
+SELECT post_purchase.check_workers_serve('shop', true, '', true) AS empty_setting;
+SELECT post_purchase.check_workers_serve('shop', true, 'crm, bi', true) AS other_databases;
+SELECT post_purchase.check_workers_serve('shop', true, 'Shop', true) AS other_case;
+SELECT post_purchase.check_workers_serve('shop', false, 'shop', true) AS not_preloaded;
+SELECT post_purchase.check_workers_serve('shop', true, 'shop', false) AS paused;
+-- the rest of this file enables journeys in this same database: without
+-- the warning each time
+SET client_min_messages = error;
 SELECT post_purchase.enable_journey('welcome');
 INSERT INTO shop_orders VALUES (2, 'c1', now(), 10), (3, 'c2', now(), 20), (4, 'c3', now(), 30), (5, 'c1', now(), 40);
 -- c1's second order does not enroll again (first_order); c0 ordered before the journey was enabled

@@ -35,11 +35,28 @@ WHERE post_purchase.in_segment(c.customer_id, 'win_back') <> (c.orders >= 2 AND 
    OR post_purchase.in_segment(c.customer_id, 'Champions') <> (c.rfm_segment IS NOT DISTINCT FROM 'Champions');
 SELECT count(*) AS win_back_members FROM post_purchase.segment_members('win_back');
 
--- a marketer's own segment
+-- a marketer's own segment is filled when it is created (issue 19): its
+-- members are the customers its rule holds for, each entry recorded in the
+-- creating transaction, and a refresh right after changes nothing
+BEGIN;
 SELECT post_purchase.create_segment('big spenders', 'revenue >= 150 AND p_alive > 0.5');
+SELECT count(*) AS entries, count(*) FILTER (WHERE entered_at = now() AND exited_at IS NULL) AS open_entered_now
+FROM post_purchase.segment_memberships WHERE segment = 'big spenders';
+COMMIT;
+SELECT (SELECT count(*) FROM (SELECT * FROM post_purchase.segment_members('big spenders')
+							  EXCEPT SELECT customer_id FROM post_purchase.customer_metrics
+									 WHERE revenue >= 150 AND p_alive > 0.5) a)
+	   + (SELECT count(*) FROM (SELECT customer_id FROM post_purchase.customer_metrics
+								WHERE revenue >= 150 AND p_alive > 0.5
+								EXCEPT SELECT * FROM post_purchase.segment_members('big spenders')) b)
+	   AS members_differ_from_rule;
+SELECT c.customer_id AS big_spender FROM post_purchase.customer_metrics c
+WHERE c.revenue >= 150 AND c.p_alive > 0.5 ORDER BY c.customer_id LIMIT 1 \gset
+SELECT c.customer_id AS small_spender FROM post_purchase.customer_metrics c
+WHERE c.revenue < 150 ORDER BY c.customer_id LIMIT 1 \gset
+SELECT post_purchase.in_segment(:'big_spender', 'big spenders') AS big_spender_in,
+	   post_purchase.in_segment(:'small_spender', 'big spenders') AS small_spender_in;
 SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'big spenders';
-SELECT count(*) = (SELECT count(*) FROM post_purchase.customer_metrics WHERE revenue >= 150 AND p_alive > 0.5)
-	   AS members_match FROM post_purchase.segment_members('big spenders');
 
 -- an order moves its customer between segments in the order's own
 -- transaction: a lapsed one-time buyer comes back
@@ -86,15 +103,44 @@ SELECT count(*) AS open_memberships FROM post_purchase.segment_memberships
 WHERE customer_id = :'lapsed_customer' AND exited_at IS NULL;
 SELECT count(*) AS history_rows FROM post_purchase.segment_memberships WHERE customer_id = :'lapsed_customer';
 
--- a rule that fails for some customer does not fail the order; it warns
+-- a rule that fails for a customer fails the segment's creation, which
+-- evaluates it for every customer (it would fail every refresh too)
 SELECT post_purchase.create_segment('fragile', '100 / (orders - 1) > 1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS fragile_segments FROM post_purchase.segments WHERE name = 'fragile';
+-- a rule that fails for some customer does not fail the order; it warns
+SELECT post_purchase.create_segment('fragile', 'CASE WHEN customer_id = ''999999'' THEN 100 / (orders - 1) > 1 END');
 INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (999999, '2024-12-31 09:00', 30);
 SELECT orders FROM post_purchase.customer_state WHERE customer_id = '999999';
 SELECT post_purchase.drop_segment('fragile');
 
--- adjusting a built-in rule
+-- adjusting a built-in rule applies it at once (issue 19): the customers
+-- the new rule adds enter, recorded in that transaction, and nobody the
+-- rule no longer holds for stays; a refresh right after changes nothing
+SELECT count(*) AS win_back_before FROM post_purchase.segment_members('win_back') \gset
+BEGIN;
 SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_last_order >= 90');
-SELECT entered > 0 AS more_win_back FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
+SELECT count(*) > :win_back_before AS more_win_back,
+	   count(*) FILTER (WHERE m.entered_at = now()) = count(*) - :win_back_before AS new_ones_entered_now
+FROM post_purchase.segment_memberships m WHERE m.segment = 'win_back' AND m.exited_at IS NULL;
+SELECT count(*) AS entered_by_90 FROM post_purchase.segment_memberships m
+WHERE m.segment = 'win_back' AND m.entered_at = now() \gset
+COMMIT;
+SELECT count(*) AS disagree
+FROM post_purchase.customer_metrics c
+WHERE post_purchase.in_segment(c.customer_id, 'win_back') <> (c.orders >= 2 AND c.days_since_last_order >= 90);
+SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
+-- and back: the members the stricter rule leaves out exit at once, each
+-- exit recorded in that transaction
+BEGIN;
+SELECT post_purchase.set_segment_rule('win_back', 'orders >= 2 AND days_since_last_order >= 180');
+SELECT count(*) = :entered_by_90 AS the_same_ones_exit_now FROM post_purchase.segment_memberships
+WHERE segment = 'win_back' AND exited_at = now();
+COMMIT;
+SELECT count(*) = :win_back_before AS back_to_before,
+	   count(*) FILTER (WHERE c.days_since_last_order < 180) AS members_under_180_days
+FROM post_purchase.segment_members('win_back') w JOIN post_purchase.customer_metrics c ON c.customer_id = w;
+SELECT segment, entered, exited FROM post_purchase.refresh_segments() WHERE segment = 'win_back';
 
 -- the order trigger sees segment changes made in other sessions' transactions
 SELECT post_purchase.create_segment('everyone', 'true');

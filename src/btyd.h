@@ -52,5 +52,6 @@ extern void check_customer(double frequency, double recency, double t);
 extern double bgnbd_p_alive_of(const BgnbdParams *m, double x, double tx, double T);
 extern double bgnbd_conditional_expected(const BgnbdParams *m, double x, double tx, double T, double horizon);
 extern double gamma_gamma_expected_of(const GammaGammaParams *m, double x, double mbar);
+extern void check_spend(double frequency, double monetary_value);
 
 #endif							/* POST_PURCHASE_BTYD_H */

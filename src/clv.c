@@ -42,7 +42,7 @@ clv(PG_FUNCTION_ARGS)
 				value = 0;
 
 	check_customer(x, tx, T);
-	check_finite(monetary_value, "monetary_value");
+	check_spend(x, monetary_value);
 	check_finite(discount_rate, "discount_rate");
 	if (months < 0 || months > CLV_MAX_MONTHS)
 		ereport(ERROR,
@@ -56,10 +56,6 @@ clv(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unit must be a positive interval")));
-	if (x > 0 && monetary_value <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("monetary_value must be positive for a repeat buyer, not %g", monetary_value)));
 
 	month_in_units = CLV_DAYS_PER_MONTH / unit_days;
 	spend = gamma_gamma_expected_of(&gg, x, monetary_value);

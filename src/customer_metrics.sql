@@ -148,8 +148,12 @@ SELECT b.customer_id, b.frequency, b.recency, b.t, b.monetary_value, b.days_sinc
 	   b.updated_at
 FROM post_purchase.customer_summaries_in_context b;
 
--- clv_12m under a model, NULL where Gamma-Gamma does not apply (no model, or
--- a repeat buyer whose refunds outweigh the purchases).  Inlinable.
+-- clv_12m under a model, for every customer once the model has a Gamma-Gamma
+-- part (NULL without one).  Repeat purchases that total 0 (free
+-- replacements, fully refunded orders) are a mean spend of 0, which the
+-- Gamma-Gamma expectation shrinks toward the population mean; refunds that
+-- exceed the repeat purchases count as 0 too, the least the model's
+-- non-negative spend allows (clv() refuses a negative mean).  Inlinable.
 CREATE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.models, frequency double precision,
 												recency double precision, t double precision,
 												monetary_value numeric, monthly_discount double precision)
@@ -157,9 +161,9 @@ CREATE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.models, frequenc
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	AS $$
 	SELECT CASE WHEN m.gamma_gamma IS NOT NULL
-				 AND (frequency OPERATOR(pg_catalog.=) 0 OR monetary_value OPERATOR(pg_catalog.>) 0)
 			THEN post_purchase.clv(m.bgnbd, m.gamma_gamma, frequency, recency, t,
-								   monetary_value::pg_catalog.float8, 12, monthly_discount, '1 day') END
+								   GREATEST(monetary_value, 0)::pg_catalog.float8, 12, monthly_discount,
+								   '1 day') END
 $$;
 
 CREATE VIEW post_purchase.customer_metrics AS

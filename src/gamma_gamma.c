@@ -153,12 +153,34 @@ gamma_gamma_fit_final(PG_FUNCTION_ARGS)
 
 /*
  * E[M | x, mean spend]: a weighted mean of the population mean p v / (q - 1)
- * and the customer's own mean, the customer's weight growing with x.
+ * and the customer's own mean, the customer's weight growing with x.  It is
+ * defined at a mean spend of 0 (repeat purchases that were free, or fully
+ * refunded), where it shrinks toward the population mean: p v / (p x + q - 1).
  */
 double
 gamma_gamma_expected_of(const GammaGammaParams *m, double x, double mbar)
 {
 	return m->p * (m->v + x * mbar) / (m->p * x + m->q - 1);
+}
+
+/*
+ * A repeat buyer's mean spend must be finite and not negative: the model is
+ * one of non-negative spend, so a mean below 0 (refunds exceeding the
+ * repeat purchases) has no expectation under it.  customer_metrics counts
+ * such a customer's mean as 0 before it calls the model (predicted_clv_12m);
+ * a caller of the functions decides for itself.  A one-time buyer's mean
+ * spend does not enter the expectation.
+ */
+void
+check_spend(double frequency, double monetary_value)
+{
+	check_finite(monetary_value, "monetary_value");
+	if (frequency > 0 && monetary_value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("monetary_value must not be negative for a repeat buyer, not %g", monetary_value),
+				 errdetail("The Gamma-Gamma model describes non-negative spend."),
+				 errhint("Pass GREATEST(monetary_value, 0) to value customers whose refunds exceed their purchases as spending nothing, as customer_metrics does.")));
 }
 
 Datum
@@ -169,10 +191,6 @@ gamma_gamma_expected_value(PG_FUNCTION_ARGS)
 	double		monetary_value = PG_GETARG_FLOAT8(2);
 
 	check_customer(frequency, 0, 0);
-	check_finite(monetary_value, "monetary_value");
-	if (frequency > 0 && monetary_value <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("monetary_value must be positive for a repeat buyer, not %g", monetary_value)));
+	check_spend(frequency, monetary_value);
 	PG_RETURN_FLOAT8(finite_result(gamma_gamma_expected_of(&m, frequency, monetary_value), "gamma_gamma_expected_value"));
 }

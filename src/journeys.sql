@@ -393,6 +393,11 @@ BEGIN
 		RAISE EXCEPTION 'journey "%" has no steps', name
 			USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Add steps with post_purchase.add_step().';
 	END IF;
+	-- enabled, but nothing fires where no worker runs: say so, and which
+	-- setting to change (the journey is enabled all the same)
+	IF enabled THEN
+		PERFORM post_purchase.check_workers_serve();
+	END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.set_journey_enabled(text, boolean) FROM PUBLIC;

@@ -605,8 +605,8 @@ refresh_customer_segments(PG_FUNCTION_ARGS)
 
 /*
  * segment_rule_members(owner, rule): the customers of the session's
- * temporary customer_metrics table (refresh_segments() fills it and grants
- * it to the owner) for whom the rule holds, evaluated as the segment's
+ * temporary customer_metrics table (prepare_segment_metrics() fills it and
+ * grants it to the owner, for refresh_segment()) for whom the rule holds, evaluated as the segment's
  * owner in a security-restricted operation.  The caller must be able to act
  * as the owner already.
  */

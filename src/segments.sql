@@ -1,7 +1,8 @@
 -- Segments: named rules over customer_metrics, with a membership history
 -- that journeys react to.  Orders change memberships in their own
 -- transaction (the order trigger evaluates them, src/segments.c); the
--- passage of time changes them through refresh_segments().
+-- passage of time changes them through refresh_segments(); a new segment,
+-- or a new rule, is applied to every customer at once (refresh_segment()).
 
 CREATE TABLE post_purchase.segments (
 	name text PRIMARY KEY CHECK (name <> '' AND length(name) <= 100),
@@ -103,6 +104,8 @@ REVOKE ALL ON FUNCTION post_purchase.check_segment_rule(text, text) FROM PUBLIC;
 CREATE FUNCTION post_purchase.create_segment(name text, rule text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	seg post_purchase.segments;
 BEGIN
 	IF EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = create_segment.name) THEN
 		RAISE EXCEPTION 'segment "%" already exists', name
@@ -110,26 +113,39 @@ BEGIN
 				  HINT = 'Use post_purchase.set_segment_rule() to change its rule.';
 	END IF;
 	PERFORM post_purchase.check_segment_rule(rule);
-	INSERT INTO post_purchase.segments (name, rule) VALUES (name, rule);
+	INSERT INTO post_purchase.segments (name, rule) VALUES (name, rule) RETURNING * INTO seg;
+	-- filled at once, as refresh_segments() would (with the current RFM cut
+	-- points): the first question a marketer asks of it gets an answer
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.refresh_segment(seg);
+	DROP TABLE pg_temp.customer_metrics;
 END
 $$;
 COMMENT ON FUNCTION post_purchase.create_segment(text, text) IS
-	'create a segment from a boolean SQL expression over customer_metrics; refresh_segments() fills it';
+	'create a segment from a boolean SQL expression over customer_metrics, filled with its members at once';
 REVOKE ALL ON FUNCTION post_purchase.create_segment(text, text) FROM PUBLIC;
 
 CREATE FUNCTION post_purchase.set_segment_rule(name text, rule text) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	seg post_purchase.segments;
 BEGIN
 	PERFORM post_purchase.check_segment_rule(rule);
-	UPDATE post_purchase.segments s SET rule = set_segment_rule.rule WHERE s.name = set_segment_rule.name;
+	UPDATE post_purchase.segments s SET rule = set_segment_rule.rule WHERE s.name = set_segment_rule.name
+	RETURNING * INTO seg;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
 	END IF;
+	-- applied at once, as refresh_segments() would: the members the new
+	-- rule leaves exit, the ones it adds enter
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.refresh_segment(seg);
+	DROP TABLE pg_temp.customer_metrics;
 END
 $$;
 COMMENT ON FUNCTION post_purchase.set_segment_rule(text, text) IS
-	'change the rule of a segment (built-in ones too); refresh_segments() applies it';
+	'change the rule of a segment (built-in ones too), applied to its members at once';
 REVOKE ALL ON FUNCTION post_purchase.set_segment_rule(text, text) FROM PUBLIC;
 
 CREATE FUNCTION post_purchase.drop_segment(name text) RETURNS void
@@ -175,18 +191,17 @@ CREATE FUNCTION post_purchase.segment_members(segment text) RETURNS SETOF text
 $$;
 COMMENT ON FUNCTION post_purchase.segment_members(text) IS 'the customers in the segment now';
 
--- Bring every segment's memberships up to date (time moves customers), and
--- the RFM cut points first.  Returns the entries and exits per segment.
-CREATE FUNCTION post_purchase.refresh_segments()
-	RETURNS TABLE (segment text, entered bigint, exited bigint)
+-- The working copy of customer_metrics that refresh_segment() evaluates
+-- rules over: every customer's metrics computed once, with the state's
+-- updated_at they were computed from, in a temporary table that the
+-- transaction's end drops (the caller drops it when done), lent to the
+-- owners whose rules will run over it.
+CREATE FUNCTION post_purchase.prepare_segment_metrics(owners regrole[]) RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
-	seg post_purchase.segments;
+	owner regrole;
 BEGIN
-	PERFORM post_purchase.refresh_rfm_cuts();
-	-- every rule reads the same customer_metrics: compute it once, with the
-	-- state's updated_at the metrics were computed from
 	CREATE TEMP TABLE customer_metrics ON COMMIT DROP AS
 	SELECT m.*, s.updated_at AS state_updated_at
 	FROM post_purchase.customer_metrics m JOIN post_purchase.customer_state s USING (customer_id);
@@ -196,46 +211,78 @@ BEGIN
 	ANALYZE pg_temp.customer_metrics;
 	ANALYZE post_purchase.segment_memberships;
 	-- each rule runs as its segment's owner, who reads this table only
-	FOR seg IN SELECT DISTINCT ON (s.owner) * FROM post_purchase.segments s LOOP
+	FOREACH owner IN ARRAY owners LOOP
 		-- a regrole's text is already a quoted identifier
-		EXECUTE format('GRANT SELECT ON pg_temp.customer_metrics TO %s', seg.owner);
+		EXECUTE format('GRANT SELECT ON pg_temp.customer_metrics TO %s', owner);
 	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.prepare_segment_metrics(regrole[]) FROM PUBLIC;
+
+-- One segment's memberships brought up to date with its rule, run as the
+-- segment's owner over prepare_segment_metrics()' table: what
+-- refresh_segments() does for each segment, and create_segment() and
+-- set_segment_rule() for theirs.  Returns the entries and exits recorded.
+CREATE FUNCTION post_purchase.refresh_segment(seg post_purchase.segments, OUT entered bigint, OUT exited bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	-- EXECUTE: planned for each segment with the statistics just taken.
+	-- The customers entering and leaving are found first (hash joins over
+	-- the whole segment), then the few that change are checked: a customer
+	-- whose state changed since the metrics were taken had its memberships
+	-- recorded by the decision on that change, from newer state, so it is
+	-- left alone (its updated_at differs from the one its metrics were
+	-- computed from), as is one whose change waits for a worker's decision
+	-- (changed_at); and an entry that such a decision, committing while this
+	-- waits, made too is skipped.
+	EXECUTE
+		'WITH members AS MATERIALIZED (SELECT x.customer_id
+									  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
+		 leaving AS MATERIALIZED (SELECT m.customer_id FROM post_purchase.segment_memberships m
+								  WHERE m.segment = $1 AND m.exited_at IS NULL
+									AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)),
+		 entering AS MATERIALIZED (SELECT x.customer_id FROM members x
+								   WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
+													 WHERE m.segment = $1 AND m.customer_id = x.customer_id
+													   AND m.exited_at IS NULL)),
+		 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
+									JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
+									WHERE s.updated_at = c.state_updated_at AND s.changed_at IS NULL
+									  AND c.customer_id IN (SELECT customer_id FROM leaving
+															UNION ALL SELECT customer_id FROM entering)),
+		 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
+				   FROM leaving l JOIN unchanged u ON u.customer_id = l.customer_id
+				   WHERE m.segment = $1 AND m.exited_at IS NULL AND m.customer_id = l.customer_id
+				   RETURNING 1),
+		 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
+					 SELECT e.customer_id, $1 FROM entering e JOIN unchanged u ON u.customer_id = e.customer_id
+					 ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING
+					 RETURNING 1)
+		 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
+	INTO entered, exited USING seg.name, seg.owner, seg.rule;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.refresh_segment(post_purchase.segments) FROM PUBLIC;
+
+-- Bring every segment's memberships up to date (time moves customers), and
+-- the RFM cut points first.  Returns the entries and exits per segment.
+-- Segment by segment in name order, the order in which an order writes a
+-- customer's membership changes (src/segments.c), so the two never wait for
+-- each other in a cycle (isolation spec segments_refresh_deadlock).
+CREATE FUNCTION post_purchase.refresh_segments()
+	RETURNS TABLE (segment text, entered bigint, exited bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	PERFORM post_purchase.refresh_rfm_cuts();
+	-- every rule reads the same customer_metrics: compute it once
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY(SELECT DISTINCT s.owner FROM post_purchase.segments s));
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
 		segment := seg.name;
-		-- EXECUTE: planned for each segment with the statistics just taken.
-		-- The customers entering and leaving are found first (hash joins
-		-- over the whole segment), then the few that change are checked: a
-		-- customer whose state changed since the metrics were taken had its
-		-- memberships recorded by the decision on that change, from newer
-		-- state, so it is left alone (its updated_at differs from the one
-		-- its metrics were computed from), as is one whose change waits for
-		-- a worker's decision (changed_at); and an entry that such a
-		-- decision, committing while this waits, made too is skipped.
-		EXECUTE
-			'WITH members AS MATERIALIZED (SELECT x.customer_id
-										  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
-			 leaving AS MATERIALIZED (SELECT m.customer_id FROM post_purchase.segment_memberships m
-									  WHERE m.segment = $1 AND m.exited_at IS NULL
-										AND NOT EXISTS (SELECT FROM members x WHERE x.customer_id = m.customer_id)),
-			 entering AS MATERIALIZED (SELECT x.customer_id FROM members x
-									   WHERE NOT EXISTS (SELECT FROM post_purchase.segment_memberships m
-														 WHERE m.segment = $1 AND m.customer_id = x.customer_id
-														   AND m.exited_at IS NULL)),
-			 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
-										JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
-										WHERE s.updated_at = c.state_updated_at AND s.changed_at IS NULL
-										  AND c.customer_id IN (SELECT customer_id FROM leaving
-																UNION ALL SELECT customer_id FROM entering)),
-			 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
-					   FROM leaving l JOIN unchanged u ON u.customer_id = l.customer_id
-					   WHERE m.segment = $1 AND m.exited_at IS NULL AND m.customer_id = l.customer_id
-					   RETURNING 1),
-			 entries AS (INSERT INTO post_purchase.segment_memberships (customer_id, segment)
-						 SELECT e.customer_id, $1 FROM entering e JOIN unchanged u ON u.customer_id = e.customer_id
-						 ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING
-						 RETURNING 1)
-			 SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM exits)'
-		INTO entered, exited USING seg.name, seg.owner, seg.rule;
+		SELECT r.entered, r.exited INTO entered, exited FROM post_purchase.refresh_segment(seg) r;
 		RETURN NEXT;
 	END LOOP;
 	DROP TABLE pg_temp.customer_metrics;
@@ -252,8 +299,8 @@ CREATE FUNCTION post_purchase.refresh_customer_segments(customer text) RETURNS v
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.refresh_customer_segments(text) FROM PUBLIC;
 
--- The customers of refresh_segments()' temporary metrics for whom a rule
--- holds, evaluated as the segment's owner (src/segments.c).
+-- The customers of prepare_segment_metrics()' temporary metrics for whom a
+-- rule holds, evaluated as the segment's owner (src/segments.c).
 CREATE FUNCTION post_purchase.segment_rule_members(owner regrole, rule text) RETURNS SETOF text
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION post_purchase.segment_rule_members(regrole, text) FROM PUBLIC;

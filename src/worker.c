@@ -84,6 +84,7 @@
 
 PG_FUNCTION_INFO_V1(post_purchase_worker_status);
 PG_FUNCTION_INFO_V1(post_purchase_wake_workers);
+PG_FUNCTION_INFO_V1(post_purchase_check_workers_serve);
 
 PGDLLEXPORT void post_purchase_launcher_main(Datum main_arg);
 PGDLLEXPORT void post_purchase_worker_main(Datum main_arg);
@@ -1446,6 +1447,24 @@ launcher_terminate_worker(int i)
 		(void) kill(pid, SIGTERM);
 }
 
+/*
+ * The database names of a post_purchase.databases value, read as the
+ * launcher reads them (SplitGUCList: double quotes stripped, no case
+ * folding, compared with datname as they are); NIL when the value is empty,
+ * or malformed (the check hook refuses that).  The names point into a copy
+ * of the value.
+ */
+static List *
+database_names(const char *value)
+{
+	char	   *rawstring = pstrdup(value ? value : "");
+	List	   *names;
+
+	if (!SplitGUCList(rawstring, ',', &names))
+		return NIL;
+	return names;
+}
+
 static bool
 name_in_list(List *list, const char *name)
 {
@@ -1458,6 +1477,65 @@ name_in_list(List *list, const char *name)
 }
 
 /*
+ * check_workers_serve(database, preloaded, databases, enabled): whether
+ * background workers fire the database's journey steps, with a WARNING
+ * that names the setting to change when they do not.  enable_journey()
+ * calls it: a journey enabled where no worker runs would wait, silently,
+ * for ever.  The decision is the launcher's: workers run only when the
+ * library was preloaded, only in the databases that post_purchase.databases
+ * names as launcher_targets() reads them (empty by default: none), and fire
+ * only while post_purchase.enabled is on.  A NULL argument stands for this
+ * server's own value (the current database, whether this library was
+ * preloaded, the two settings), so a test can ask about other servers.
+ */
+Datum
+post_purchase_check_workers_serve(PG_FUNCTION_ARGS)
+{
+	char	   *dbname = PG_ARGISNULL(0) ? get_database_name(MyDatabaseId) : NameStr(*PG_GETARG_NAME(0));
+	bool		preloaded = PG_ARGISNULL(1) ? shared != NULL : PG_GETARG_BOOL(1);
+	char	   *databases = PG_ARGISNULL(2) ? pstrdup(databases_setting ? databases_setting : "") :
+		text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bool		enabled = PG_ARGISNULL(3) ? workers_enabled : PG_GETARG_BOOL(3);
+	List	   *names = database_names(databases);
+
+	if (!preloaded)
+	{
+		ereport(WARNING,
+				(errmsg("no post_purchase background worker runs on this server, so enabled journeys do not fire"),
+				 errdetail("post_purchase is not in shared_preload_libraries."),
+				 errhint("Add post_purchase to shared_preload_libraries and \"%s\" to post_purchase.databases, then restart the server.",
+						 dbname)));
+		PG_RETURN_BOOL(false);
+	}
+	if (!name_in_list(names, dbname))
+	{
+		/* the value to set: the list as it is, and this database */
+		char	   *wanted = names == NIL ? pstrdup(quote_identifier(dbname)) :
+			psprintf("%s, %s", databases, quote_identifier(dbname));
+
+		/* the message names no database, so that tests read the same anywhere */
+		ereport(WARNING,
+				(errmsg("no post_purchase background worker serves this database, so enabled journeys do not fire"),
+				 names == NIL ?
+				 errdetail("Database \"%s\" is not in post_purchase.databases, which is empty.", dbname) :
+				 errdetail("Database \"%s\" is not in post_purchase.databases, which is %s.",
+						   dbname, quote_literal_cstr(databases)),
+				 errhint("Set post_purchase.databases = %s (in postgresql.conf or with ALTER SYSTEM) and reload the configuration.",
+						 quote_literal_cstr(wanted))));
+		PG_RETURN_BOOL(false);
+	}
+	if (!enabled)
+	{
+		ereport(WARNING,
+				(errmsg("post_purchase background workers are paused, so enabled journeys do not fire"),
+				 errdetail("post_purchase.enabled is off."),
+				 errhint("Set post_purchase.enabled = on (in postgresql.conf or with ALTER SYSTEM) and reload the configuration.")));
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
  * The databases of post_purchase.databases that exist and take connections.
  * Each missing one is logged once, until it appears.
  */
@@ -1466,8 +1544,7 @@ launcher_targets(int *ntargets)
 {
 	static List *reported_missing = NIL;	/* in TopMemoryContext */
 	static bool reported_empty = false;
-	char	   *rawstring = pstrdup(databases_setting ? databases_setting : "");
-	List	   *names;
+	List	   *names = database_names(databases_setting);
 	List	   *seen = NIL;
 	List	   *databases = NIL;	/* the usable ones, and their oids */
 	List	   *oids = NIL;
@@ -1477,10 +1554,6 @@ launcher_targets(int *ntargets)
 	HeapTuple	tuple;
 	Target	   *targets;
 	int			n = 0;
-
-	/* the check hook accepted it */
-	if (!SplitGUCList(rawstring, ',', &names))
-		names = NIL;
 
 	if (names == NIL)
 	{

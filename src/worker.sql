@@ -42,6 +42,19 @@ COMMENT ON FUNCTION post_purchase.wake_workers() IS
 	'wake this database''s post_purchase workers when the transaction commits';
 REVOKE ALL ON FUNCTION post_purchase.wake_workers() FROM PUBLIC;
 
+-- Whether background workers fire this database's journey steps, with a
+-- WARNING naming the setting to change when they do not: enable_journey()
+-- asks, so a journey enabled where no worker runs does not wait silently.
+-- A NULL argument stands for this server's own value (the current
+-- database, whether the library was preloaded, post_purchase.databases,
+-- post_purchase.enabled), so the decision can be tested for other servers.
+CREATE FUNCTION post_purchase.check_workers_serve(database name DEFAULT NULL, preloaded boolean DEFAULT NULL,
+												  databases text DEFAULT NULL, enabled boolean DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'post_purchase_check_workers_serve'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.check_workers_serve(name, boolean, text, boolean) FROM PUBLIC;
+
 -- Whether this session restores a dump: pg_restore connects with
 -- application_name pg_restore (to restore a plain-format dump with psql,
 -- set PGAPPNAME=pg_restore).  While any such session is connected to a

@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(58);
+SELECT plan(60);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -169,6 +169,23 @@ SELECT is_empty(
 	'every PL/pgSQL function locks search_path');
 SELECT cmp_ok((SELECT count(*)::int FROM ext_proc), '>=', 24,
 	'the extension''s functions were found (the checks above are not vacuous)');
+
+-- The internal functions of issue 19: refresh_segment() and its working
+-- table (create_segment, set_segment_rule and refresh_segments use them),
+-- and the workers check of enable_journey(); volatile, and not PUBLIC's.
+SELECT is(ARRAY(SELECT to_regprocedure(f)::text FROM unnest(ARRAY[
+			'post_purchase.prepare_segment_metrics(regrole[])',
+			'post_purchase.refresh_segment(post_purchase.segments)',
+			'post_purchase.check_workers_serve(name, boolean, text, boolean)']) f),
+	ARRAY['post_purchase.prepare_segment_metrics(regrole[])',
+		  'post_purchase.refresh_segment(post_purchase.segments)',
+		  'post_purchase.check_workers_serve(name,boolean,text,boolean)'],
+	'refresh_segment, prepare_segment_metrics and check_workers_serve exist with these signatures');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc
+	  WHERE proname IN ('prepare_segment_metrics', 'refresh_segment', 'check_workers_serve')
+		AND (provolatile <> 'v' OR has_function_privilege('public', oid, 'EXECUTE'))$$,
+	'they are VOLATILE and not executable by PUBLIC');
 
 -- Every metric is callable by a role with no privileges of its own.  pgTAP's
 -- bookkeeping tables belong to the test's superuser, so the role records what

@@ -388,10 +388,14 @@ WHERE backend_type = 'post_purchase worker' AND datname = 'shop' AND pid <> $pid
 	'with a new worker');
 sleep(1);
 is(workers('shop'), 'post_purchase worker 1 for database shop', 'and only one');
+# enable_journey() asks check_workers_serve() whether a worker serves the
+# database; here one does, so it does not warn
+my ($ret, $stdout, $stderr) = $node->psql('shop', 'SELECT post_purchase.check_workers_serve()');
+is("$stdout|$stderr", 't|', 'a database of post_purchase.databases is served: no warning');
 
 # --- reloads: another list of databases, more workers per database
 
-my ($ret, $stdout, $stderr) = $node->psql('postgres',
+($ret, $stdout, $stderr) = $node->psql('postgres',
 	q{ALTER SYSTEM SET post_purchase.databases = '"shop'});
 isnt($ret, 0, 'a malformed post_purchase.databases is refused');
 like($stderr, qr/invalid value for parameter "post_purchase\.databases"/, 'with the setting named');
@@ -405,6 +409,11 @@ SELECT string_agg(datname || ':' || application_name, ',' ORDER BY application_n
 FROM pg_stat_activity WHERE backend_type = 'post_purchase worker'},
 		'shop2:post_purchase worker 1 for database shop2,shop2:post_purchase worker 2 for database shop2'),
 	'after a reload, two workers run in shop2 and none in shop');
+($ret, $stdout, $stderr) = $node->psql('shop', 'SELECT post_purchase.check_workers_serve()');
+is($stdout, 'f', 'shop is no longer served');
+like($stderr,
+	qr/WARNING:  no post_purchase background worker serves this database.*HINT:  Set post_purchase\.databases = 'shop2, shop'/s,
+	'enable_journey() would warn, with the value to set');
 is( $node->safe_psql(
 		'postgres', q{SELECT string_agg(database || ':' || worker, ',') FROM post_purchase.worker_status}),
 	'shop2:1,shop2:2',
@@ -537,6 +546,18 @@ SELECT count(*) FROM post_purchase.worker_status;
 SHOW post_purchase.naptime;}),
 	"\n0\n1s",
 	'without the preload, wake_workers() does nothing and worker_status is empty');
+# a journey enabled there would never fire: enable_journey() warns and enables it
+($ret, $stdout, $stderr) = $plain->psql(
+	'postgres', q{
+SELECT post_purchase.create_journey('probe', 'every_order');
+SELECT post_purchase.add_step('probe', 'hello', '0', 'email', 'hello');
+SELECT post_purchase.enable_journey('probe');
+SELECT enabled FROM post_purchase.journeys WHERE name = 'probe';});
+is($ret, 0, 'without the preload, enable_journey() succeeds');
+like($stdout, qr/t$/, 'and the journey is enabled');
+like($stderr,
+	qr/WARNING:  no post_purchase background worker runs on this server.*HINT:  Add post_purchase to shared_preload_libraries/s,
+	'with a warning that names shared_preload_libraries');
 is( $plain->safe_psql(
 		'postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'post_purchase%'}),
 	'0', 'and no launcher runs');
