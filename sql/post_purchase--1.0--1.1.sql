@@ -946,7 +946,7 @@ $$;
 -- (src/order_journeys.c): the PL/pgSQL function it called is gone.
 DROP FUNCTION post_purchase.enroll_for_order(text, bigint, jsonb);
 
--- Issue 19: a repeat customer whose repeat purchases total 0 gets a
+-- A repeat customer whose repeat purchases total 0 gets a
 -- clv_12m: the Gamma-Gamma expectation is defined at a mean spend of 0, and
 -- a negative mean (refunds exceeding the purchases) counts as 0
 -- (src/customer_metrics.sql).
@@ -969,7 +969,7 @@ DELETE FROM post_purchase.customer_predictions p
 USING post_purchase.models m
 WHERE m.model_id OPERATOR(pg_catalog.=) p.model_id AND m.gamma_gamma IS NOT NULL AND p.clv_12m IS NULL;
 
--- Issue 19: create_segment() fills the new segment at once, and
+-- Create_segment() fills the new segment at once, and
 -- set_segment_rule() applies the new rule at once, with refresh_segment()
 -- (src/segments.sql).
 CREATE OR REPLACE FUNCTION post_purchase.create_segment(name text, rule text) RETURNS void
@@ -1019,7 +1019,7 @@ COMMENT ON FUNCTION post_purchase.set_segment_rule(text, text) IS
 	'change the rule of a segment (built-in ones too), applied to its members at once';
 REVOKE ALL ON FUNCTION post_purchase.set_segment_rule(text, text) FROM PUBLIC;
 
--- Issue 19: enable_journey() warns, naming the setting to change, when no
+-- Enable_journey() warns, naming the setting to change, when no
 -- background worker serves this database (src/worker.sql, src/journeys.sql).
 
 -- Whether background workers fire this database's journey steps, with a

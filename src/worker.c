@@ -651,40 +651,6 @@ wake_workers_at_commit_of_xact(void)
 	}
 }
 
-/*
- * Whether background workers serve this database: the library was
- * preloaded, the workers are enabled, and post_purchase.databases names
- * it.  The order trigger asks for every order; the list is parsed again
- * only when the setting's value changed.
- */
-bool
-workers_serve_database(void)
-{
-	static char *parsed_setting = NULL;
-	static Oid	parsed_for = InvalidOid;
-	static bool served = false;
-
-	if (shared == NULL || !workers_enabled || databases_setting == NULL)
-		return false;
-	if (parsed_setting == NULL || parsed_for != MyDatabaseId || strcmp(parsed_setting, databases_setting) != 0)
-	{
-		char	   *copy = pstrdup(databases_setting);
-		char	   *dbname = get_database_name(MyDatabaseId);
-		List	   *names = NIL;
-		ListCell   *lc;
-
-		served = false;
-		if (dbname != NULL && SplitGUCList(copy, ',', &names))
-			foreach(lc, names)
-				served |= strcmp((const char *) lfirst(lc), dbname) == 0;
-		if (parsed_setting != NULL)
-			pfree(parsed_setting);
-		parsed_setting = MemoryContextStrdup(TopMemoryContext, databases_setting);
-		parsed_for = MyDatabaseId;
-	}
-	return served;
-}
-
 /* wake_workers(): the same, from SQL. */
 Datum
 post_purchase_wake_workers(PG_FUNCTION_ARGS)
@@ -1474,6 +1440,35 @@ name_in_list(List *list, const char *name)
 		if (strcmp((char *) lfirst(lc), name) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * Whether background workers serve this database, as check_workers_serve()
+ * decides it for this server: the order trigger asks for every order
+ * (post_purchase.decide_in = auto), so the list is read again only when the
+ * setting's value changed.
+ */
+bool
+workers_serve_database(void)
+{
+	static char *read_value = NULL;
+	static Oid	read_for = InvalidOid;
+	static bool named = false;
+
+	if (shared == NULL || !workers_enabled)
+		return false;
+	if (read_value == NULL || read_for != MyDatabaseId ||
+		strcmp(read_value, databases_setting ? databases_setting : "") != 0)
+	{
+		char	   *dbname = get_database_name(MyDatabaseId);
+
+		named = dbname != NULL && name_in_list(database_names(databases_setting), dbname);
+		if (read_value != NULL)
+			pfree(read_value);
+		read_value = MemoryContextStrdup(TopMemoryContext, databases_setting ? databases_setting : "");
+		read_for = MyDatabaseId;
+	}
+	return named;
 }
 
 /*
