@@ -311,6 +311,17 @@ CROSS JOIN LATERAL (
 		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
 		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
 
+-- The order trigger's state write also marks the customer as changed, for
+-- a worker's decision (src/decisions.c); before metrics_of() takes the row
+-- type as an argument, which would keep the table from changing.  Every order so far was decided in its transaction.
+ALTER TABLE post_purchase.customer_state
+	ADD COLUMN changed_at timestamptz,
+	ADD COLUMN order_seq bigint NOT NULL DEFAULT 0,
+	ADD COLUMN decided_seq bigint NOT NULL DEFAULT 0;
+UPDATE post_purchase.customer_state SET order_seq = orders, decided_seq = orders;
+-- the workers take the oldest marks first
+CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
+
 -- One customer's customer_metrics row from the customer's state and what
 -- the metrics are computed with, given as values (p: the stored
 -- predictions that count, or a NULL row): the order trigger evaluates the
@@ -450,9 +461,10 @@ BEGIN
 	-- whose state changed since the metrics were taken had its memberships
 	-- recorded by the decision on that change, from newer state, so it is
 	-- left alone (its updated_at differs from the one its metrics were
-	-- computed from), as is one whose change waits for a worker's decision
-	-- (changed_at); and an entry that such a decision, committing while this
-	-- waits, made too is skipped.
+	-- computed from); and an entry that such a decision, committing while
+	-- this waits, made too is skipped.  A change still waiting for a
+	-- worker's decision is not skipped: that decision may run with the rule
+	-- this replaces (isolation spec decisions_rule_change).
 	EXECUTE
 		'WITH members AS MATERIALIZED (SELECT x.customer_id
 									  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
@@ -465,7 +477,7 @@ BEGIN
 													   AND m.exited_at IS NULL)),
 		 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
 									JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
-									WHERE s.updated_at = c.state_updated_at AND s.changed_at IS NULL
+									WHERE s.updated_at = c.state_updated_at
 									  AND c.customer_id IN (SELECT customer_id FROM leaving
 															UNION ALL SELECT customer_id FROM entering)),
 		 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)
@@ -1069,16 +1081,6 @@ DROP FUNCTION post_purchase.recomputed_days_query(post_purchase.tracked_orders);
 DROP FUNCTION post_purchase.state_from_days(regclass);
 DROP FUNCTION post_purchase.state_from_days_query(regclass);
 DROP TABLE post_purchase.customer_days;
-
--- The same write marks the customer as changed, for a worker's decision
--- (src/decisions.c).  Every order so far was decided in its transaction.
-ALTER TABLE post_purchase.customer_state
-	ADD COLUMN changed_at timestamptz,
-	ADD COLUMN order_seq bigint NOT NULL DEFAULT 0,
-	ADD COLUMN decided_seq bigint NOT NULL DEFAULT 0;
-UPDATE post_purchase.customer_state SET order_seq = orders, decided_seq = orders;
--- the workers take the oldest marks first
-CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
 
 -- The query of every customer's state, recomputed from the orders table,
 -- with every order decided: what the trigger keeps incrementally, and what

@@ -233,9 +233,10 @@ BEGIN
 	-- whose state changed since the metrics were taken had its memberships
 	-- recorded by the decision on that change, from newer state, so it is
 	-- left alone (its updated_at differs from the one its metrics were
-	-- computed from), as is one whose change waits for a worker's decision
-	-- (changed_at); and an entry that such a decision, committing while this
-	-- waits, made too is skipped.
+	-- computed from); and an entry that such a decision, committing while
+	-- this waits, made too is skipped.  A change still waiting for a
+	-- worker's decision is not skipped: that decision may run with the rule
+	-- this replaces (isolation spec decisions_rule_change).
 	EXECUTE
 		'WITH members AS MATERIALIZED (SELECT x.customer_id
 									  FROM post_purchase.segment_rule_members($2, $3) x(customer_id)),
@@ -248,7 +249,7 @@ BEGIN
 													   AND m.exited_at IS NULL)),
 		 unchanged AS MATERIALIZED (SELECT c.customer_id FROM pg_temp.customer_metrics c
 									JOIN post_purchase.customer_state s ON s.customer_id = c.customer_id
-									WHERE s.updated_at = c.state_updated_at AND s.changed_at IS NULL
+									WHERE s.updated_at = c.state_updated_at
 									  AND c.customer_id IN (SELECT customer_id FROM leaving
 															UNION ALL SELECT customer_id FROM entering)),
 		 exits AS (UPDATE post_purchase.segment_memberships m SET exited_at = GREATEST(now(), m.entered_at)

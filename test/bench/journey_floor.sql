@@ -1,16 +1,19 @@
--- journey_floor.sql: the floor of run_journey_bench.sh's insert runs.  The
--- rows a first order writes with the 8 seed journeys enabled, by plain SQL
--- into copies of the extension's tables (schema floor: same columns,
--- defaults, checks, indexes and foreign keys; no triggers): the order, the
--- customer's state and purchase day, its lifecycle_new membership, the 5
--- enrollments of the journeys a first order enters, and the thank-you
--- fired (its outbox row, its outcome, its enrollment completed).  No reads,
--- rules or functions of the extension run.  floor.first_order() writes
--- them, one call per pgbench transaction: one round trip with cached plans,
--- as the trigger's statements have.
+-- journey_floor.sql: the floors of run_journey_bench.sh's insert runs, by
+-- plain SQL into copies of the extension's tables (schema floor: same
+-- columns, defaults, checks, indexes and foreign keys; no triggers).  No
+-- reads, rules or functions of the extension run; each is one call per
+-- pgbench transaction: one round trip with cached plans, as the trigger's
+-- statements have.
+--   floor.order_write(): what an order's transaction writes when a worker
+--     decides (post_purchase.decide_in = worker, or auto with workers): the
+--     order and the customer's state row, with its change mark.
+--   floor.first_order(): everything a first order leads to with the 8 seed
+--     journeys enabled, as the order's transaction wrote it when it decided
+--     itself: the order, the state, its lifecycle_new membership, the 5
+--     enrollments of the journeys a first order enters, and the thank-you
+--     fired (its outbox row, its outcome, its enrollment completed).
 CREATE SCHEMA floor;
 CREATE TABLE floor.customer_state (LIKE post_purchase.customer_state INCLUDING ALL);
-CREATE TABLE floor.customer_days (LIKE post_purchase.customer_days INCLUDING ALL);
 CREATE TABLE floor.segment_memberships (LIKE post_purchase.segment_memberships INCLUDING ALL,
 	FOREIGN KEY (segment) REFERENCES post_purchase.segments);
 CREATE TABLE floor.enrollments (LIKE post_purchase.enrollments INCLUDING ALL,
@@ -25,8 +28,7 @@ DECLARE
 BEGIN
 	INSERT INTO plain_orders (customer_id, ordered_at, amount) VALUES (nextval('customers'), clock_timestamp(), 10)
 	RETURNING customer_id::text, order_id INTO c, o;
-	INSERT INTO floor.customer_state VALUES (c, 1, 10, now(), now(), 1, current_date, current_date, 10, now());
-	INSERT INTO floor.customer_days VALUES (c, current_date, 1, 10, now(), now());
+	INSERT INTO floor.customer_state VALUES (c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0);
 	INSERT INTO floor.segment_memberships (customer_id, segment) VALUES (c, 'lifecycle_new');
 	INSERT INTO floor.enrollments (journey, customer_id, anchor_at, context, holdout, next_position, next_fire_at)
 	SELECT v.journey, c, now(),
@@ -48,4 +50,11 @@ BEGIN
 		   end_reason = 'completed'
 	WHERE e.customer_id = c AND e.journey = 'thank_you' AND e.status = 'active';
 END
+$$;
+
+CREATE FUNCTION floor.order_write() RETURNS void LANGUAGE sql AS $$
+	WITH o AS (INSERT INTO plain_orders (customer_id, ordered_at, amount)
+			   VALUES (nextval('customers'), clock_timestamp(), 10) RETURNING customer_id::text AS c)
+	INSERT INTO floor.customer_state SELECT o.c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0
+	FROM o;
 $$;
