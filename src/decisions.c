@@ -27,6 +27,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -42,6 +43,7 @@ PG_FUNCTION_INFO_V1(process_changes);
 int			decide_in = DECIDE_IN_AUTO;
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr rules_lock_plan;
 static SPIPlanPtr read_mark_plan;
 static SPIPlanPtr clear_mark_plan;
 
@@ -231,6 +233,20 @@ process_changes(PG_FUNCTION_ARGS)
 				 errmsg("batch size must be positive, got %d", batch)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * The batch decides with the segment rules as committed: a rule being
+	 * changed (set_segment_rule() re-evaluates its segment at once) is
+	 * waited for, and a change waits for the batch.  Without this, a batch
+	 * planned with the old rule could undo the new one's entries it reads
+	 * once they commit (isolation spec decisions_rule_change).  The wait
+	 * took no new table lock, so the rules' invalidation is taken in here.
+	 */
+	if (SPI_execute_plan(kept_plan(&rules_lock_plan, "SELECT FROM post_purchase.segments FOR SHARE", 0, NULL),
+						 NULL, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the segment rules");
+	AcceptInvalidationMessages();
+
 	if (SPI_execute_plan(kept_plan(&claim_plan,
 								   "SELECT s.customer_id FROM post_purchase.customer_state s "
 								   "WHERE s.changed_at IS NOT NULL ORDER BY s.changed_at "

@@ -281,10 +281,11 @@ prepare_rules(void)
 	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
 	rules_stale = false;
 	rules_over_state = metrics_context_exists();
+	/* not read-only: a fresh snapshot, which sees a rule committed while a batch waited for it */
 	if (SPI_execute("SELECT s.owner, pg_catalog.array_agg(s.name ORDER BY s.name), "
 					"pg_catalog.array_agg(s.rule ORDER BY s.name) "
 					"FROM post_purchase.segments s GROUP BY s.owner ORDER BY s.owner",
-					true, 0) != SPI_OK_SELECT)
+					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the segments");
 	table = SPI_tuptable;
 	groups = (int) SPI_processed;
