@@ -703,8 +703,8 @@ for (1 .. n(200))
 {
 	my $scale = chance(0.9) ? pick(3, 5, 7, 10) : int_lit();
 	my @rows = map {
-		[ chance(0.9) ? 1 + below($scale =~ /^\d+$/ && $scale > 0 && $scale <= 10 ? $scale : 10) : int_lit(),
-			chance(0.97) ? $scale : pick(3, 5, 7, 10, int_lit()) ]
+		[ chance(0.97) ? 1 + below($scale =~ /^\d+$/ && $scale > 0 && $scale <= 10 ? $scale : 10) : int_lit(),
+			chance(0.99) ? $scale : pick(3, 5, 7, 10, int_lit()) ]
 	} 1 .. below(30);
 	my $from = values_of(\@rows, 'integer', 'integer');
 	my $args = chance(0.2) ? 'v' : 'v, s';
