@@ -22,6 +22,7 @@ OBJS = \
 	src/amount.o \
 	src/dayset.o \
 	src/nps.o \
+	src/survey.o \
 	src/rfm.o \
 	src/purchase_cycle.o \
 	src/rfm_segment.o \
@@ -49,6 +50,7 @@ OBJS = \
 SQL_PARTS = \
 	src/post_purchase.sql \
 	src/nps.sql \
+	src/survey.sql \
 	src/rfm.sql \
 	src/purchase_cycle.sql \
 	src/rfm_segment.sql \
@@ -84,7 +86,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else

@@ -121,7 +121,11 @@ SELECT set_eq(
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision)',
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision,double precision)',
 		  'post_purchase.gamma_gamma_fit(double precision,double precision)',
-		  'post_purchase.gamma_gamma_fit(double precision,double precision,double precision)'],
+		  'post_purchase.gamma_gamma_fit(double precision,double precision,double precision)',
+		  -- the survey metrics (survey_catalog.sql)
+		  'post_purchase.csat(integer)', 'post_purchase.csat(integer,integer)',
+		  'post_purchase.csat_summary(integer)', 'post_purchase.csat_summary(integer,integer)',
+		  'post_purchase.ces_summary(integer)', 'post_purchase.ces_summary(integer,integer)'],
 	'the extension''s aggregates are the documented ones');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p WHERE p.prokind = 'a' AND p.proparallel <> 's'$$,

@@ -176,6 +176,32 @@ my %craft = (
 	bgnbd_final => [ 'model_fit', 'model_fit', 'bgnbd_fit_final', q{mut.sane(r)} ],
 	gg_final => [ 'model_fit', 'model_fit', 'gamma_gamma_fit_final', q{mut.sane(r)} ],
 	fit_serial => [ 'model_fit', 'model_fit', 'model_fit_serialize', 'true' ],);
+
+# The survey metrics (src/survey.c): their results' sanity, their states as
+# bytes, and their crafting aggregates.  The intervals may miss the point
+# estimate by a rounding error: 1e-9.
+$node->safe_psql(
+	'postgres', q{
+CREATE FUNCTION mut.sane(r post_purchase.csat_result) RETURNS boolean LANGUAGE sql AS $$
+SELECT r IS NULL OR (r.responses >= 0 AND r.satisfied BETWEEN 0 AND r.responses
+	AND (r.responses = 0) = (r.csat IS NULL) AND (r.csat IS NULL) = (r.mean IS NULL)
+	AND (r.csat IS NULL) = (r.ci_low IS NULL) AND (r.ci_low IS NULL) = (r.ci_high IS NULL)
+	AND coalesce(r.csat BETWEEN 0 AND 100 AND r.mean BETWEEN 1 AND 10
+		AND r.ci_low >= 0 AND r.ci_low <= r.csat + 1e-9 AND r.ci_high >= r.csat - 1e-9 AND r.ci_high <= 100, true))$$;
+CREATE FUNCTION mut.sane(r post_purchase.ces_result) RETURNS boolean LANGUAGE sql AS $$
+SELECT r IS NULL OR (r.responses >= 0 AND r.low_effort BETWEEN 0 AND r.responses
+	AND (r.responses = 0) = (r.mean IS NULL) AND (r.mean IS NULL) = (r.low_effort_percent IS NULL)
+	AND (r.responses <= 1) = (r.ci_low IS NULL) AND (r.ci_low IS NULL) = (r.ci_high IS NULL)
+	AND coalesce(r.low_effort_percent BETWEEN 0 AND 100 AND r.mean BETWEEN 1 AND 10, true)
+	AND coalesce(r.ci_low <= r.mean + 1e-9 AND r.ci_high >= r.mean - 1e-9
+		AND r.ci_low > -1e6 AND r.ci_high < 1e6, true))$$;
+CREATE AGGREGATE mut.survey_state(integer, integer) (SFUNC = post_purchase.csat_accum, STYPE = internal,
+	FINALFUNC = post_purchase.survey_serialize);
+});
+$craft{csat_final} = [ 'survey', 'csat', 'csat_final', q{r IS NULL OR r BETWEEN 0 AND 100} ];
+$craft{csat_summary} = [ 'survey', 'csat', 'csat_summary_final', q{mut.sane(r)} ];
+$craft{ces_summary} = [ 'survey', 'ces', 'ces_summary_final', q{mut.sane(r)} ];
+$craft{survey_serial} = [ 'survey', 'csat', 'survey_serialize', 'true' ];
 {
 	my $sql = '';
 	for my $name (sort keys %craft)
@@ -210,7 +236,9 @@ my %pure = map { $_ => 1 } qw(
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
   gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m today_in_zone metrics_of
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
-  setting setting_list shop_today quiet_hours_end uuid_v7);
+  setting setting_list shop_today quiet_hours_end uuid_v7
+  csat csat_summary ces_summary csat_accum ces_accum csat_combine ces_combine survey_serialize
+  survey_deserialize csat_final csat_summary_final ces_summary_final);
 my %stateful = map { $_ => 1 } qw(
   track_orders_trigger track_orders_truncate recomputed_state_query recomputed_state
   customer_index ensure_customer_index track_orders tracked_column_type untrack_orders
@@ -670,6 +698,22 @@ for (1 .. n(150))
 		'mut.sane(r)');
 }
 
+# the survey metrics: answers mostly on one supported scale, sometimes off
+# the scale, on another scale, on an unknown or NULL scale
+for (1 .. n(200))
+{
+	my $scale = chance(0.9) ? pick(3, 5, 7, 10) : int_lit();
+	my @rows = map {
+		[ chance(0.97) ? 1 + below($scale =~ /^\d+$/ && $scale > 0 && $scale <= 10 ? $scale : 10) : int_lit(),
+			chance(0.99) ? $scale : pick(3, 5, 7, 10, int_lit()) ]
+	} 1 .. below(30);
+	my $from = values_of(\@rows, 'integer', 'integer');
+	my $args = chance(0.2) ? 'v' : 'v, s';
+	my ($fn, $chk) = @{ pick([ 'csat', q{r IS NULL OR r BETWEEN 0 AND 100} ],
+		[ 'csat_summary', 'mut.sane(r)' ], [ 'ces_summary', 'mut.sane(r)' ]) };
+	add_call($fn, "SELECT post_purchase.$fn($args) FROM ($from) t(v, s)", $chk);
+}
+
 # ---------------------------------------------------------------------------
 # Running calls: each is its own statement (so statement_timeout applies to
 # each), in batches of one psql session.  A crash ends the session: the call
@@ -771,6 +815,13 @@ for (1 .. n(30))
 	push @state_queries,
 	  "SELECT mut.gg_state(x, m, w) FROM (${\ values_of(\@rows, 'float8', 'float8', 'float8')}) s(x, m, w)";
 	push @state_kinds, 'fit_serial';
+}
+for (1 .. n(30))
+{
+	my $scale = pick(3, 5, 7, 10);
+	my @rows = map { [ 1 + below($scale), $scale ] } 1 .. below(40);
+	push @state_queries, "SELECT mut.survey_state(v, s) FROM (${\ values_of(\@rows, 'integer', 'integer')}) t(v, s)";
+	push @state_kinds, 'survey_serial';
 }
 my (@real_states, @real_kinds);
 {
@@ -946,6 +997,49 @@ expect('nps_deserialize: a negative count',
 expect('nps: a score past INT32_MAX is out of range, not a promoter',
 	'SELECT post_purchase.nps(2147483647)', 'true', 'error 22003');
 expect('nps: INT32_MIN', 'SELECT post_purchase.nps(-2147483648)', 'true', 'error 22003');
+
+# survey states: the scale, then the count of each answer of the scale
+sub survey_bytes { my ($scale, @counts) = @_; return pack('l>', $scale) . pack('q>*', @counts); }
+expect('survey: a valid crafted state',
+	crafted_call('csat_summary', survey_bytes(5, 0, 0, 1, 1, 3)),
+	q{(r).responses = 5 AND (r).satisfied = 4 AND (r).csat = 80 AND (r).mean = 4.4}, 'ok', 1);
+expect('survey: a valid crafted state, as CES',
+	crafted_call('ces_summary', survey_bytes(5, 0, 0, 1, 1, 3)),
+	q{(r).low_effort = 4 AND (r).mean = 4.4 AND (r).ci_low < 4.4 AND (r).ci_high > 4.4}, 'ok', 1);
+expect('survey: the empty state',
+	crafted_call('csat_final', survey_bytes(0)), q{r IS NULL}, 'ok', 1);
+expect('survey_deserialize: an unknown scale',
+	crafted_call('csat_final', survey_bytes(4, 1, 1, 1, 1)), 'true', 'error 22P03', 1);
+expect('survey_deserialize: a scale past the histogram',
+	crafted_call('ces_summary', survey_bytes(2147483647, 1)), 'true', 'error 22P03', 1);
+expect('survey_deserialize: a negative count',
+	crafted_call('csat_summary', survey_bytes(3, 1, -1, 1)), 'true', 'error 22P03', 1);
+expect('survey_deserialize: a scale without answers',
+	crafted_call('csat_summary', survey_bytes(7, 0, 0, 0, 0, 0, 0, 0)), 'true', 'error 22P03', 1);
+expect('survey_deserialize: counts past the scale',
+	crafted_call('csat_final', survey_bytes(3, 1, 1, 1, 1)), 'true', 'error 22P03', 1);
+expect('survey_deserialize: answers without a scale',
+	crafted_call('csat_final', survey_bytes(0, 1)), 'true', 'error 22P03', 1);
+expect('csat_combine: states of two scales',
+	crafted_call('csat_summary', survey_bytes(5, 1, 0, 0, 0, 1), survey_bytes(7, 1, 0, 0, 0, 0, 0, 1)),
+	'true', 'error 22023', 1);
+expect('ces_combine: states of two scales',
+	crafted_call('ces_summary', survey_bytes(3, 1, 0, 1), survey_bytes(10, (1) x 10)), 'true', 'error 22023', 1);
+expect('csat_combine: counts summing past INT64_MAX',
+	crafted_call('csat_final', survey_bytes(3, $max8, 0, 0), survey_bytes(3, 1, 0, 0)), 'true', 'error 22003', 1);
+expect('csat_summary: responses past INT64_MAX',
+	crafted_call('csat_summary', survey_bytes(5, 9223372036854775000, 807, 1, 0, 0)), 'true', 'error 22003', 1);
+expect('ces_summary: INT64_MAX responses, exactly',
+	crafted_call('ces_summary', survey_bytes(3, 9223372036854775000, 806, 1)),
+	q{(r).responses = 9223372036854775807 AND (r).low_effort = 1 AND abs((r).mean - 1) < 1e-15
+	  AND (r).ci_high - (r).ci_low < 1e-9},
+	'ok', 1);
+expect('csat_summary: two halves of INT64_MAX, half satisfied',
+	crafted_call('csat_summary', survey_bytes(10, 4611686018427387903, (0) x 8, 0), survey_bytes(10, (0) x 9, 4611686018427387904)),
+	q{(r).satisfied = 4611686018427387904 AND abs((r).mean - 5.5) < 1e-15 AND abs((r).csat - 50) < 1e-15
+	  AND (r).ci_low < 50 AND (r).ci_high > 50 AND (r).ci_high - (r).ci_low < 1e-6}, 'ok', 1);
+expect('csat: a score of INT32_MAX', 'SELECT post_purchase.csat(2147483647)', 'true', 'error 22003');
+expect('ces_summary: a scale of INT32_MIN', 'SELECT post_purchase.ces_summary(1, -2147483648)', 'true', 'error 22023');
 
 # rfm_summary states: observed_until, unit, first and last day, two amounts, days
 sub amount_bytes { my ($text, $scale) = @_; return pack('l>l>', $scale // 0, length $text) . $text; }
@@ -1139,6 +1233,10 @@ my @big = (
 	[ 'purchase_cycle, empty', q{SELECT post_purchase.purchase_cycle(ordered_at) IS NULL FROM mut.big_orders WHERE customer + 0 < 0} ],
 	[ 'bgnbd_fit, empty', q{SELECT post_purchase.bgnbd_fit(x, tx, t) IS NULL FROM mut.big_summaries WHERE x + 0 < 0} ],
 	[ 'gamma_gamma_fit, empty', q{SELECT post_purchase.gamma_gamma_fit(x, spend) IS NULL FROM mut.big_summaries WHERE x + 0 < 0} ],);
+push @big,
+  [ 'csat_summary', q{SELECT post_purchase.csat_summary(1 + score % 10, 10)::text FROM mut.big_orders} ],
+  [ 'ces_summary by customer', q{SELECT md5(string_agg(r::text, ',' ORDER BY c)) FROM (SELECT customer c, post_purchase.ces_summary(1 + score % 7) r FROM mut.big_orders GROUP BY customer) s} ],
+  [ 'csat_summary, empty', q{SELECT post_purchase.csat_summary(1 + score % 5)::text FROM mut.big_orders WHERE customer + 0 < 0} ];
 my $parallel = q{SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;};
 for my $case (@big)
 {

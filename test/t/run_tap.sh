@@ -24,6 +24,8 @@ if [ $# -gt 0 ]; then
 else
 	cp "$here"/*.pl "$testdir/t/"
 fi
+# with the reference scripts that some of them run (008_survey_reference)
+cp -r "$here/../reference" "$testdir/reference"
 
 cmd=(env "PATH=$bindir:$PATH" "PG_REGRESS=$pg_regress" "TESTDIR=$testdir"
 	prove --timer -I "$perl_modules" "$testdir"/t/*.pl)

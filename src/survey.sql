@@ -1,0 +1,127 @@
+-- CSAT and customer effort (CES) aggregates (src/survey.c).
+-- A scale is the number of answer points, 3, 5, 7 or 10, answered from 1.
+-- The one-argument forms take the usual scale (5 for CSAT, 7 for CES 2.0):
+-- an aggregate's argument cannot usefully default, so each has two forms.
+
+CREATE TYPE post_purchase.csat_result AS (
+	responses bigint,
+	satisfied bigint,
+	csat numeric,
+	mean numeric,
+	ci_low numeric,
+	ci_high numeric
+);
+COMMENT ON TYPE post_purchase.csat_result IS
+	'csat_summary: answers, satisfied (top-2 box) answers, CSAT in percent, mean answer, 95% Wilson interval of CSAT in percent';
+
+CREATE TYPE post_purchase.ces_result AS (
+	responses bigint,
+	low_effort bigint,
+	low_effort_percent numeric,
+	mean numeric,
+	ci_low numeric,
+	ci_high numeric
+);
+COMMENT ON TYPE post_purchase.ces_result IS
+	'ces_summary: answers, low-effort answers (above the midpoint) and their percent, mean answer (the CES), 95% t interval of the mean';
+
+CREATE FUNCTION post_purchase.csat_accum(internal, integer) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_accum(internal, integer, integer) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_accum(internal, integer) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_accum(internal, integer, integer) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_combine(internal, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_combine(internal, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.survey_serialize(internal) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.survey_deserialize(bytea, internal) RETURNS internal
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_final(internal) RETURNS numeric
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_summary_final(internal) RETURNS post_purchase.csat_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_summary_final(internal) RETURNS post_purchase.ces_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE AGGREGATE post_purchase.csat(score integer) (
+	SFUNC = post_purchase.csat_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.csat_final,
+	COMBINEFUNC = post_purchase.csat_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.csat(integer) IS
+	'CSAT in percent of 1-5 answers: the share of satisfied answers (4-5)';
+
+CREATE AGGREGATE post_purchase.csat(score integer, scale integer) (
+	SFUNC = post_purchase.csat_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.csat_final,
+	COMBINEFUNC = post_purchase.csat_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.csat(integer, integer) IS
+	'CSAT in percent of answers on a 3, 5, 7 or 10-point scale: the share of the top-2 box (the top box of 3)';
+
+CREATE AGGREGATE post_purchase.csat_summary(score integer) (
+	SFUNC = post_purchase.csat_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.csat_summary_final,
+	COMBINEFUNC = post_purchase.csat_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.csat_summary(integer) IS
+	'CSAT of 1-5 answers with responses, satisfied, mean and the 95% Wilson interval';
+
+CREATE AGGREGATE post_purchase.csat_summary(score integer, scale integer) (
+	SFUNC = post_purchase.csat_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.csat_summary_final,
+	COMBINEFUNC = post_purchase.csat_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.csat_summary(integer, integer) IS
+	'CSAT on a 3, 5, 7 or 10-point scale with responses, satisfied, mean and the 95% Wilson interval';
+
+CREATE AGGREGATE post_purchase.ces_summary(score integer) (
+	SFUNC = post_purchase.ces_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.ces_summary_final,
+	COMBINEFUNC = post_purchase.ces_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.ces_summary(integer) IS
+	'customer effort of 1-7 CES 2.0 answers (7: strongly agree it was easy): mean, low-effort (5-7) share, 95% t interval of the mean';
+
+CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
+	SFUNC = post_purchase.ces_accum,
+	STYPE = internal,
+	SSPACE = 88,
+	FINALFUNC = post_purchase.ces_summary_final,
+	COMBINEFUNC = post_purchase.ces_combine,
+	SERIALFUNC = post_purchase.survey_serialize,
+	DESERIALFUNC = post_purchase.survey_deserialize,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
+	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
