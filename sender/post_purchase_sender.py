@@ -458,6 +458,14 @@ class Webhook:
             raise DeliveryError(reason, server_down=True)
 
 
+def printable(text):
+    """One log line per event: an address with a line break (a header
+    injection attempt, say) is shown escaped."""
+    if text is None or text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def describe(e):
     if isinstance(e, smtplib.SMTPResponseException):
         return f"{e.smtp_code} {as_str(e.smtp_error)}"
@@ -648,8 +656,8 @@ class Sender:
                     counts["failed"] += 1
                     counts["bounced"] += e.bounce
                     log.warning("message %s (%s %s/%s, %s to %s, attempt %d) not delivered: %s",
-                                m["id"], m["type"], m["journey"], m["step"], m["channel"], m["address"],
-                                m["attempts"], e.reason)
+                                m["id"], m["type"], m["journey"], m["step"], m["channel"],
+                                printable(m["address"]), m["attempts"], printable(e.reason))
                     self.report_failure(m, e)
                     continue
                 counts["delivered"] += 1

@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 if [ "${1:-}" != --in-virtualenv ]; then
-	exec pg_virtualenv -o shared_preload_libraries=post_purchase \
+	exec pg_virtualenv -t -o shared_preload_libraries=post_purchase \
 		-o "post_purchase.databases=sender_delivery,sender_failures,sender_crash" \
 		-o post_purchase.naptime=100ms "$0" --in-virtualenv "$@"
 fi

@@ -12,6 +12,7 @@ import asyncio
 import email
 import email.policy
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,11 +23,17 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+
+# aiosmtpd warns that AUTH without TLS is unsafe: on the loopback, for a test, it is what we want
+warnings.filterwarnings("ignore", module="aiosmtpd")
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=".*login_data is deprecated.*")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -140,7 +147,8 @@ class SmtpSink:
                 good = auth_data.login == user.encode() and auth_data.password == password.encode()
                 with self.lock:
                     self.logins.append(good)
-                return AuthResult(success=good)
+                # handled=False: the server itself answers (235 or 535)
+                return AuthResult(success=good, handled=False)
             kwargs = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
