@@ -651,7 +651,16 @@ class Sender:
                         raise DeliveryError(f"no transport for channel {m['channel']!r}: this sender delivers "
                                             f"{', '.join(sorted(k for k, v in c.channels.items() if v != 'fail'))} "
                                             f"(set [channels] {m['channel']} = smtp or webhook)")
-                except DeliveryError as e:
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    # a message that trips a bug here must not crash the
+                    # sender: it would come back to every restart, a crash
+                    # loop; failed, it ends as a dead letter
+                    e = exc if isinstance(exc, DeliveryError) else \
+                        DeliveryError(f"internal error of the sender: {type(exc).__name__}: {exc}")
+                    if not isinstance(exc, DeliveryError):
+                        log.exception("message %s: unexpected error", m["id"])
                     server_down = server_down or e.server_down
                     counts["failed"] += 1
                     counts["bounced"] += e.bounce
