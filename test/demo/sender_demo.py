@@ -16,6 +16,7 @@ import email
 import email.policy
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,7 @@ def main():
     sink.controller.stop()
     with open(logpath) as f:
         lines = f.read().splitlines()
+    shutil.rmtree(work, ignore_errors=True)
 
     print(f"the sender ran {elapsed:.1f} s, stopped by SIGTERM (exit status {status}); its log:")
     # the batch lines, and of the failures one per reason
