@@ -72,6 +72,10 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 RELEASED_SCRIPTS = sql/$(EXTENSION)--1.0.sql
 DATA = $(RELEASED_SCRIPTS) $(wildcard sql/$(EXTENSION)--*--*.sql)
 
+# the outbox's sender, a service of its own (sender/README.md): installed
+# into $(bindir) as post_purchase_sender.py
+SCRIPTS = sender/post_purchase_sender.py
+
 PG_CFLAGS = -Werror
 # GSL: special functions, the BFGS minimizer and quadrature for the models
 SHLIB_LINK = -lgsl -lgslcblas -lm

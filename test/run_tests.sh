@@ -6,6 +6,8 @@
 #   regress, isolation, pgtap   one throwaway server (pg_virtualenv) with
 #                               post_purchase in shared_preload_libraries
 #   tap                         Perl TAP tests, which start servers of their own
+#   sender                      post_purchase_sender against SMTP and webhook
+#                               receivers (test/sender), its own throwaway server
 #
 # Works as root on a fresh Debian machine: pg_virtualenv runs the server as
 # postgres, and test/t/run_tap.sh runs the TAP tests as postgres.
@@ -13,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 make=${MAKE:-make}
-layers=(regress isolation pgtap tap)
+layers=(regress isolation pgtap tap sender)
 
 # Run one layer: its output goes to the terminal and to $logdir/LAYER.log,
 # its result to $logdir/LAYER.status.
@@ -68,6 +70,7 @@ pg_virtualenv -t -o shared_preload_libraries=post_purchase \
 	echo "=== pg_virtualenv: a layer failed, or the server did not start (exit $?)"
 
 run_layer tap "$make" tapcheck
+run_layer sender test/sender/run_sender_tests.sh
 
 # the summary is printed whatever a log looks like
 set +e

@@ -1,7 +1,8 @@
 -- Journeys into the outbox: the background worker of this database fires
--- the thank-you of every new order within moments of its commit; a sender
--- claims the messages, acknowledges them and reports what happened; the
--- win-back goes to customers who lapsed.  Journeys run on the real clock
+-- the thank-you of every new order within moments of its commit;
+-- post_purchase_sender (sender/) delivers the emails to an SMTP sink the
+-- demo starts, acknowledges them and records their delivery; the win-back
+-- goes to customers who lapsed.  Journeys run on the real clock
 -- (now()), so the orders below are placed now.
 
 \echo
@@ -75,16 +76,41 @@ SELECT id IS NOT NULL AS has_uuid, aggregatetype, aggregateid, type, channel, ad
 FROM post_purchase.outbox WHERE journey = 'thank_you' ORDER BY aggregateid::bigint LIMIT 1;
 
 \echo
-\echo '== A sender claims a batch, delivers it, and reports opens, clicks and an unsubscribe =='
-CREATE TEMP TABLE claimed AS SELECT * FROM post_purchase.outbox_claim(100, '5 minutes');
-SELECT count(*) AS claimed FROM claimed;
-SELECT post_purchase.outbox_ack(array_agg(id)) AS acknowledged FROM claimed;
+\echo '== post_purchase_sender delivers them: an SMTP sink (aiosmtpd) and the sender, started for the demo =='
+-- the sender's login role: a member of post_purchase_sender, which may run
+-- outbox_claim, outbox_ack, outbox_fail and record_event and nothing else
+-- (roles are cluster-wide: made once, its password set again each run)
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'post_purchase_demo_mailer') THEN
+		CREATE ROLE post_purchase_demo_mailer LOGIN IN ROLE post_purchase_sender;
+	END IF;
+END
+$$;
+\getenv mailer_password PP_DEMO_MAILER_PASSWORD
+ALTER ROLE post_purchase_demo_mailer PASSWORD :'mailer_password';
+\! /usr/bin/python3 "$PP_DEMO_DIR/sender_demo.py"
+-- psql goes on whatever \! returns: the demo fails here if nothing was delivered
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM post_purchase.outbox WHERE channel = 'email' AND acknowledged_at IS NOT NULL) THEN
+		RAISE EXCEPTION 'post_purchase_sender delivered no email: see its log above';
+	END IF;
+END
+$$;
+SELECT channel, acknowledged_at IS NOT NULL AS delivered, coalesce(last_error, '') AS last_error, count(*)
+FROM post_purchase.outbox GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC;
+SELECT event, count(*) AS events FROM post_purchase.message_events GROUP BY event ORDER BY event;
+
+\echo
+\echo '== Mail clients report opens and clicks of the delivered messages, and one unsubscribe =='
+CREATE TEMP TABLE sent AS SELECT * FROM post_purchase.outbox WHERE acknowledged_at IS NOT NULL;
 SELECT count(*) AS events FROM (
 	SELECT post_purchase.record_event(c.id, e.event)
-	FROM claimed c CROSS JOIN LATERAL (VALUES ('delivered'), ('opened'), ('clicked')) e(event)
-	WHERE e.event = 'delivered' OR (e.event = 'opened' AND hashtext(c.aggregateid) % 2 = 0)
+	FROM sent c CROSS JOIN LATERAL (VALUES ('opened'), ('clicked')) e(event)
+	WHERE (e.event = 'opened' AND hashtext(c.aggregateid) % 2 = 0)
 	   OR (e.event = 'clicked' AND hashtext(c.aggregateid) % 5 = 0)) x;
-SELECT post_purchase.record_event(min(id::text)::uuid, 'unsubscribed') FROM claimed WHERE channel = 'email';
+SELECT post_purchase.record_event(min(id::text)::uuid, 'unsubscribed') FROM sent WHERE channel = 'email';
 SELECT count(*) FILTER (WHERE NOT opted_in) AS email_opt_outs FROM post_purchase.customer_channels WHERE channel = 'email';
 
 \echo

@@ -32,6 +32,11 @@ psql=(psql -X -q -v ON_ERROR_STOP=1)
 "${psql[@]}" -d postgres -c "SET client_min_messages = warning" \
 	-c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db TEMPLATE template0"
 export PGDATABASE=$db
+# 70_journeys.sql runs the installed post_purchase_sender (make install puts
+# it into pg_config's bindir) against an SMTP sink (test/demo/sender_demo.py)
+export PP_DEMO_DIR=$demo_dir
+export PP_SENDER=${PP_SENDER:-$(pg_config --bindir)/post_purchase_sender.py}
+export PP_DEMO_MAILER_PASSWORD=demo-$RANDOM$RANDOM
 "${psql[@]}" -c 'CREATE EXTENSION post_purchase'
 
 echo "=================================================================="
