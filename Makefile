@@ -160,3 +160,11 @@ pgtapcheck:
 # Perl TAP tests, which start servers of their own
 tapcheck:
 	test/t/run_tap.sh
+
+# The Debian packages (README, "Installing"): dpkg-buildpackage with
+# debhelper and pg_buildext (debian/), on a copy of the checkout, into
+# $(DEB_DIR).  test/deb/run_deb_check.sh installs and tests them.
+DEB_DIR ?= build/deb
+.PHONY: deb
+deb:
+	test/deb/build_deb.sh $(DEB_DIR)
