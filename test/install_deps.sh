@@ -4,7 +4,8 @@
 set -eu
 
 packages="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libgsl-dev
-libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc"
+libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc
+postgresql-15-wal2json"
 
 missing=""
 for p in $packages; do

@@ -16,6 +16,8 @@
 # a consumed stream is not delivered again.
 use strict;
 use warnings;
+# the payloads hold non-ASCII text: compare characters, not bytes
+use utf8;
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -67,6 +69,20 @@ GRANT SELECT ON post_purchase.outbox TO debezium;
 my @as_debezium = (extra_params => [ '-U', 'debezium' ]);
 $node->safe_psql('shop', q{SELECT pg_create_logical_replication_slot('post_purchase_debezium', 'pgoutput')},
 	@as_debezium);
+# Since PostgreSQL 15.20 a REPLICATION role may only use the output plugins
+# that output_plugin_libraries lists (pgoutput and test_decoding by
+# default): wal2json must be added by a superuser (README).
+if ($node->safe_psql('shop', q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}) eq '1')
+{
+	my ($ret, $out, $err) = $node->psql('shop',
+		q{SELECT pg_create_logical_replication_slot('post_purchase_wal2json', 'wal2json')}, @as_debezium);
+	like($err, qr/library "wal2json" may not be used as an output plugin/,
+		'wal2json is refused to a replication role until output_plugin_libraries lists it');
+	$node->safe_psql('shop', q{ALTER SYSTEM SET output_plugin_libraries = 'pgoutput', 'test_decoding', 'wal2json'});
+	$node->reload;
+	$node->poll_query_until('shop', q{SELECT current_setting('output_plugin_libraries') ~ 'wal2json'})
+	  or die 'output_plugin_libraries was not reloaded';
+}
 $node->safe_psql('shop', q{SELECT pg_create_logical_replication_slot('post_purchase_wal2json', 'wal2json')},
 	@as_debezium);
 is( $node->safe_psql(
@@ -143,6 +159,7 @@ for my $line (
 	$node->safe_psql(
 		'shop', q{SELECT id, aggregatetype, aggregateid, type, payload::text FROM post_purchase.outbox}))
 {
+	utf8::decode($line);
 	my ($id, @cols) = split /\|/, $line, 5;
 	$row{$id} = { aggregatetype => $cols[0], aggregateid => $cols[1], type => $cols[2], payload => $cols[3] };
 }
@@ -171,6 +188,7 @@ for my $line (
 		'shop',
 		"SELECT id, aggregatetype, aggregateid, type, payload::text FROM post_purchase.outbox WHERE id = '$c_ids->[0]'"))
 {
+	utf8::decode($line);
 	my ($id, @cols) = split /\|/, $line, 5;
 	$row{$id} = { aggregatetype => $cols[0], aggregateid => $cols[1], type => $cols[2], payload => $cols[3] };
 }
@@ -201,7 +219,12 @@ sub decode_pgoutput
 		for (1 .. $n)
 		{
 			my $kind = $take->(1);
-			if ($kind eq 't') { push @values, $take->(unpack('N', $take->(4))); }
+			if ($kind eq 't')
+			{
+				my $value = $take->(unpack('N', $take->(4)));
+				utf8::decode($value);
+				push @values, $value;
+			}
 			elsif ($kind eq 'n') { push @values, undef; }
 			else { push @values, "<$kind>"; }
 		}
@@ -295,13 +318,15 @@ sub check_transactions
 		{
 			$seen{ $r->{id} }++;
 			my $want = $row{ $r->{id} };
-			$columns_ok = 0
-			  unless $want
+			next
+			  if $want
 			  && $r->{_table} eq 'post_purchase.outbox'
 			  && $r->{aggregatetype} eq $want->{aggregatetype}
 			  && $r->{aggregateid} eq $want->{aggregateid}
 			  && $r->{type} eq $want->{type}
 			  && $r->{payload} eq $want->{payload};
+			diag("$label: got " . encode_json($r) . ', want ' . encode_json($want // {})) if $columns_ok;
+			$columns_ok = 0;
 		}
 	}
 	ok($order_ok, "$label: the transactions come in commit order (B before the held S, though S's id is older)");
@@ -323,8 +348,10 @@ is( join(',', map { "$_:" . ($col{$_} ? $col{$_}{typid} : 'missing') } qw(id agg
 ok($col{id}{key}, 'pgoutput: id is the key');
 is_deeply($other, {}, 'pgoutput: no update, delete or truncate (claims, acknowledgements and the purge are not published)');
 check_transactions('pgoutput', $txns);
-my $payload_text = $row{ $expected_txns[1][0] }{payload};
-like($payload_text, qr/"Thanks for order 7"/, 'a payload is rendered per order');
+# the template of the step, rendered for order 7 (amount 17), as jsonb prints it
+my ($order_7) = grep { $_->{aggregateid} eq '7' && $_->{type} eq 'order_thanks' } map { @{ $_->[1] } } @$txns;
+is($order_7->{payload}, '{"note": "quote \\" backslash \\\\ é", "text": "Thanks for order 7", "total": 17}',
+	"pgoutput: order 7's thank-you payload, rendered");
 
 # consuming gives the same stream, once: a restarted connector resumes after it
 my $consumed = read_pgoutput('pg_logical_slot_get_binary_changes');
