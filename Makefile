@@ -11,6 +11,7 @@
 #   make test-ubsan           every test layer against a build with UndefinedBehaviorSanitizer
 #   make valgrind             the regression suite against a server under valgrind memcheck
 #   make installcheck         pg_regress and isolation tests against a running server
+#   make deb                  the Debian packages, into build/deb (debian/, README "Installing")
 
 EXTENSION = post_purchase
 # one version, one place: the control file
