@@ -128,7 +128,7 @@ ROLLBACK;
 });
 like($rolled_back, qr/^[0-9a-f-]{36}$/, 'a firing transaction that rolled back had a message');
 
-# S: a sender-less batch held open fires customer 6 first (the oldest id)...
+# S: a firing batch held open (a worker mid-transaction) fires customer 6 first, the oldest id ...
 my $held = $node->background_psql('shop');
 $held->query_safe('BEGIN');
 is($held->query_safe('SELECT post_purchase.fire_due_steps(1)'), '1', 'S: a held batch fires one step');
