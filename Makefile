@@ -11,6 +11,7 @@
 #   make test-ubsan           every test layer against a build with UndefinedBehaviorSanitizer
 #   make valgrind             the regression suite against a server under valgrind memcheck
 #   make installcheck         pg_regress and isolation tests against a running server
+#   make deb                  the Debian packages, into build/deb (debian/, README "Installing")
 
 EXTENSION = post_purchase
 # one version, one place: the control file
@@ -169,3 +170,11 @@ pgtapcheck:
 # Perl TAP tests, which start servers of their own
 tapcheck:
 	test/t/run_tap.sh
+
+# The Debian packages (README, "Installing"): dpkg-buildpackage with
+# debhelper and pg_buildext (debian/), on a copy of the checkout, into
+# $(DEB_DIR).  test/deb/run_deb_check.sh installs and tests them.
+DEB_DIR ?= build/deb
+.PHONY: deb
+deb:
+	test/deb/build_deb.sh $(DEB_DIR)

@@ -5,7 +5,7 @@ set -eu
 
 packages="postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libgsl-dev
 libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc
-python3-psycopg python3-aiosmtpd"
+python3-psycopg python3-aiosmtpd postgresql-15-wal2json"
 # test/t/008_survey_reference.pl runs test/reference/survey_reference.py (standard library only)
 packages="$packages python3"
 
