@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -44,8 +45,7 @@ int			decide_in = DECIDE_IN_AUTO;
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr rules_lock_plan;
-static SPIPlanPtr read_mark_plan;
-static SPIPlanPtr clear_mark_plan;
+static SPIPlanPtr clear_marks_plan;
 
 /* Whether the order trigger decides for its customer itself. */
 bool
@@ -131,11 +131,10 @@ newest_order_plan(void)
 	return plan;
 }
 
-/* The customer's newest tracked order into *order; false if there is none. */
+/* The customer's newest tracked order into *order, by plan; false if there is none. */
 static bool
-read_newest_order(Datum customer, NewestOrder *order)
+read_newest_order(SPIPlanPtr plan, Datum customer, NewestOrder *order)
 {
-	SPIPlanPtr	plan = newest_order_plan();
 	bool		isnull;
 
 	if (plan == NULL)
@@ -151,61 +150,41 @@ read_newest_order(Datum customer, NewestOrder *order)
 	return true;
 }
 
-/*
- * A worker's decision for a marked customer, whose state row it holds:
- * the orders inserted since the last decision enter the order journeys,
- * the segments follow the state, and the mark is cleared.  A customer
- * without a state row has no order left: only segment exits remain.
- */
-static void
-decide_marked_customer(Datum customer)
+/* A marked customer as the claim found it: its orders, and how many are undecided. */
+typedef struct MarkedCustomer
 {
-	Oid			types[1] = {TEXTOID};
+	Datum		customer;
 	int64		orders;
 	int64		new_orders;
-	NewestOrder newest;
-	bool		isnull;
+} MarkedCustomer;
 
-	if (SPI_execute_plan(kept_plan(&read_mark_plan,
-								   "SELECT s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq "
-								   "FROM post_purchase.customer_state s "
-								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
-								   1, types),
-						 &customer, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the customer's change mark");
-	if (SPI_processed == 1)
-	{
-		orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		new_orders = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		/* deletes may leave fewer orders than were inserted since */
-		new_orders = Min(new_orders, orders);
-		if (new_orders > 0 && read_newest_order(customer, &newest))
-			enroll_for_orders(customer, orders, new_orders, newest.ordered_at, newest.amount,
-							  newest_order_row, &newest);
-	}
-	update_customer_segments(customer);
-	if (SPI_execute_plan(kept_plan(&clear_mark_plan,
-								   "UPDATE post_purchase.customer_state s "
-								   "SET changed_at = NULL, decided_seq = s.order_seq "
-								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
-								   1, types),
-						 &customer, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not clear the customer's change mark");
+/*
+ * A worker's decision for a marked customer, whose state row it holds:
+ * the orders inserted since the last decision enter the order journeys
+ * (their newest order read by newest_plan), and the segments follow the
+ * state.  The caller clears the marks of the whole batch.
+ */
+static void
+decide_marked_customer(const MarkedCustomer *marked, SPIPlanPtr newest_plan)
+{
+	NewestOrder newest;
+	/* deletes may leave fewer orders than were inserted since */
+	int64		new_orders = Min(marked->new_orders, marked->orders);
+
+	if (new_orders > 0 && newest_plan != NULL && read_newest_order(newest_plan, marked->customer, &newest))
+		enroll_for_orders(marked->customer, marked->orders, new_orders, newest.ordered_at, newest.amount,
+						  newest_order_row, &newest);
+	update_customer_segments(marked->customer);
 }
 
 /*
- * Decide for a changed customer, inside an SPI connection: in the order's
- * trigger (order is the order that changed the customer), or in a worker
- * for a marked customer (order NULL).
+ * Decide in the order's trigger for the customer the order changed, inside
+ * its SPI connection: what a worker decides for a marked customer
+ * (decide_marked_customer()), with the order at hand.
  */
 void
 decide_customer(Datum customer, const TriggerOrder *order)
 {
-	if (order == NULL)
-	{
-		decide_marked_customer(customer);
-		return;
-	}
 	if (order->new_orders > 0)
 		enroll_for_orders(customer, order->orders, order->new_orders, order->ordered_at, order->amount,
 						  trigger_order_row, (void *) order);
@@ -224,7 +203,8 @@ process_changes(PG_FUNCTION_ARGS)
 	int32		batch = PG_GETARG_INT32(0);
 	Oid			types[1] = {INT4OID};
 	Datum		arg = Int32GetDatum(batch);
-	Datum	   *customers;
+	MarkedCustomer *marked;
+	Datum	   *ids;
 	uint64		n;
 
 	if (batch <= 0)
@@ -248,24 +228,44 @@ process_changes(PG_FUNCTION_ARGS)
 	AcceptInvalidationMessages();
 
 	if (SPI_execute_plan(kept_plan(&claim_plan,
-								   "SELECT s.customer_id FROM post_purchase.customer_state s "
+								   "SELECT s.customer_id, s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq "
+								   "FROM post_purchase.customer_state s "
 								   "WHERE s.changed_at IS NOT NULL ORDER BY s.changed_at "
 								   "LIMIT $1 FOR UPDATE SKIP LOCKED",
 								   1, types),
 						 &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim the changed customers");
 	n = SPI_processed;
-	/* the ids outlive the claim's result, which the next statement frees */
-	customers = palloc(Max(n, 1) * sizeof(Datum));
+	/* the claim's result is freed by the next statement: copy it out */
+	marked = palloc(Max(n, 1) * sizeof(MarkedCustomer));
+	ids = palloc(Max(n, 1) * sizeof(Datum));
 	for (uint64 i = 0; i < n; i++)
 	{
+		HeapTuple	row = SPI_tuptable->vals[i];
 		bool		isnull;
 
-		customers[i] = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
-													   &isnull), false, -1);
+		ids[i] = marked[i].customer = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull),
+														false, -1);
+		marked[i].orders = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		marked[i].new_orders = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull));
 	}
-	for (uint64 i = 0; i < n; i++)
-		decide_customer(customers[i], NULL);
+	if (n > 0)
+	{
+		SPIPlanPtr	newest_plan = newest_order_plan();
+		Oid			clear_types[1] = {TEXTARRAYOID};
+		Datum		batch_ids = PointerGetDatum(construct_array(ids, (int) n, TEXTOID, -1, false, TYPALIGN_INT));
+
+		for (uint64 i = 0; i < n; i++)
+			decide_marked_customer(&marked[i], newest_plan);
+		/* the rows stayed locked: nothing changed them since the claim */
+		if (SPI_execute_plan(kept_plan(&clear_marks_plan,
+									   "UPDATE post_purchase.customer_state s "
+									   "SET changed_at = NULL, decided_seq = s.order_seq "
+									   "WHERE s.customer_id OPERATOR(pg_catalog.=) ANY ($1)",
+									   1, clear_types),
+							 &batch_ids, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not clear the change marks");
+	}
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }
