@@ -71,7 +71,7 @@ trigger_order_row(void *arg)
 	return heap_copy_tuple_as_datum(order->tuple, order->desc);
 }
 
-/* The newest order of a decision in a worker, read when it is asked for. */
+/* The newest order of a decision in a worker, read before its journeys are decided. */
 typedef struct NewestOrder
 {
 	Datum		row;			/* the order's row, a composite */
