@@ -57,23 +57,6 @@ timestamptz_to_day(TimestampTz ts)
 	return timestamptz_to_day_in(ts, session_timezone);
 }
 
-/* Midnight at the start of a calendar day in time zone "tz". */
-TimestampTz
-day_start_in(PurchaseDay day, pg_tz *tz)
-{
-	struct pg_tm tm = {0};
-	int			tzoffset;
-	TimestampTz result;
-
-	j2date(day + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
-	tzoffset = DetermineTimeZoneOffset(&tm, tz);
-	if (tm2timestamp(&tm, 0, &tzoffset, &result) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	return result;
-}
-
 void
 dayset_init(DaySet *set, MemoryContext cxt)
 {

@@ -34,7 +34,6 @@ typedef struct DaySet
 
 extern PurchaseDay timestamptz_to_day(TimestampTz ts);
 extern PurchaseDay timestamptz_to_day_in(TimestampTz ts, pg_tz *tz);
-extern TimestampTz day_start_in(PurchaseDay day, pg_tz *tz);
 extern bool purchase_day_is_valid(int64 day);
 extern void dayset_init(DaySet *set, MemoryContext cxt);
 extern void dayset_add(DaySet *set, PurchaseDay day);
