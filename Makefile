@@ -41,6 +41,11 @@ OBJS = \
 	src/order_items.o \
 	src/trigger_support.o \
 	src/worker.o \
+	src/worker_wake.o \
+	src/worker_status.o \
+	src/worker_utility.o \
+	src/worker_loop.o \
+	src/launcher.o \
 	src/journeys.o \
 	src/order_journeys.o \
 	src/decisions.o \

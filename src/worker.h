@@ -1,6 +1,7 @@
 /*
  * worker.h
- *	  The background workers that fire journey steps (worker.c).
+ *	  The background workers that fire journey steps (worker.c and the files
+ *	  worker_internal.h lists).
  */
 #ifndef POST_PURCHASE_WORKER_H
 #define POST_PURCHASE_WORKER_H
