@@ -62,47 +62,44 @@ decide_in_order_transaction(void)
 	}
 }
 
-/* The order row of a decision in the trigger. */
+/* The order of a decision in the trigger, as jsonb: the context of what it enters. */
 static Datum
-trigger_order_row(void *arg)
+trigger_order_context(void *arg, int i)
 {
+	static SPIPlanPtr plan = NULL;
 	const TriggerOrder *order = arg;
+	Oid			types[1] = {RECORDOID};
+	Datum		row = heap_copy_tuple_as_datum(order->tuple, order->desc);
+	bool		isnull;
 
-	return heap_copy_tuple_as_datum(order->tuple, order->desc);
-}
-
-/* The newest order of a decision in a worker, read before its journeys are decided. */
-typedef struct NewestOrder
-{
-	Datum		row;			/* the order's row, a composite */
-	TimestampTz ordered_at;
-	Datum		amount;			/* numeric */
-} NewestOrder;
-
-static Datum
-newest_order_row(void *arg)
-{
-	return ((const NewestOrder *) arg)->row;
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT pg_catalog.to_jsonb($1)", 1, types),
+						 &row, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not turn the order into jsonb");
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							 false, -1);
 }
 
 /*
- * The plan that reads a customer's newest order from the tracked orders
- * table, through its customer index: $1 is the customer as text.  Kept for
- * the table it was made for (one is tracked at a time).
+ * The plan that reads the newest order of each customer of a text[] ($1)
+ * from the tracked orders table, through its customer index, with its
+ * position in the array: (i, ordered_at, amount, the row as jsonb).  Kept
+ * for the table it was made for (one is tracked at a time).
  */
 static SPIPlanPtr
-newest_order_plan(void)
+newest_orders_plan(void)
 {
 	static SPIPlanPtr plan = NULL;
 	static char *plan_sql = NULL;
-	Oid			types[1] = {TEXTOID};
+	Oid			types[1] = {TEXTARRAYOID};
 	char	   *sql;
 	bool		isnull;
 
-	if (SPI_execute("SELECT pg_catalog.format('SELECT o, o.%2$I, "
-					"coalesce(o.%3$I::pg_catalog.numeric, 0) FROM %5$s %4$s o "
-					"WHERE o.%1$I OPERATOR(pg_catalog.=) $1::%6$s AND o.%2$I IS NOT NULL "
-					"ORDER BY o.%2$I DESC LIMIT 1', t.customer_column, t.ordered_at_column, "
+	if (SPI_execute("SELECT pg_catalog.format('SELECT c.i, o.%2$I, "
+					"coalesce(o.%3$I::pg_catalog.numeric, 0), pg_catalog.to_jsonb(o) "
+					"FROM pg_catalog.unnest($1) WITH ORDINALITY c(id, i) "
+					"CROSS JOIN LATERAL (SELECT * FROM %5$s %4$s o "
+					"WHERE o.%1$I OPERATOR(pg_catalog.=) c.id::%6$s AND o.%2$I IS NOT NULL "
+					"ORDER BY o.%2$I DESC LIMIT 1) o', t.customer_column, t.ordered_at_column, "
 					"t.amount_column, t.orders, "
 					"CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END, "
 					"pg_catalog.format_type(a.atttypid, NULL)) "
@@ -125,69 +122,125 @@ newest_order_plan(void)
 	}
 	plan = SPI_prepare(sql, 1, types);
 	if (plan == NULL)
-		elog(ERROR, "could not plan the newest order's lookup: %s", SPI_result_code_string(SPI_result));
+		elog(ERROR, "could not plan the newest orders' lookup: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	plan_sql = MemoryContextStrdup(TopMemoryContext, sql);
 	return plan;
 }
 
-/* The customer's newest tracked order into *order, by plan; false if there is none. */
-static bool
-read_newest_order(SPIPlanPtr plan, Datum customer, NewestOrder *order)
+/* The batch of a worker: the marked customers as the claim found them. */
+typedef struct MarkedBatch
 {
-	bool		isnull;
+	int			n;
+	Datum	   *customers;		/* text */
+	Datum	   *states;			/* their customer_state rows */
+	int64	   *orders;
+	int64	   *new_orders;		/* inserted since the last decision */
+} MarkedBatch;
 
-	if (plan == NULL)
-		return false;
-	if (SPI_execute_plan(plan, &customer, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the customer's newest order");
-	if (SPI_processed == 0)
-		return false;
-	order->row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	order->ordered_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-														   &isnull));
-	order->amount = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-	return true;
+/* The newest orders of the customers with new orders, as enroll_for_orders() takes them. */
+typedef struct NewestOrders
+{
+	Datum	   *customers;
+	int64	   *orders;
+	int64	   *new_orders;
+	TimestampTz *ordered_at;
+	Datum	   *amounts;
+	Datum	   *contexts;		/* jsonb */
+} NewestOrders;
+
+static Datum
+newest_order_context(void *arg, int i)
+{
+	return ((const NewestOrders *) arg)->contexts[i];
 }
 
-/* A marked customer as the claim found it: its orders, and how many are undecided. */
-typedef struct MarkedCustomer
-{
-	Datum		customer;
-	int64		orders;
-	int64		new_orders;
-} MarkedCustomer;
-
 /*
- * A worker's decision for a marked customer, whose state row it holds:
- * the orders inserted since the last decision enter the order journeys
- * (their newest order read by newest_plan), and the segments follow the
- * state.  The caller clears the marks of the whole batch.
+ * The order journeys of the batch's customers with new orders: their
+ * newest orders read in one statement, then enroll_for_orders() for them
+ * all.
  */
 static void
-decide_marked_customer(const MarkedCustomer *marked, SPIPlanPtr newest_plan)
+decide_new_orders(const MarkedBatch *marked)
 {
-	NewestOrder newest;
-	/* deletes may leave fewer orders than were inserted since */
-	int64		new_orders = Min(marked->new_orders, marked->orders);
+	SPIPlanPtr	plan;
+	Datum	   *with_new = palloc(marked->n * sizeof(Datum));
+	int		   *index = palloc(marked->n * sizeof(int));
+	int			n = 0;
+	Datum		ids;
+	NewestOrders newest;
+	OrderBatch	batch;
 
-	if (new_orders > 0 && newest_plan != NULL && read_newest_order(newest_plan, marked->customer, &newest))
-		enroll_for_orders(marked->customer, marked->orders, new_orders, newest.ordered_at, newest.amount,
-						  newest_order_row, &newest);
-	update_customer_segments(marked->customer);
+	for (int i = 0; i < marked->n; i++)
+	{
+		/* deletes may leave fewer orders than were inserted since */
+		if (Min(marked->new_orders[i], marked->orders[i]) > 0)
+		{
+			index[n] = i;
+			with_new[n++] = marked->customers[i];
+		}
+	}
+	if (n == 0 || (plan = newest_orders_plan()) == NULL)
+		return;
+	ids = PointerGetDatum(construct_array(with_new, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(plan, &ids, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customers' newest orders");
+
+	newest.customers = palloc(n * sizeof(Datum));
+	newest.orders = palloc(n * sizeof(int64));
+	newest.new_orders = palloc(n * sizeof(int64));
+	newest.ordered_at = palloc(n * sizeof(TimestampTz));
+	newest.amounts = palloc(n * sizeof(Datum));
+	newest.contexts = palloc(n * sizeof(Datum));
+	batch.n = 0;
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			i = index[DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull)) - 1];
+		int			k = batch.n++;
+
+		newest.customers[k] = marked->customers[i];
+		newest.orders[k] = marked->orders[i];
+		newest.new_orders[k] = Min(marked->new_orders[i], marked->orders[i]);
+		newest.ordered_at[k] = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 2, &isnull));
+		newest.amounts[k] = SPI_datumTransfer(SPI_getbinval(tuple, desc, 3, &isnull), false, -1);
+		newest.contexts[k] = SPI_datumTransfer(SPI_getbinval(tuple, desc, 4, &isnull), false, -1);
+	}
+	batch.customers = newest.customers;
+	batch.orders = newest.orders;
+	batch.new_orders = newest.new_orders;
+	batch.ordered_at = newest.ordered_at;
+	batch.amounts = newest.amounts;
+	batch.context = newest_order_context;
+	batch.context_arg = &newest;
+	enroll_for_orders(&batch);
 }
 
 /*
  * Decide in the order's trigger for the customer the order changed, inside
- * its SPI connection: what a worker decides for a marked customer
- * (decide_marked_customer()), with the order at hand.
+ * its SPI connection: what a worker decides for a batch of marked
+ * customers, for a batch of one, with the order at hand.
  */
 void
 decide_customer(Datum customer, const TriggerOrder *order)
 {
 	if (order->new_orders > 0)
-		enroll_for_orders(customer, order->orders, order->new_orders, order->ordered_at, order->amount,
-						  trigger_order_row, (void *) order);
+	{
+		OrderBatch	batch = {
+			.n = 1,
+			.customers = &customer,
+			.orders = &order->orders,
+			.new_orders = &order->new_orders,
+			.ordered_at = &order->ordered_at,
+			.amounts = &order->amount,
+			.context = trigger_order_context,
+			.context_arg = (void *) order,
+		};
+
+		enroll_for_orders(&batch);
+	}
 	update_customer_segments(customer);
 }
 
@@ -203,8 +256,7 @@ process_changes(PG_FUNCTION_ARGS)
 	int32		batch = PG_GETARG_INT32(0);
 	Oid			types[1] = {INT4OID};
 	Datum		arg = Int32GetDatum(batch);
-	MarkedCustomer *marked;
-	Datum	   *ids;
+	MarkedBatch marked;
 	uint64		n;
 
 	if (batch <= 0)
@@ -228,7 +280,7 @@ process_changes(PG_FUNCTION_ARGS)
 	AcceptInvalidationMessages();
 
 	if (SPI_execute_plan(kept_plan(&claim_plan,
-								   "SELECT s.customer_id, s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq "
+								   "SELECT s.customer_id, s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq, s "
 								   "FROM post_purchase.customer_state s "
 								   "WHERE s.changed_at IS NOT NULL ORDER BY s.changed_at "
 								   "LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -237,26 +289,31 @@ process_changes(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not claim the changed customers");
 	n = SPI_processed;
 	/* the claim's result is freed by the next statement: copy it out */
-	marked = palloc(Max(n, 1) * sizeof(MarkedCustomer));
-	ids = palloc(Max(n, 1) * sizeof(Datum));
+	marked.n = (int) n;
+	marked.customers = palloc(Max(n, 1) * sizeof(Datum));
+	marked.states = palloc(Max(n, 1) * sizeof(Datum));
+	marked.orders = palloc(Max(n, 1) * sizeof(int64));
+	marked.new_orders = palloc(Max(n, 1) * sizeof(int64));
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
 		bool		isnull;
 
-		ids[i] = marked[i].customer = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull),
-														false, -1);
-		marked[i].orders = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-		marked[i].new_orders = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull));
+		marked.customers[i] = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull),
+												false, -1);
+		marked.orders[i] = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		marked.new_orders[i] = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull));
+		marked.states[i] = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull),
+											 false, -1);
 	}
 	if (n > 0)
 	{
-		SPIPlanPtr	newest_plan = newest_order_plan();
 		Oid			clear_types[1] = {TEXTARRAYOID};
-		Datum		batch_ids = PointerGetDatum(construct_array(ids, (int) n, TEXTOID, -1, false, TYPALIGN_INT));
+		Datum		batch_ids = PointerGetDatum(construct_array(marked.customers, (int) n, TEXTOID, -1, false,
+																TYPALIGN_INT));
 
-		for (uint64 i = 0; i < n; i++)
-			decide_marked_customer(&marked[i], newest_plan);
+		decide_new_orders(&marked);
+		update_segments_of(marked.n, marked.customers, marked.states);
 		/* the rows stayed locked: nothing changed them since the claim */
 		if (SPI_execute_plan(kept_plan(&clear_marks_plan,
 									   "UPDATE post_purchase.customer_state s "

@@ -214,14 +214,19 @@ free_rules(void)
 	rules_planned = false;
 }
 
-/* The parameters of a rules query: the customer's state, then the metrics context. */
+/*
+ * The parameters of a rules query: the customers' states (an array of
+ * customer_state rows; in a 1.0 schema, one customer id), then the metrics
+ * context.
+ */
 #define RULE_PARAMS (1 + METRICS_CONTEXT_VALUES)
 
 /*
- * Plan "SELECT ARRAY[(rule), ...]::bool[]" for the rules of one owner, over
- * the customer's customer_metrics row: metrics_of() the state row and the
- * metrics context given as parameters, which reads no table; or, in a 1.0
- * schema, the view for the customer given by id.
+ * Plan "SELECT customer_id, ARRAY[(rule), ...]::bool[]" for the rules of
+ * one owner: over metrics_of() of each state row of the array given, with
+ * the metrics context given as parameters, which reads no table, one row
+ * per state in the array's order; or, in a 1.0 schema, over the view's row
+ * for the one customer given by id.
  */
 static SPIPlanPtr
 plan_rules(Datum rules)
@@ -234,7 +239,7 @@ plan_rules(Datum rules)
 
 	deconstruct_array(DatumGetArrayTypeP(rules), TEXTOID, -1, false, TYPALIGN_INT, &texts, NULL, &n);
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT ARRAY[");
+	appendStringInfoString(&sql, "SELECT c.customer_id, ARRAY[");
 	for (int i = 0; i < n; i++)
 	{
 		char	   *rule = TextDatumGetCString(texts[i]);
@@ -248,10 +253,11 @@ plan_rules(Datum rules)
 	if (rules_over_state)
 	{
 		/* no stored prediction counts: the order changed the customer after any */
-		appendStringInfoString(&sql, "FROM (SELECT * FROM post_purchase.metrics_of($1, "
-							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8, NULL) OFFSET 0) c");
-		types[0] = get_rel_type_id(get_relname_relid("customer_state",
-													 get_namespace_oid("post_purchase", false)));
+		appendStringInfoString(&sql, "FROM (SELECT m.* FROM pg_catalog.unnest($1) u "
+							   "CROSS JOIN LATERAL post_purchase.metrics_of(u, "
+							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8, NULL) m OFFSET 0) c");
+		types[0] = get_array_type(get_rel_type_id(get_relname_relid("customer_state",
+																	get_namespace_oid("post_purchase", false))));
 		metrics_context_types(types + 1);
 	}
 	else
@@ -319,81 +325,148 @@ prepare_rules(void)
 }
 
 /*
- * One owner's rules over the parameters, run as that owner in a
- * security-restricted operation, into member; all false when the customer
- * has no orders.  An error unwinds the user switch with the subtransaction.
+ * The customers of a batch whose memberships follow their states: customer
+ * k (text) and its state row (0 for a customer without one: no order left,
+ * and no rule holds).  member is the verdicts, rule_count per customer, in
+ * the order of rule_cstrings.
  */
-static void
-evaluate_group(const RuleGroup *group, Datum *params, const char *nulls, bool *member)
+typedef struct SegmentBatch
 {
-	OwnerContext saved;
-	bool		isnull = true;
-	Datum		result = (Datum) 0;
+	int			n;
+	const Datum *customers;
+	const Datum *states;
+	bool	   *member;
+} SegmentBatch;
+
+/* The verdicts of customer k. */
+#define MEMBER_ROW(batch, k) ((batch)->member + (size_t) (k) * rule_count)
+
+/* One row of a rules query into member: its flags, a NULL rule (or row) holding for nobody. */
+static void
+read_verdicts(HeapTuple row, TupleDesc desc, const RuleGroup *group, bool *member)
+{
+	bool		isnull;
+	Datum		result = SPI_getbinval(row, desc, 2, &isnull);
 	Datum	   *values;
 	bool	   *value_nulls;
 	int			n;
 
-	become_owner(group->owner, &saved);
-	/* not read-only: the snapshot must see the state the order just wrote */
-	if (SPI_execute_plan(group->plan, params, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not evaluate the segment rules");
-	if (SPI_processed == 1)
-		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	restore_user(&saved);
-
-	memset(member, 0, group->count * sizeof(bool));
 	if (isnull)
 		return;
 	deconstruct_array(DatumGetArrayTypeP(result), BOOLOID, 1, true, TYPALIGN_CHAR, &values, &value_nulls, &n);
 	if (n != group->count)
 		elog(ERROR, "segment rules returned %d flags, expected %d", n, group->count);
-	/* a rule that is NULL for the customer does not hold */
 	for (int i = 0; i < n; i++)
 		member[i] = !value_nulls[i] && DatumGetBool(values[i]);
 }
 
-/* The customer's state row into *state, read as the trigger's user; false if none. */
+/* Whether two texts are the same bytes. */
 static bool
-read_state(Datum customer, Datum *state)
+same_text(Datum a, Datum b)
 {
-	Oid			types[1] = {TEXTOID};
-	bool		isnull;
+	text	   *x = DatumGetTextPP(a);
+	text	   *y = DatumGetTextPP(b);
 
-	if (SPI_execute_plan(kept_plan(&state_plan,
-								   "SELECT s FROM post_purchase.customer_state s "
-								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
-								   1, types),
-						 &customer, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the customer's state");
-	if (SPI_processed == 0)
-		return false;
-	*state = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return true;
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
 }
 
-/* Every rule for the customer, in the order of rule_cstrings. */
+/*
+ * One owner's rules over the batch's states, run as that owner in a
+ * security-restricted operation, into each customer's verdicts from
+ * column "done" on: one statement for the whole batch (states, the
+ * customers in the batch with a state, and where each is in the batch).
+ * The query's rows come in the array's order; each is checked against
+ * the customer it must be.  An error unwinds the user switch with the
+ * subtransaction.
+ */
 static void
-evaluate_rules(Datum customer, bool *member)
+evaluate_group(const RuleGroup *group, SegmentBatch *batch, Datum states, const int *with_state,
+			   int nstates, Datum *context, const char *context_nulls, int done)
 {
+	OwnerContext saved;
 	Datum		params[RULE_PARAMS];
 	char		nulls[RULE_PARAMS];
+
+	params[0] = states;
+	nulls[0] = ' ';
+	memcpy(params + 1, context, METRICS_CONTEXT_VALUES * sizeof(Datum));
+	memcpy(nulls + 1, context_nulls, METRICS_CONTEXT_VALUES);
+
+	become_owner(group->owner, &saved);
+	/* not read-only: the snapshot must see the state the order just wrote */
+	if (SPI_execute_plan(group->plan, params, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not evaluate the segment rules");
+	restore_user(&saved);
+	if (SPI_processed != (uint64) nstates)
+		elog(ERROR, "segment rules returned %llu rows for %d customers",
+			 (unsigned long long) SPI_processed, nstates);
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		int			k = with_state[row];
+		bool		isnull;
+		Datum		id = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull || !same_text(id, batch->customers[k]))
+			elog(ERROR, "segment rules returned their rows out of order");
+		read_verdicts(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, group, MEMBER_ROW(batch, k) + done);
+	}
+}
+
+/* A 1.0 schema's rules: the view's row of one customer at a time. */
+static void
+evaluate_group_by_id(const RuleGroup *group, SegmentBatch *batch, int done)
+{
+	for (int k = 0; k < batch->n; k++)
+	{
+		OwnerContext saved;
+
+		become_owner(group->owner, &saved);
+		if (SPI_execute_plan(group->plan, (Datum *) &batch->customers[k], NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not evaluate the segment rules");
+		restore_user(&saved);
+		if (SPI_processed == 1)
+			read_verdicts(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, group, MEMBER_ROW(batch, k) + done);
+	}
+}
+
+/* Every rule for every customer of the batch. */
+static void
+evaluate_rules(SegmentBatch *batch)
+{
+	Datum		context[METRICS_CONTEXT_VALUES];
+	char		context_nulls[METRICS_CONTEXT_VALUES];
+	Datum	   *states = palloc(Max(batch->n, 1) * sizeof(Datum));
+	int		   *with_state = palloc(Max(batch->n, 1) * sizeof(int));
+	int			nstates = 0;
+	Datum		state_array = (Datum) 0;
 	int			done = 0;
 
-	nulls[0] = ' ';
-	if (!rules_over_state)
-		params[0] = customer;
-	else if (read_state(customer, &params[0]))
-		get_metrics_context(params + 1, nulls + 1);
-	else
+	memset(batch->member, 0, (size_t) batch->n * rule_count * sizeof(bool));
+	if (rules_over_state)
 	{
-		/* no state: the customer has no order left, and no rule holds */
-		memset(member, 0, rule_count * sizeof(bool));
-		return;
+		Oid			state_type = get_rel_type_id(get_relname_relid("customer_state",
+																   get_namespace_oid("post_purchase", false)));
+
+		for (int k = 0; k < batch->n; k++)
+		{
+			if (batch->states[k] == (Datum) 0)
+				continue;
+			with_state[nstates] = k;
+			states[nstates++] = batch->states[k];
+		}
+		if (nstates == 0)
+			return;
+		state_array = PointerGetDatum(construct_array(states, nstates, state_type, -1, false, TYPALIGN_DOUBLE));
+		get_metrics_context(context, context_nulls);
 	}
 
 	for (int g = 0; g < group_count; g++)
 	{
-		evaluate_group(&rule_groups[g], params, nulls, member + done);
+		if (rules_over_state)
+			evaluate_group(&rule_groups[g], batch, state_array, with_state, nstates, context, context_nulls, done);
+		else
+			evaluate_group_by_id(&rule_groups[g], batch, done);
 		done += rule_groups[g].count;
 	}
 }
@@ -408,168 +481,194 @@ rule_index(const char *segment)
 	return -1;
 }
 
-/* A text[] of the segment names in list. */
-static Datum
-names_array(List *names)
-{
-	Datum	   *texts = palloc(list_length(names) * sizeof(Datum));
-	int			n = 0;
-	ListCell   *lc;
-
-	foreach(lc, names)
-		texts[n++] = CStringGetTextDatum((const char *) lfirst(lc));
-	return PointerGetDatum(construct_array(texts, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/* A membership the order changes: a segment entered or left. */
+/* A membership a decision changes: customer k enters or leaves a segment. */
 typedef struct MembershipChange
 {
 	const char *segment;
+	int			k;
 	bool		entering;
+	const SegmentBatch *batch;
 } MembershipChange;
 
-/* Segment name order, as refresh_segments() goes through the segments (ORDER BY name). */
 static int
-compare_changes(const void *a, const void *b)
+compare_texts(const char *x, const char *y)
 {
-	const char *x = ((const MembershipChange *) a)->segment;
-	const char *y = ((const MembershipChange *) b)->segment;
-
 	return varstr_cmp(x, strlen(x), y, strlen(y), DEFAULT_COLLATION_OID);
 }
 
 /*
- * Open the customer's memberships of the segments in names, inserted in the
- * array's order, or close them (entering false).
+ * Segment name order, as refresh_segments() goes through the segments
+ * (ORDER BY name); then exits before entries, then the customers' order.
  */
+static int
+compare_changes(const void *a, const void *b)
+{
+	const MembershipChange *x = a;
+	const MembershipChange *y = b;
+	int			c = compare_texts(x->segment, y->segment);
+
+	if (c != 0)
+		return c;
+	if (x->entering != y->entering)
+		return x->entering ? 1 : -1;
+	return varstr_cmp(VARDATA_ANY(x->batch->customers[x->k]), VARSIZE_ANY_EXHDR(x->batch->customers[x->k]),
+					  VARDATA_ANY(y->batch->customers[y->k]), VARSIZE_ANY_EXHDR(y->batch->customers[y->k]),
+					  DEFAULT_COLLATION_OID);
+}
+
+/* Open the memberships of the customers given in one segment, or close them (entering false). */
 static void
-write_changes(Datum customer, List *names, bool entering)
+write_changes(const char *segment, Datum *customers, int n, bool entering)
 {
 	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
-	Datum		values[2] = {customer, names_array(names)};
+	Datum		values[2] = {CStringGetTextDatum(segment),
+							 PointerGetDatum(construct_array(customers, n, TEXTOID, -1, false, TYPALIGN_INT))};
 	SPIPlanPtr	plan = entering ?
 		kept_plan(&enter_plan,
 				  "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
-				  "SELECT $1, pg_catalog.unnest($2) "
+				  "SELECT pg_catalog.unnest($2), $1 "
 				  "ON CONFLICT (segment, customer_id) WHERE exited_at IS NULL DO NOTHING",
 				  2, types) :
 		kept_plan(&exit_plan,
 				  "UPDATE post_purchase.segment_memberships m "
 				  "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
-				  "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 "
-				  "AND m.segment OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
+				  "WHERE m.segment OPERATOR(pg_catalog.=) $1 "
+				  "AND m.customer_id OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
 				  2, types);
 
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != (entering ? SPI_OK_INSERT : SPI_OK_UPDATE))
-		elog(ERROR, "could not record the customer's segment %s", entering ? "entries" : "exits");
+		elog(ERROR, "could not record the customers' segment %s", entering ? "entries" : "exits");
 }
 
 /*
- * Compare the rules' verdicts with the customer's open memberships and write
- * only the difference: most orders change no membership, and then nothing
- * is written at all (no index entries, no statement triggers).  The
- * customer's state row, locked by the order, keeps other orders of the
- * customer out until this commits; refresh_segments() may race with it, and
- * ON CONFLICT and the exited_at test keep the outcome consistent then.
+ * Compare the rules' verdicts with the customers' open memberships and
+ * write only the difference: most orders change no membership, and then
+ * nothing is written at all (no index entries, no statement triggers).
+ * The customers' state rows, locked by the orders or by the worker's
+ * claim, keep other decisions for them out until this commits;
+ * refresh_segments() may race with it, and ON CONFLICT and the exited_at
+ * test keep the outcome consistent then.
  *
- * The changes are written in segment name order, the order in which
- * refresh_segments() writes each segment's, so that the two never hold one
- * of the customer's memberships while waiting for another the other holds
- * (isolation spec segments_refresh_deadlock).  Each exit is a statement of
- * its own (an UPDATE's row order is its plan's); a run of entries is one,
- * inserted in the array's order.
+ * The changes are written segment by segment, in name order, the order in
+ * which refresh_segments() writes each segment's, so that the two never
+ * hold one membership while waiting for another the other holds (isolation
+ * spec segments_refresh_deadlock); within a segment, exits then entries,
+ * one statement each for the whole batch.
  */
 static void
-record_memberships(Datum customer, const bool *member)
+record_memberships(const SegmentBatch *batch)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {customer};
-	bool	   *open = palloc0(rule_count * sizeof(bool));
-	MembershipChange *changes;
-	int			n = 0;
-	List	   *entering = NIL;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		ids = PointerGetDatum(construct_array((Datum *) batch->customers, batch->n, TEXTOID, -1, false,
+													  TYPALIGN_INT));
+	bool	   *open = palloc0((size_t) batch->n * Max(rule_count, 1) * sizeof(bool));
+	List	   *changes = NIL;
+	MembershipChange *sorted;
+	Datum	   *run;
+	int			n;
+	int			start;
 
 	/* not read-only: a fresh snapshot, which sees orders committed meanwhile */
 	if (SPI_execute_plan(kept_plan(&open_memberships_plan,
-								   "SELECT m.segment FROM post_purchase.segment_memberships m "
-								   "WHERE m.customer_id OPERATOR(pg_catalog.=) $1 AND m.exited_at IS NULL",
+								   "SELECT c.i, m.segment FROM pg_catalog.unnest($1) WITH ORDINALITY c(id, i) "
+								   "JOIN post_purchase.segment_memberships m "
+								   "ON m.customer_id OPERATOR(pg_catalog.=) c.id AND m.exited_at IS NULL",
 								   1, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the customer's segment memberships");
-	changes = palloc((SPI_processed + rule_count) * sizeof(MembershipChange));
+						 &ids, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customers' segment memberships");
 	for (uint64 row = 0; row < SPI_processed; row++)
 	{
-		char	   *segment = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		int			k = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1,
+														  &isnull)) - 1;
+		char	   *segment = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 2);
 		int			i = rule_index(segment);
+		MembershipChange *change;
 
-		if (i >= 0 && member[i])
-			open[i] = true;
-		else
-			changes[n++] = (MembershipChange) {segment, false};
+		if (i >= 0 && MEMBER_ROW(batch, k)[i])
+		{
+			open[(size_t) k * rule_count + i] = true;
+			continue;
+		}
+		change = palloc(sizeof(MembershipChange));
+		*change = (MembershipChange) {segment, k, false, batch};
+		changes = lappend(changes, change);
 	}
-	for (int i = 0; i < rule_count; i++)
-		if (member[i] && !open[i])
-			changes[n++] = (MembershipChange) {rule_cstrings[i], true};
+	for (int k = 0; k < batch->n; k++)
+	{
+		for (int i = 0; i < rule_count; i++)
+		{
+			MembershipChange *change;
+
+			if (!MEMBER_ROW(batch, k)[i] || open[(size_t) k * rule_count + i])
+				continue;
+			change = palloc(sizeof(MembershipChange));
+			*change = (MembershipChange) {rule_cstrings[i], k, true, batch};
+			changes = lappend(changes, change);
+		}
+	}
+	n = list_length(changes);
 	if (n == 0)
 		return;
 
-	qsort(changes, n, sizeof(MembershipChange), compare_changes);
+	sorted = palloc(n * sizeof(MembershipChange));
 	for (int i = 0; i < n; i++)
+		sorted[i] = *(MembershipChange *) list_nth(changes, i);
+	qsort(sorted, n, sizeof(MembershipChange), compare_changes);
+	/* one statement per run of the same segment and direction */
+	run = palloc(n * sizeof(Datum));
+	start = 0;
+	for (int i = 0; i <= n; i++)
 	{
-		if (changes[i].entering)
+		if (i < n && (i == start || (strcmp(sorted[i].segment, sorted[start].segment) == 0 &&
+									 sorted[i].entering == sorted[start].entering)))
 		{
-			entering = lappend(entering, (void *) changes[i].segment);
+			run[i - start] = batch->customers[sorted[i].k];
 			continue;
 		}
-		if (entering != NIL)
-			write_changes(customer, entering, true);
-		entering = NIL;
-		write_changes(customer, list_make1((void *) changes[i].segment), false);
+		write_changes(sorted[start].segment, run, i - start, sorted[start].entering);
+		if (i < n)
+		{
+			start = i;
+			run[0] = batch->customers[sorted[i].k];
+		}
 	}
-	if (entering != NIL)
-		write_changes(customer, entering, true);
 }
 
-/*
- * The customer's memberships after an order changed the customer, for the
- * order trigger, inside its SPI connection.  A rule that fails for this
- * customer must not fail the shop's order, so the evaluation runs in a
- * subtransaction (which takes no transaction id when nothing changes); a
- * failure is reported as a warning and refresh_segments() shows the error.
- * The rules are planned and run with search_path locked to pg_catalog,
- * pg_temp, whatever the path of the session that inserted the order.
- */
-void
-update_customer_segments(Datum customer)
+/* Plan the rules if the segments changed since; false when there is none. */
+static bool
+rules_ready(void)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int			guc_level;
-
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(forget_rules, (Datum) 0);
 		callback_registered = true;
 	}
-	guc_level = lock_search_path();
 	if (rules_stale && rules_planned)
 		free_rules();
 	if (!rules_planned)
 		prepare_rules();
-	if (rule_count == 0)
-	{
-		AtEOXact_GUC(true, guc_level);
-		return;
-	}
+	return rule_count > 0;
+}
+
+/*
+ * Evaluate and record a batch in a subtransaction (which takes no
+ * transaction id when nothing changes); false when it failed, with a
+ * warning naming the customer if the batch is one.
+ */
+static bool
+decide_in_subtransaction(SegmentBatch *batch)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		bool	   *member = palloc(rule_count * sizeof(bool));
-
-		evaluate_rules(customer, member);
-		record_memberships(customer, member);
+		evaluate_rules(batch);
+		record_memberships(batch);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -584,13 +683,83 @@ update_customer_segments(Datum customer)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
-		ereport(WARNING,
-				(errmsg("segment rules failed for customer %s: %s",
-						TextDatumGetCString(customer), error->message),
-				 errhint("Run post_purchase.refresh_segments() to see which rule fails.")));
+		if (batch->n == 1)
+			ereport(WARNING,
+					(errmsg("segment rules failed for customer %s: %s",
+							TextDatumGetCString(batch->customers[0]), error->message),
+					 errhint("Run post_purchase.refresh_segments() to see which rule fails.")));
+		FreeErrorData(error);
+		ok = false;
 	}
 	PG_END_TRY();
+	return ok;
+}
+
+/* The customer's state row, read as the trigger's user; 0 if none. */
+static Datum
+read_state(Datum customer)
+{
+	Oid			types[1] = {TEXTOID};
+	bool		isnull;
+
+	if (SPI_execute_plan(kept_plan(&state_plan,
+								   "SELECT s FROM post_purchase.customer_state s "
+								   "WHERE s.customer_id OPERATOR(pg_catalog.=) $1",
+								   1, types),
+						 &customer, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the customer's state");
+	if (SPI_processed == 0)
+		return (Datum) 0;
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), false, -1);
+}
+
+/*
+ * The memberships of n customers after their states changed, inside an
+ * SPI connection: from the order trigger (a batch of one) or a worker's
+ * batch.  states[k] is customer k's customer_state row, 0 if it has none;
+ * states NULL reads them (a 1.0 schema's rules read the view by id
+ * instead).  A rule that fails for a customer must not fail the shop's
+ * order, nor the other customers of a batch: a failed batch is decided
+ * again one customer at a time, and each failure is reported as a warning
+ * (refresh_segments() shows the error).  The rules are planned and run
+ * with search_path locked to pg_catalog, pg_temp, whatever the path of the
+ * session that inserted the order.
+ */
+void
+update_segments_of(int n, const Datum *customers, const Datum *states)
+{
+	int			guc_level = lock_search_path();
+
+	if (n > 0 && rules_ready())
+	{
+		SegmentBatch batch = {n, customers, states, palloc((size_t) n * rule_count * sizeof(bool))};
+
+		if (states == NULL)
+		{
+			Datum	   *read = palloc0(n * sizeof(Datum));
+
+			for (int k = 0; k < n && rules_over_state; k++)
+				read[k] = read_state(customers[k]);
+			batch.states = read;
+		}
+		if (!decide_in_subtransaction(&batch) && n > 1)
+		{
+			for (int k = 0; k < n; k++)
+			{
+				SegmentBatch one = {1, &customers[k], &batch.states[k], batch.member};
+
+				(void) decide_in_subtransaction(&one);
+			}
+		}
+	}
 	AtEOXact_GUC(true, guc_level);
+}
+
+/* One customer's memberships after its state changed. */
+void
+update_customer_segments(Datum customer)
+{
+	update_segments_of(1, &customer, NULL);
 }
 
 /* refresh_customer_segments(customer): update_customer_segments() from SQL. */

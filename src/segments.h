@@ -9,6 +9,7 @@
 
 extern void check_rule_is_expression(const char *rule, const char *what);
 extern void update_customer_segments(Datum customer);
+extern void update_segments_of(int n, const Datum *customers, const Datum *states);
 
 /* Running user-written SQL as the role that owns it, search_path locked. */
 typedef struct OwnerContext
