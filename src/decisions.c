@@ -102,11 +102,11 @@ newest_orders_plan(void)
 					"ORDER BY o.%2$I DESC LIMIT 1) o', t.customer_column, t.ordered_at_column, "
 					"t.amount_column, t.orders, "
 					"CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END, "
-					"pg_catalog.format_type(a.atttypid, NULL)) "
+					"pg_catalog.format_type((SELECT a.atttypid FROM pg_catalog.pg_attribute a "
+					"WHERE a.attrelid OPERATOR(pg_catalog.=) t.orders "
+					"AND a.attname OPERATOR(pg_catalog.=) t.customer_column), NULL)) "
 					"FROM post_purchase.tracked_orders t "
-					"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.orders "
-					"JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) t.orders "
-					"AND a.attname OPERATOR(pg_catalog.=) t.customer_column",
+					"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.orders",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the tracked orders table");
 	if (SPI_processed == 0)

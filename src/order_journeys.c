@@ -88,6 +88,10 @@ timestamptz_array(const TimestampTz *values, int n)
  * customer has something for them, once for the whole batch.  The
  * conversion's lower bound, the attribution window, is left to its update:
  * as an index condition here it would call setting() for every customer.
+ * The tests are scalar subqueries, not EXISTS: the planner may hash an
+ * EXISTS over the whole table (every active enrollment, once per batch,
+ * a cost that grows with the shop) where an index lookup per customer is
+ * what a batch needs.
  */
 static void
 read_order_effects(const OrderBatch *batch, OrderEffects *effects)
@@ -104,16 +108,16 @@ read_order_effects(const OrderBatch *batch, OrderEffects *effects)
 	values[3] = int64_array(first_new, batch->n);
 
 	if (SPI_execute_plan(kept_plan(&order_effects_plan,
-								   "SELECT c.i, EXISTS (SELECT FROM post_purchase.step_outcomes o "
+								   "SELECT c.i, (SELECT true FROM post_purchase.step_outcomes o "
 								   "WHERE o.customer_id OPERATOR(pg_catalog.=) c.id "
-								   "AND o.decided_at OPERATOR(pg_catalog.<) c.ordered_at), "
-								   "EXISTS (SELECT FROM post_purchase.enrollments e "
+								   "AND o.decided_at OPERATOR(pg_catalog.<) c.ordered_at LIMIT 1) IS NOT NULL, "
+								   "(SELECT true FROM post_purchase.enrollments e "
 								   "JOIN post_purchase.journeys x ON x.name OPERATOR(pg_catalog.=) e.journey "
 								   "WHERE e.customer_id OPERATOR(pg_catalog.=) c.id "
-								   "AND e.status OPERATOR(pg_catalog.=) 'active' AND x.exit_on_purchase), "
-								   "EXISTS (SELECT FROM post_purchase.enrollments e "
+								   "AND e.status OPERATOR(pg_catalog.=) 'active' AND x.exit_on_purchase LIMIT 1) IS NOT NULL, "
+								   "(SELECT true FROM post_purchase.enrollments e "
 								   "WHERE e.customer_id OPERATOR(pg_catalog.=) c.id "
-								   "AND e.status OPERATOR(pg_catalog.=) 'active'), "
+								   "AND e.status OPERATOR(pg_catalog.=) 'active' LIMIT 1) IS NOT NULL, "
 								   "ARRAY(SELECT j.name FROM post_purchase.journeys j "
 								   "WHERE j.enabled "
 								   "AND (j.trigger OPERATOR(pg_catalog.=) 'every_order' "
