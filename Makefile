@@ -45,11 +45,13 @@ OBJS = \
 	src/order_journeys.o \
 	src/decisions.o \
 	src/payload.o \
-	src/message_id.o
+	src/message_id.o \
+	src/progress.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
 	src/post_purchase.sql \
+	src/progress.sql \
 	src/nps.sql \
 	src/survey.sql \
 	src/rfm.sql \
