@@ -607,8 +607,9 @@ post_purchase_progress_advance(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 						 errmsg("progress phase \"%s\" is too long to be switched to by progress_advance()", name),
 						 errdetail("It has at most %d bytes.", PHASE_LEN - 1)));
-			progress_phase(name);
+			/* the count first: the phase's NOTICE shows it from 0 */
 			progress_count(PROGRESS_TOTAL_UNKNOWN, unit);
+			progress_phase(name);
 		}
 	}
 	progress_advance(n);

@@ -53,9 +53,13 @@ CREATE FUNCTION post_purchase.progress_estimated_rows(rel regclass) RETURNS bigi
 	AS $$
 	SELECT CASE WHEN pg_catalog.bool_and(c.reltuples OPERATOR(pg_catalog.>=) 0)
 				THEN pg_catalog.sum(c.reltuples)::pg_catalog.int8 END
-	FROM pg_catalog.pg_partition_tree(rel) t
-	JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
-	WHERE t.isleaf
+	FROM pg_catalog.pg_class c
+	-- pg_partition_tree() has no row for a table outside any partitioning
+	WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY(
+		SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t WHERE t.isleaf
+		UNION ALL
+		SELECT rel WHERE (SELECT x.relkind FROM pg_catalog.pg_class x WHERE x.oid OPERATOR(pg_catalog.=) rel)
+						 OPERATOR(pg_catalog.<>) 'p'))
 $$;
 REVOKE ALL ON FUNCTION post_purchase.progress_estimated_rows(regclass) FROM PUBLIC;
 
