@@ -100,19 +100,19 @@ $$;
 -- The long calls report.  A shop of 6 customers and a guest order: the
 -- backfill reads each order with a customer against the planner's estimate
 -- (7, the guest order included), then writes each customer's state.
-CREATE TABLE shop_orders (order_id int PRIMARY KEY, customer_id bigint, ordered_at timestamptz, amount numeric);
-INSERT INTO shop_orders VALUES
+CREATE TABLE progress_orders (order_id int PRIMARY KEY, customer_id bigint, ordered_at timestamptz, amount numeric);
+INSERT INTO progress_orders VALUES
 	(1, 1, '2024-01-10 10:00+00', 50), (2, 2, '2024-01-05 10:00+00', 70), (3, 2, '2024-01-12 10:00+00', 30),
 	(4, 3, '2024-01-02 10:00+00', 20), (5, 3, '2024-01-09 10:00+00', 25), (6, 3, '2024-01-15 10:00+00', 30),
 	(7, 4, '2023-12-01 10:00+00', 40), (8, 4, '2023-12-20 10:00+00', 60), (9, 4, '2024-01-03 10:00+00', 10),
 	(10, 4, '2024-01-18 10:00+00', 45), (11, 5, '2023-11-15 10:00+00', 15), (12, 6, '2023-11-20 10:00+00', 80),
 	(13, 6, '2024-01-01 10:00+00', 90), (14, NULL, '2024-01-16 10:00+00', 10);
 -- never vacuumed or analyzed: no estimate
-SELECT post_purchase.progress_estimated_rows('shop_orders') AS before_analyze;
-ANALYZE shop_orders;
-SELECT post_purchase.progress_estimated_rows('shop_orders') AS after_analyze;
+SELECT post_purchase.progress_estimated_rows('progress_orders') AS before_analyze;
+ANALYZE progress_orders;
+SELECT post_purchase.progress_estimated_rows('progress_orders') AS after_analyze;
 UPDATE post_purchase.settings SET value = '2024-01-20' WHERE name = 'today';
-SELECT post_purchase.track_orders('shop_orders');
+SELECT post_purchase.track_orders('progress_orders');
 SELECT count(*) AS differences FROM post_purchase.verify_state();
 SELECT count(*) AS changes FROM post_purchase.refresh_segments() WHERE entered > 0 OR exited > 0;
 SELECT customers, (bgnbd).converged FROM post_purchase.refresh_models();
@@ -124,8 +124,8 @@ SELECT post_purchase.create_segment('failing', '1 / (orders - 2) > 0');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS after_failed_call FROM post_purchase.progress WHERE pid = pg_backend_pid();
 
-SELECT post_purchase.untrack_orders('shop_orders');
-DROP TABLE shop_orders;
+SELECT post_purchase.untrack_orders('progress_orders');
+DROP TABLE progress_orders;
 DELETE FROM post_purchase.segment_memberships;
 DELETE FROM post_purchase.rfm_cuts;
 DELETE FROM post_purchase.customer_predictions;
@@ -133,13 +133,13 @@ DELETE FROM post_purchase.models;
 UPDATE post_purchase.settings SET value = '' WHERE name = 'today';
 
 -- A partitioned table's estimate is its partitions'.
-CREATE TABLE parted (id int) PARTITION BY RANGE (id);
-CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
-CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (10) TO (20);
-INSERT INTO parted SELECT generate_series(0, 14);
-ANALYZE parted;
-SELECT post_purchase.progress_estimated_rows('parted') AS partitions_rows;
-DROP TABLE parted;
+CREATE TABLE progress_parted (id int) PARTITION BY RANGE (id);
+CREATE TABLE progress_parted_1 PARTITION OF progress_parted FOR VALUES FROM (0) TO (10);
+CREATE TABLE progress_parted_2 PARTITION OF progress_parted FOR VALUES FROM (10) TO (20);
+INSERT INTO progress_parted SELECT generate_series(0, 14);
+ANALYZE progress_parted;
+SELECT post_purchase.progress_estimated_rows('progress_parted') AS partitions_rows;
+DROP TABLE progress_parted;
 
 -- With NOTICEs off the view still shows the command.
 SET post_purchase.progress_notice_interval = -1;
