@@ -85,6 +85,16 @@ SELECT command, unit FROM post_purchase.progress WHERE pid = pg_backend_pid();
 SELECT post_purchase.progress_finish();
 SELECT count(*) AS after_finish FROM post_purchase.progress WHERE pid = pg_backend_pid();
 COMMIT;
+-- a command started in a savepoint that was released belongs to the
+-- transaction: a later savepoint's rollback leaves it
+BEGIN;
+SAVEPOINT a;
+SELECT post_purchase.progress_start('released');
+RELEASE SAVEPOINT a;
+SAVEPOINT b;
+ROLLBACK TO SAVEPOINT b;
+SELECT command FROM post_purchase.progress WHERE pid = pg_backend_pid();
+ROLLBACK;
 DO $$
 BEGIN
 	BEGIN

@@ -497,22 +497,34 @@ progress_xact_callback(XactEvent event, void *arg)
 /*
  * A subtransaction's abort (an EXCEPTION block that caught the error, a
  * savepoint rolled back) ends the commands started inside it; the ones
- * started before it go on.  The callback runs while the aborting
- * subtransaction is still the current one.
+ * started before it go on.  Its commit (the block ended, the savepoint
+ * released) hands its commands to its parent, so that a later sibling's
+ * abort does not take them.  Both callbacks run while the subtransaction is
+ * still the current one.
  */
 static void
 progress_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	int			level;
+	int			i;
 
-	if (event != SUBXACT_EVENT_ABORT_SUB || local.depth == 0)
+	if (local.depth == 0)
 		return;
 	level = GetCurrentTransactionNestLevel();
-	while (local.depth > 0 && local.levels[local.depth - 1] >= level)
-		local.depth--;
-	if (local.depth == 0)
-		clear_command();
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = 0; i < local.depth; i++)
+			if (local.levels[i] >= level)
+				local.levels[i] = level - 1;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (local.depth > 0 && local.levels[local.depth - 1] >= level)
+			local.depth--;
+		if (local.depth == 0)
+			clear_command();
+	}
 }
 
 /* A backend that exits (FATAL, terminated) frees its slot. */
