@@ -50,11 +50,13 @@ OBJS = \
 	src/order_journeys.o \
 	src/decisions.o \
 	src/payload.o \
-	src/message_id.o
+	src/message_id.o \
+	src/progress.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
 	src/post_purchase.sql \
+	src/progress.sql \
 	src/nps.sql \
 	src/survey.sql \
 	src/rfm.sql \
@@ -96,19 +98,23 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox progress
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
 $(warning CDNOW data not found in $(CDNOW_DIR): the cdnow regression test is skipped)
 endif
 REGRESS_OPTS = --load-extension=$(EXTENSION)
+# The suites' expected output must not depend on the machine's speed: no
+# progress NOTICE from a call that happens to take longer than a second
+# (src/progress.c); sql/progress.sql and the progress_view spec set their own.
+installcheck: export PGOPTIONS += -c post_purchase.progress_notice_interval=-1
 
 ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move tracking_backfill \
 	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch \
 	outbox_claim_race outbox_ack_claim outbox_notify segments_refresh_race journey_claim_footprint \
 	segments_refresh_deadlock segments_context_change decisions_claim_race decisions_order_during_batch \
-	decisions_rule_change
+	decisions_rule_change progress_view
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

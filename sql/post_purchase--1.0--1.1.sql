@@ -1494,3 +1494,587 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 );
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
+
+-- ---------------------------------------------------------------------
+-- Progress of long calls (issue 21): src/progress.sql, and the long calls
+-- that report it
+-- ---------------------------------------------------------------------
+
+-- Progress of long calls (src/progress.c): the calls that take long on a
+-- large shop report what they do, as a NOTICE at most once per
+-- post_purchase.progress_notice_interval (1 s) and in the view
+-- post_purchase.progress, which another session can watch while the call
+-- runs inside its transaction.  The reporting functions are what the
+-- extension's own PL/pgSQL calls; a phase or an advance outside a started
+-- command does nothing.  A command ends with progress_finish() or with the
+-- (sub)transaction it was started in, by commit or by error.
+
+-- Start a command (named as the function that runs it), with a count of
+-- total units when unit is given (a NULL total: not known).
+CREATE FUNCTION post_purchase.progress_start(command text, total bigint DEFAULT NULL, unit text DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'post_purchase_progress_start'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.progress_start(text, bigint, text) FROM PUBLIC;
+
+-- What the command does now; the count goes on.
+CREATE FUNCTION post_purchase.progress_phase(phase text) RETURNS void
+	AS 'MODULE_PATHNAME', 'post_purchase_progress_phase'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.progress_phase(text) FROM PUBLIC;
+
+-- A new count from 0 of total units (NULL: not known).
+CREATE FUNCTION post_purchase.progress_count(total bigint, unit text) RETURNS void
+	AS 'MODULE_PATHNAME', 'post_purchase_progress_count'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.progress_count(bigint, text) FROM PUBLIC;
+
+-- n more done; true, so it can count the rows of a big statement from its
+-- WHERE or HAVING clause.  With a phase, the first call switches to it and
+-- to a new count of unit.  VOLATILE: evaluated for every row, never
+-- folded; PARALLEL UNSAFE (the default): a parallel worker's count would
+-- not reach this backend's slot, and the statements it counts (INSERT ...
+-- SELECT) run without parallel workers in PostgreSQL 15 anyway.
+CREATE FUNCTION post_purchase.progress_advance(n bigint DEFAULT 1, phase text DEFAULT NULL, unit text DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'post_purchase_progress_advance'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.progress_advance(bigint, text, text) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.progress_finish() RETURNS void
+	AS 'MODULE_PATHNAME', 'post_purchase_progress_finish'
+	LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION post_purchase.progress_finish() FROM PUBLIC;
+
+-- The planner's row estimate of a table (pg_class.reltuples; a partitioned
+-- table's is the sum of its partitions'), NULL when the table was never
+-- vacuumed or analyzed: a progress total that costs no scan.
+CREATE FUNCTION post_purchase.progress_estimated_rows(rel regclass) RETURNS bigint
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT CASE WHEN pg_catalog.bool_and(c.reltuples OPERATOR(pg_catalog.>=) 0)
+				THEN pg_catalog.sum(c.reltuples)::pg_catalog.int8 END
+	FROM pg_catalog.pg_class c
+	-- pg_partition_tree() has no row for a table outside any partitioning
+	WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY(
+		SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t WHERE t.isleaf
+		UNION ALL
+		SELECT rel WHERE (SELECT x.relkind FROM pg_catalog.pg_class x WHERE x.oid OPERATOR(pg_catalog.=) rel)
+						 OPERATOR(pg_catalog.<>) 'p'))
+$$;
+REVOKE ALL ON FUNCTION post_purchase.progress_estimated_rows(regclass) FROM PUBLIC;
+
+-- One row per running command, of every database; no rows unless
+-- post_purchase is in shared_preload_libraries.  Readable as worker_status
+-- is: by superusers and pg_read_all_stats (pg_monitor).
+CREATE FUNCTION post_purchase.progress(
+	OUT pid integer,
+	OUT database name,
+	OUT role name,
+	OUT command text,
+	OUT phase text,
+	OUT done bigint,
+	OUT total bigint,
+	OUT unit text,
+	OUT percent double precision,
+	OUT rate double precision,
+	OUT started_at timestamptz,
+	OUT counting_since timestamptz,
+	OUT updated_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'post_purchase_progress'
+	LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION post_purchase.progress() IS
+	'the long calls running now, in every database: command, phase, done of total units, percent, units per second';
+REVOKE ALL ON FUNCTION post_purchase.progress() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION post_purchase.progress() TO pg_read_all_stats;
+
+CREATE VIEW post_purchase.progress AS
+	SELECT p.pid, p.database, p.role, p.command, p.phase, p.done, p.total, p.unit,
+		   pg_catalog.round(p.percent::pg_catalog.numeric, 1) AS percent,
+		   pg_catalog.round(p.rate::pg_catalog.numeric, 1) AS rate,
+		   p.started_at, p.counting_since, p.updated_at
+	FROM post_purchase.progress() p
+	ORDER BY p.started_at, p.pid;
+COMMENT ON VIEW post_purchase.progress IS
+	'the long calls running now, in every database: command, phase, done of total units, percent, units per second';
+REVOKE ALL ON post_purchase.progress FROM PUBLIC;
+GRANT SELECT ON post_purchase.progress TO pg_read_all_stats;
+
+-- Long calls report their progress (issue 21, src/progress.c): the
+-- backfill counts orders read and states written, refresh_models() the
+-- customers fitted and predicted, refresh_segments() and enroll_due() the
+-- segments and journeys done, the others their phases.
+DROP FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders);
+
+-- With report, the backfill's progress (src/progress.c): each order read,
+-- then each customer's state written, counts one (a C call per row: a few
+-- percent of the backfill); verify_state() does not count, so its plan may
+-- stay parallel.
+CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders, report boolean DEFAULT false)
+	RETURNS text
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT pg_catalog.format(
+		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
+				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
+				pg_catalog.min(d.day), pg_catalog.max(d.day),
+				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now(),
+				NULL::pg_catalog.timestamptz, pg_catalog.sum(d.orders)::pg_catalog.int8,
+				pg_catalog.sum(d.orders)::pg_catalog.int8
+		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
+					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
+					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
+					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
+			   FROM %5$s %6$s
+			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL%7$s
+			   GROUP BY 1, 2) d
+		 GROUP BY d.customer_id%8$s ORDER BY d.customer_id',
+		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
+		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
+				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		t.orders,
+		CASE WHEN report THEN ' AND post_purchase.progress_advance()' ELSE '' END,
+		CASE WHEN report THEN ' HAVING post_purchase.progress_advance(1, ''writing customer state'', ''customers'')'
+			 ELSE '' END)
+$$;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders, boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION post_purchase.track_orders(orders regclass,
+										   customer_column name DEFAULT 'customer_id',
+										   ordered_at_column name DEFAULT 'ordered_at',
+										   amount_column name DEFAULT 'amount',
+										   backfill boolean DEFAULT true)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	-- the backfill groups a million orders in a sort, not a hash table of
+	-- a million groups: its output is sorted as the inserts want it anyway
+	SET enable_hashagg = off
+	AS $$
+DECLARE
+	tracked regclass;
+	zone text;
+	column_type regtype;
+	bad_customer text;
+BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_orders() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
+	SELECT t.orders INTO tracked FROM post_purchase.tracked_orders t;
+	IF FOUND THEN
+		RAISE EXCEPTION 'post_purchase already tracks %', tracked
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_orders() first; one orders table is tracked at a time.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
+	END IF;
+
+	-- every column must exist with a type the trigger understands
+	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
+		ARRAY['bigint', 'integer', 'uuid', 'text', 'character varying']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, ordered_at_column, 'ordered_at',
+		ARRAY['timestamp with time zone']::regtype[]);
+	column_type := post_purchase.tracked_column_type(orders, amount_column, 'amount',
+		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
+
+	SELECT s.value INTO zone FROM post_purchase.settings s WHERE s.name = 'time_zone';
+	PERFORM now() AT TIME ZONE zone;	-- a valid zone name, or an error here
+
+	-- what takes long (the lock, the index, the backfill) shows in the
+	-- progress view and NOTICEs (src/progress.c)
+	PERFORM post_purchase.progress_start('track_orders');
+	-- no order may change between the backfill and the trigger taking over
+	PERFORM post_purchase.progress_phase('waiting for a lock on the orders table');
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
+	PERFORM post_purchase.progress_phase('attaching the triggers');
+	INSERT INTO post_purchase.tracked_orders
+		VALUES (orders, customer_column, ordered_at_column, amount_column, zone, backfill);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_orders_trigger(%L, %L, %L, %L)',
+				   orders, customer_column, ordered_at_column, amount_column, zone);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
+
+	PERFORM post_purchase.progress_phase('ensuring the customer index');
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+
+	IF backfill THEN
+		-- the orders read count against the planner's estimate (no scan
+		-- to count them first); orders without a customer or time are
+		-- not counted, so done may end below the estimate, or above it
+		PERFORM post_purchase.progress_count(post_purchase.progress_estimated_rows(orders), 'orders');
+		PERFORM post_purchase.progress_phase('reading orders');
+		-- set-based and executed directly: a set-returning function in
+		-- between would first copy every row into a tuplestore
+		-- (the backfilled orders count as decided: they enroll no one)
+		EXECUTE 'INSERT INTO post_purchase.customer_state '
+			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
+		PERFORM post_purchase.progress_phase('checking amounts');
+		-- a NaN or infinite amount makes its customer's revenue one as well:
+		-- checking the customers reads a tenth of the rows
+		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
+		WHERE s.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.verify_state()
+	RETURNS TABLE (customer_id text, day date, field text, expected text, actual text)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	-- one statement: its progress is its phase (src/progress.c)
+	PERFORM post_purchase.progress_start('verify_state');
+	PERFORM post_purchase.progress_phase('recomputing the state from the orders and comparing');
+	RETURN QUERY
+	SELECT coalesce(e.customer_id, a.customer_id), NULL::date, f.field, f.expected, f.actual
+	FROM post_purchase.recomputed_state() e
+	FULL JOIN post_purchase.customer_state a ON a.customer_id = e.customer_id
+	CROSS JOIN LATERAL (VALUES
+		('orders', e.orders::text, a.orders::text),
+		('revenue', e.revenue::text, a.revenue::text),
+		('first_order_at', e.first_order_at::text, a.first_order_at::text),
+		('last_order_at', e.last_order_at::text, a.last_order_at::text),
+		('purchase_days', e.purchase_days::text, a.purchase_days::text),
+		('first_day', e.first_day::text, a.first_day::text),
+		('last_day', e.last_day::text, a.last_day::text),
+		('first_day_revenue', e.first_day_revenue::text, a.first_day_revenue::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	UNION ALL
+	SELECT coalesce(e.customer_id, a.customer_id), coalesce(e.day, a.day),
+		   format('order %s product %s: %s', coalesce(e.order_key, a.order_key),
+				  coalesce(e.product_id, a.product_id), f.field),
+		   f.expected, f.actual
+	FROM post_purchase.recomputed_product_orders() e
+	FULL JOIN post_purchase.customer_product_orders a ON a.order_key = e.order_key AND a.product_id = e.product_id
+	CROSS JOIN LATERAL (VALUES
+		('customer_id', e.customer_id, a.customer_id),
+		('ordered_at', e.ordered_at::text, a.ordered_at::text),
+		('quantity', e.quantity::text, a.quantity::text),
+		('items', e.items::text, a.items::text)) f(field, expected, actual)
+	WHERE f.expected IS DISTINCT FROM f.actual
+	ORDER BY 1, 2, 3;
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.refresh_models() RETURNS post_purchase.models
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	fitted post_purchase.models;
+	-- read once, not for every customer
+	monthly_discount float8 := post_purchase.setting('clv_monthly_discount')::float8;
+BEGIN
+	-- progress (src/progress.c): the customers read into the fits, counted
+	-- against the state's row estimate (the fits' optimization, after the
+	-- last one, shows as that phase at its end), then the predictions
+	-- stored, of the exact count the fit read
+	PERFORM post_purchase.progress_start('refresh_models');
+	PERFORM post_purchase.progress_count(post_purchase.progress_estimated_rows('post_purchase.customer_state'),
+										 'customers');
+	PERFORM post_purchase.progress_phase('reading customers and fitting BG/NBD and Gamma-Gamma');
+	INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
+	SELECT count(*),
+		   post_purchase.bgnbd_fit(s.frequency, s.recency, s.t),
+		   post_purchase.gamma_gamma_fit(s.frequency, s.monetary_value::float8)
+			   FILTER (WHERE s.monetary_value > 0)
+	FROM post_purchase.customer_summaries s
+	WHERE post_purchase.progress_advance()
+	HAVING count(*) > 0
+	RETURNING * INTO fitted;
+	IF NOT FOUND THEN
+		PERFORM post_purchase.progress_finish();
+		RETURN NULL;			-- no customer yet: nothing to fit (the workers call this on a schedule)
+	END IF;
+	IF NOT (fitted.bgnbd).converged THEN
+		RAISE WARNING 'the BG/NBD fit did not converge; customer_metrics keeps using the previous model';
+		PERFORM post_purchase.progress_finish();
+		RETURN fitted;
+	END IF;
+	IF fitted.gamma_gamma IS NOT NULL AND NOT (fitted.gamma_gamma).converged THEN
+		RAISE WARNING 'the Gamma-Gamma fit did not converge; clv_12m stays empty under this model';
+		UPDATE post_purchase.models m SET gamma_gamma = NULL WHERE m.model_id = fitted.model_id;
+		fitted.gamma_gamma := NULL;
+	END IF;
+
+	PERFORM post_purchase.progress_count(fitted.customers, 'customers');
+	PERFORM post_purchase.progress_phase('storing predictions');
+	INSERT INTO post_purchase.customer_predictions AS p
+	SELECT s.customer_id, fitted.model_id, now(),
+		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
+		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
+		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
+	FROM post_purchase.customer_summaries s
+	WHERE post_purchase.progress_advance()
+	ON CONFLICT (customer_id) DO UPDATE SET
+		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
+		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
+
+	PERFORM post_purchase.progress_phase('computing the VIP cut');
+	UPDATE post_purchase.models m
+	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
+							  WITHIN GROUP (ORDER BY p.clv_12m)
+					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
+	WHERE m.model_id = fitted.model_id
+	RETURNING * INTO fitted;
+	PERFORM post_purchase.progress_finish();
+	RETURN fitted;
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.refresh_rfm_cuts() RETURNS post_purchase.rfm_cuts
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	cuts post_purchase.rfm_cuts;
+BEGIN
+	-- one statement: its progress is its phase (src/progress.c)
+	PERFORM post_purchase.progress_start('refresh_rfm_cuts');
+	PERFORM post_purchase.progress_phase('computing RFM cut points');
+	INSERT INTO post_purchase.rfm_cuts (computed_at, recency_cuts, frequency_cuts, monetary_cuts)
+	SELECT now(),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.days_since_last_order::float8),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.frequency + 1),
+		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.revenue::float8)
+	FROM post_purchase.customer_summaries s
+	HAVING count(*) > 0
+	ON CONFLICT (computed_at) DO UPDATE SET recency_cuts = excluded.recency_cuts,
+		frequency_cuts = excluded.frequency_cuts, monetary_cuts = excluded.monetary_cuts
+	RETURNING * INTO cuts;
+	PERFORM post_purchase.progress_finish();
+	RETURN cuts;
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.create_segment(name text, rule text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	IF EXISTS (SELECT FROM post_purchase.segments s WHERE s.name = create_segment.name) THEN
+		RAISE EXCEPTION 'segment "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Use post_purchase.set_segment_rule() to change its rule.';
+	END IF;
+	PERFORM post_purchase.check_segment_rule(rule);
+	INSERT INTO post_purchase.segments (name, rule) VALUES (name, rule) RETURNING * INTO seg;
+	-- filled at once, as refresh_segments() would (with the current RFM cut
+	-- points): the first question a marketer asks of it gets an answer
+	PERFORM post_purchase.progress_start('create_segment');
+	PERFORM post_purchase.progress_phase('computing customer metrics');
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.progress_phase('evaluating the rule');
+	PERFORM post_purchase.refresh_segment(seg);
+	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.set_segment_rule(name text, rule text) RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	PERFORM post_purchase.check_segment_rule(rule);
+	UPDATE post_purchase.segments s SET rule = set_segment_rule.rule WHERE s.name = set_segment_rule.name
+	RETURNING * INTO seg;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'segment "%" does not exist', name USING ERRCODE = 'undefined_object';
+	END IF;
+	-- applied at once, as refresh_segments() would: the members the new
+	-- rule leaves exit, the ones it adds enter
+	PERFORM post_purchase.progress_start('set_segment_rule');
+	PERFORM post_purchase.progress_phase('computing customer metrics');
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.progress_phase('evaluating the rule');
+	PERFORM post_purchase.refresh_segment(seg);
+	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.refresh_segments()
+	RETURNS TABLE (segment text, entered bigint, exited bigint)
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	seg post_purchase.segments;
+BEGIN
+	-- progress (src/progress.c): the phases, then the segments done of all
+	-- (the phase names the segment being evaluated; a segment is one
+	-- statement, not counted by customer)
+	PERFORM post_purchase.progress_start('refresh_segments');
+	PERFORM post_purchase.refresh_rfm_cuts();
+	-- every rule reads the same customer_metrics: compute it once
+	PERFORM post_purchase.progress_phase('computing customer metrics');
+	PERFORM post_purchase.prepare_segment_metrics(ARRAY(SELECT DISTINCT s.owner FROM post_purchase.segments s));
+	PERFORM post_purchase.progress_count((SELECT count(*) FROM post_purchase.segments), 'segments');
+	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
+		PERFORM post_purchase.progress_phase('segment ' || seg.name);
+		segment := seg.name;
+		SELECT r.entered, r.exited INTO entered, exited FROM post_purchase.refresh_segment(seg) r;
+		PERFORM post_purchase.progress_advance(1);
+		RETURN NEXT;
+	END LOOP;
+	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.track_order_items(items regclass,
+												order_column name DEFAULT 'order_id',
+												product_column name DEFAULT 'product_id',
+												quantity_column name DEFAULT 'quantity',
+												orders_key_column name DEFAULT 'order_id')
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	o post_purchase.tracked_orders;
+	column_type regtype;
+BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_order_items() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
+	SELECT * INTO o FROM post_purchase.tracked_orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'track the orders table first' USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Call post_purchase.track_orders() before post_purchase.track_order_items().';
+	END IF;
+	IF EXISTS (SELECT FROM post_purchase.tracked_order_items) THEN
+		RAISE EXCEPTION 'post_purchase already tracks %', (SELECT t.items FROM post_purchase.tracked_order_items t)
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_order_items() first.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = items) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', items USING ERRCODE = 'wrong_object_type';
+	END IF;
+	column_type := post_purchase.tracked_column_type(items, order_column, 'order', NULL);
+	column_type := post_purchase.tracked_column_type(items, product_column, 'product', NULL);
+	column_type := post_purchase.tracked_column_type(items, quantity_column, 'quantity',
+		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
+	column_type := post_purchase.tracked_column_type(o.orders, orders_key_column, 'orders_key', NULL);
+
+	-- progress (src/progress.c): the phases, then the rows written (the
+	-- reading, before the first row, shows as its phase)
+	PERFORM post_purchase.progress_start('track_order_items');
+	PERFORM post_purchase.progress_phase('waiting for locks on the orders and items tables');
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', o.orders);
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', items);
+	PERFORM post_purchase.progress_phase('attaching the triggers');
+	INSERT INTO post_purchase.tracked_order_items
+		VALUES (items, order_column, product_column, quantity_column, orders_key_column);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_items AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_items_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
+				   items, order_column, product_column, quantity_column, o.orders::oid,
+				   orders_key_column, o.customer_column, o.ordered_at_column, o.time_zone);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_items_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_items_truncate()', items);
+	PERFORM post_purchase.attach_orders_trigger(orders_key_column);
+	PERFORM post_purchase.progress_phase('reading order items');
+	INSERT INTO post_purchase.customer_product_orders SELECT * FROM post_purchase.recomputed_product_orders()
+	WHERE post_purchase.progress_advance(1, 'writing customer product orders', 'rows');
+	PERFORM post_purchase.progress_finish();
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.refresh_product_cycles() RETURNS bigint
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	products bigint;
+BEGIN
+	-- progress (src/progress.c): the rows read, against their estimate;
+	-- the sorts and the medians after the last one show as that phase
+	PERFORM post_purchase.progress_start('refresh_product_cycles');
+	PERFORM post_purchase.progress_count(
+		post_purchase.progress_estimated_rows('post_purchase.customer_product_orders'), 'rows');
+	PERFORM post_purchase.progress_phase('reading customer product orders');
+	DELETE FROM post_purchase.product_cycles;
+	INSERT INTO post_purchase.product_cycles (product_id, median_gap_days, repurchases)
+	SELECT g.product_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY g.gap), count(*)
+	FROM (SELECT d.product_id, d.day - lag(d.day) OVER (PARTITION BY d.customer_id, d.product_id ORDER BY d.day) AS gap
+		  FROM (SELECT DISTINCT p.customer_id, p.product_id, p.day FROM post_purchase.customer_product_orders p
+				WHERE post_purchase.progress_advance()) d) g
+	WHERE g.gap IS NOT NULL
+	GROUP BY g.product_id;
+	GET DIAGNOSTICS products = ROW_COUNT;
+	PERFORM post_purchase.progress_finish();
+	RETURN products;
+END
+$$;
+CREATE OR REPLACE FUNCTION post_purchase.enroll_due() RETURNS integer
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	j post_purchase.journeys;
+	entered integer := 0;
+	zone text := post_purchase.setting('time_zone');
+	today date := (now() AT TIME ZONE zone)::date;
+BEGIN
+	UPDATE post_purchase.enrollment_sweeps s SET swept_at = now()
+	WHERE s.swept_at <= now() - post_purchase.setting('enroll_due_interval')::interval;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	-- progress (src/progress.c): the journeys swept of all, the phase
+	-- naming the one being swept (one statement each)
+	PERFORM post_purchase.progress_start('enroll_due');
+	PERFORM post_purchase.progress_count(
+		(SELECT count(*) FROM post_purchase.journeys x
+		 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due')), 'journeys');
+	FOR j IN SELECT * FROM post_purchase.journeys x
+			 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due') ORDER BY x.name LOOP
+		PERFORM post_purchase.progress_phase('journey ' || j.name);
+		IF j.trigger = 'lapsed' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
+											array_agg(jsonb_build_object('last_order_at', s.last_order_at)))
+				FROM post_purchase.customer_state s
+				WHERE s.last_order_at + make_interval(days => j.lapsed_days) <= now()
+				  AND s.last_order_at + make_interval(days => j.lapsed_days) > j.enabled_at
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND e.anchor_at >= s.last_order_at + make_interval(days => j.lapsed_days))
+				HAVING count(*) > 0), 0);
+		ELSIF j.trigger = 'anniversary' THEN
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
+											array_agg(jsonb_build_object('years', y.years, 'first_order_at', s.first_order_at)))
+				FROM post_purchase.customer_state s
+				CROSS JOIN LATERAL (SELECT (extract(year FROM today) - extract(year FROM s.first_day))::integer AS years) y
+				WHERE y.years >= 1 AND (s.first_day + make_interval(years => y.years))::date = today
+				  AND NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = s.customer_id
+									AND (e.enrolled_at AT TIME ZONE zone)::date = today)
+				HAVING count(*) > 0), 0);
+		ELSE
+			-- one enrollment per customer, for the product due first
+			entered := entered + coalesce((
+				SELECT post_purchase.enroll(j.name, array_agg(r.customer_id), array_agg(r.next_due - j.lead_time),
+											array_agg(jsonb_build_object('product_id', r.product_id, 'due_at', r.next_due,
+																		 'last_purchase', r.last_purchase)))
+				FROM (SELECT DISTINCT ON (p.customer_id) p.*
+					  FROM post_purchase.customer_product_replenishment p
+					  WHERE p.next_due - j.lead_time <= now() AND p.next_due - j.lead_time > j.enabled_at
+					  ORDER BY p.customer_id, p.next_due) r
+				WHERE NOT EXISTS (SELECT FROM post_purchase.enrollments e
+								  WHERE e.journey = j.name AND e.customer_id = r.customer_id
+									AND e.anchor_at >= r.next_due - j.lead_time)
+				HAVING count(*) > 0), 0);
+		END IF;
+		PERFORM post_purchase.progress_advance(1);
+	END LOOP;
+	PERFORM post_purchase.progress_finish();
+	RETURN entered;
+END
+$$;

@@ -308,19 +308,30 @@ DECLARE
 	-- read once, not for every customer
 	monthly_discount float8 := post_purchase.setting('clv_monthly_discount')::float8;
 BEGIN
+	-- progress (src/progress.c): the customers read into the fits, counted
+	-- against the state's row estimate (the fits' optimization, after the
+	-- last one, shows as that phase at its end), then the predictions
+	-- stored, of the exact count the fit read
+	PERFORM post_purchase.progress_start('refresh_models');
+	PERFORM post_purchase.progress_count(post_purchase.progress_estimated_rows('post_purchase.customer_state'),
+										 'customers');
+	PERFORM post_purchase.progress_phase('reading customers and fitting BG/NBD and Gamma-Gamma');
 	INSERT INTO post_purchase.models (customers, bgnbd, gamma_gamma)
 	SELECT count(*),
 		   post_purchase.bgnbd_fit(s.frequency, s.recency, s.t),
 		   post_purchase.gamma_gamma_fit(s.frequency, s.monetary_value::float8)
 			   FILTER (WHERE s.monetary_value > 0)
 	FROM post_purchase.customer_summaries s
+	WHERE post_purchase.progress_advance()
 	HAVING count(*) > 0
 	RETURNING * INTO fitted;
 	IF NOT FOUND THEN
+		PERFORM post_purchase.progress_finish();
 		RETURN NULL;			-- no customer yet: nothing to fit (the workers call this on a schedule)
 	END IF;
 	IF NOT (fitted.bgnbd).converged THEN
 		RAISE WARNING 'the BG/NBD fit did not converge; customer_metrics keeps using the previous model';
+		PERFORM post_purchase.progress_finish();
 		RETURN fitted;
 	END IF;
 	IF fitted.gamma_gamma IS NOT NULL AND NOT (fitted.gamma_gamma).converged THEN
@@ -329,22 +340,27 @@ BEGIN
 		fitted.gamma_gamma := NULL;
 	END IF;
 
+	PERFORM post_purchase.progress_count(fitted.customers, 'customers');
+	PERFORM post_purchase.progress_phase('storing predictions');
 	INSERT INTO post_purchase.customer_predictions AS p
 	SELECT s.customer_id, fitted.model_id, now(),
 		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
 		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
 		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
 	FROM post_purchase.customer_summaries s
+	WHERE post_purchase.progress_advance()
 	ON CONFLICT (customer_id) DO UPDATE SET
 		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
 		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
 
+	PERFORM post_purchase.progress_phase('computing the VIP cut');
 	UPDATE post_purchase.models m
 	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
 							  WITHIN GROUP (ORDER BY p.clv_12m)
 					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
 	WHERE m.model_id = fitted.model_id
 	RETURNING * INTO fitted;
+	PERFORM post_purchase.progress_finish();
 	RETURN fitted;
 END
 $$;
@@ -359,6 +375,9 @@ CREATE FUNCTION post_purchase.refresh_rfm_cuts() RETURNS post_purchase.rfm_cuts
 DECLARE
 	cuts post_purchase.rfm_cuts;
 BEGIN
+	-- one statement: its progress is its phase (src/progress.c)
+	PERFORM post_purchase.progress_start('refresh_rfm_cuts');
+	PERFORM post_purchase.progress_phase('computing RFM cut points');
 	INSERT INTO post_purchase.rfm_cuts (computed_at, recency_cuts, frequency_cuts, monetary_cuts)
 	SELECT now(),
 		   percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY s.days_since_last_order::float8),
@@ -369,6 +388,7 @@ BEGIN
 	ON CONFLICT (computed_at) DO UPDATE SET recency_cuts = excluded.recency_cuts,
 		frequency_cuts = excluded.frequency_cuts, monetary_cuts = excluded.monetary_cuts
 	RETURNING * INTO cuts;
+	PERFORM post_purchase.progress_finish();
 	RETURN cuts;
 END
 $$;

@@ -565,8 +565,15 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN 0;
 	END IF;
+	-- progress (src/progress.c): the journeys swept of all, the phase
+	-- naming the one being swept (one statement each)
+	PERFORM post_purchase.progress_start('enroll_due');
+	PERFORM post_purchase.progress_count(
+		(SELECT count(*) FROM post_purchase.journeys x
+		 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due')), 'journeys');
 	FOR j IN SELECT * FROM post_purchase.journeys x
 			 WHERE x.enabled AND x.trigger IN ('lapsed', 'anniversary', 'replenishment_due') ORDER BY x.name LOOP
+		PERFORM post_purchase.progress_phase('journey ' || j.name);
 		IF j.trigger = 'lapsed' THEN
 			entered := entered + coalesce((
 				SELECT post_purchase.enroll(j.name, array_agg(s.customer_id), array_agg(now()),
@@ -604,7 +611,9 @@ BEGIN
 									AND e.anchor_at >= r.next_due - j.lead_time)
 				HAVING count(*) > 0), 0);
 		END IF;
+		PERFORM post_purchase.progress_advance(1);
 	END LOOP;
+	PERFORM post_purchase.progress_finish();
 	RETURN entered;
 END
 $$;

@@ -160,8 +160,13 @@ BEGIN
 		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
 	column_type := post_purchase.tracked_column_type(o.orders, orders_key_column, 'orders_key', NULL);
 
+	-- progress (src/progress.c): the phases, then the rows written (the
+	-- reading, before the first row, shows as its phase)
+	PERFORM post_purchase.progress_start('track_order_items');
+	PERFORM post_purchase.progress_phase('waiting for locks on the orders and items tables');
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', o.orders);
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', items);
+	PERFORM post_purchase.progress_phase('attaching the triggers');
 	INSERT INTO post_purchase.tracked_order_items
 		VALUES (items, order_column, product_column, quantity_column, orders_key_column);
 	EXECUTE format('CREATE TRIGGER post_purchase_track_items AFTER INSERT OR UPDATE OR DELETE ON %s
@@ -171,7 +176,10 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_items_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_items_truncate()', items);
 	PERFORM post_purchase.attach_orders_trigger(orders_key_column);
-	INSERT INTO post_purchase.customer_product_orders SELECT * FROM post_purchase.recomputed_product_orders();
+	PERFORM post_purchase.progress_phase('reading order items');
+	INSERT INTO post_purchase.customer_product_orders SELECT * FROM post_purchase.recomputed_product_orders()
+	WHERE post_purchase.progress_advance(1, 'writing customer product orders', 'rows');
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.track_order_items(regclass, name, name, name, name) IS
@@ -202,14 +210,22 @@ CREATE FUNCTION post_purchase.refresh_product_cycles() RETURNS bigint
 DECLARE
 	products bigint;
 BEGIN
+	-- progress (src/progress.c): the rows read, against their estimate;
+	-- the sorts and the medians after the last one show as that phase
+	PERFORM post_purchase.progress_start('refresh_product_cycles');
+	PERFORM post_purchase.progress_count(
+		post_purchase.progress_estimated_rows('post_purchase.customer_product_orders'), 'rows');
+	PERFORM post_purchase.progress_phase('reading customer product orders');
 	DELETE FROM post_purchase.product_cycles;
 	INSERT INTO post_purchase.product_cycles (product_id, median_gap_days, repurchases)
 	SELECT g.product_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY g.gap), count(*)
 	FROM (SELECT d.product_id, d.day - lag(d.day) OVER (PARTITION BY d.customer_id, d.product_id ORDER BY d.day) AS gap
-		  FROM (SELECT DISTINCT p.customer_id, p.product_id, p.day FROM post_purchase.customer_product_orders p) d) g
+		  FROM (SELECT DISTINCT p.customer_id, p.product_id, p.day FROM post_purchase.customer_product_orders p
+				WHERE post_purchase.progress_advance()) d) g
 	WHERE g.gap IS NOT NULL
 	GROUP BY g.product_id;
 	GET DIAGNOSTICS products = ROW_COUNT;
+	PERFORM post_purchase.progress_finish();
 	RETURN products;
 END
 $$;

@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "aggregate.h"
+#include "progress.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -23,6 +24,8 @@ _PG_init(void)
 {
 	/* settings first: reserving the prefix drops the values of undefined ones */
 	post_purchase_worker_init();
+	/* the progress setting, and its shared memory when preloaded */
+	post_purchase_progress_init();
 
 	/* keep typos in post_purchase.* settings from passing silently */
 	MarkGUCPrefixReserved("post_purchase");

@@ -116,9 +116,13 @@ BEGIN
 	INSERT INTO post_purchase.segments (name, rule) VALUES (name, rule) RETURNING * INTO seg;
 	-- filled at once, as refresh_segments() would (with the current RFM cut
 	-- points): the first question a marketer asks of it gets an answer
+	PERFORM post_purchase.progress_start('create_segment');
+	PERFORM post_purchase.progress_phase('computing customer metrics');
 	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.progress_phase('evaluating the rule');
 	PERFORM post_purchase.refresh_segment(seg);
 	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.create_segment(text, text) IS
@@ -139,9 +143,13 @@ BEGIN
 	END IF;
 	-- applied at once, as refresh_segments() would: the members the new
 	-- rule leaves exit, the ones it adds enter
+	PERFORM post_purchase.progress_start('set_segment_rule');
+	PERFORM post_purchase.progress_phase('computing customer metrics');
 	PERFORM post_purchase.prepare_segment_metrics(ARRAY[seg.owner]);
+	PERFORM post_purchase.progress_phase('evaluating the rule');
 	PERFORM post_purchase.refresh_segment(seg);
 	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.set_segment_rule(text, text) IS
@@ -278,15 +286,24 @@ CREATE FUNCTION post_purchase.refresh_segments()
 DECLARE
 	seg post_purchase.segments;
 BEGIN
+	-- progress (src/progress.c): the phases, then the segments done of all
+	-- (the phase names the segment being evaluated; a segment is one
+	-- statement, not counted by customer)
+	PERFORM post_purchase.progress_start('refresh_segments');
 	PERFORM post_purchase.refresh_rfm_cuts();
 	-- every rule reads the same customer_metrics: compute it once
+	PERFORM post_purchase.progress_phase('computing customer metrics');
 	PERFORM post_purchase.prepare_segment_metrics(ARRAY(SELECT DISTINCT s.owner FROM post_purchase.segments s));
+	PERFORM post_purchase.progress_count((SELECT count(*) FROM post_purchase.segments), 'segments');
 	FOR seg IN SELECT * FROM post_purchase.segments s ORDER BY s.name LOOP
+		PERFORM post_purchase.progress_phase('segment ' || seg.name);
 		segment := seg.name;
 		SELECT r.entered, r.exited INTO entered, exited FROM post_purchase.refresh_segment(seg) r;
+		PERFORM post_purchase.progress_advance(1);
 		RETURN NEXT;
 	END LOOP;
 	DROP TABLE pg_temp.customer_metrics;
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.refresh_segments() IS

@@ -72,7 +72,11 @@ REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
 -- of to a random page (the random inserts cost three times the rest of the
 -- load).  The rows of a partitioned table are in its partitions; an
 -- inheritance child's are not tracked (the trigger is the parent's).
-CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders)
+-- With report, the backfill's progress (src/progress.c): each order read,
+-- then each customer's state written, counts one (a C call per row: a few
+-- percent of the backfill); verify_state() does not count, so its plan may
+-- stay parallel.
+CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders, report boolean DEFAULT false)
 	RETURNS text
 	LANGUAGE sql STABLE
 	AS $$
@@ -88,15 +92,18 @@ CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_ord
 					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
 					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
 			   FROM %5$s %6$s
-			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL
+			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL%7$s
 			   GROUP BY 1, 2) d
-		 GROUP BY d.customer_id ORDER BY d.customer_id',
+		 GROUP BY d.customer_id%8$s ORDER BY d.customer_id',
 		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
 		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
 				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
-		t.orders)
+		t.orders,
+		CASE WHEN report THEN ' AND post_purchase.progress_advance()' ELSE '' END,
+		CASE WHEN report THEN ' HAVING post_purchase.progress_advance(1, ''writing customer state'', ''customers'')'
+			 ELSE '' END)
 $$;
-REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders, boolean) FROM PUBLIC;
 
 -- The state of every customer, recomputed from the orders table.  Used by
 -- verify_state().
@@ -209,8 +216,13 @@ BEGIN
 	SELECT s.value INTO zone FROM post_purchase.settings s WHERE s.name = 'time_zone';
 	PERFORM now() AT TIME ZONE zone;	-- a valid zone name, or an error here
 
+	-- what takes long (the lock, the index, the backfill) shows in the
+	-- progress view and NOTICEs (src/progress.c)
+	PERFORM post_purchase.progress_start('track_orders');
 	-- no order may change between the backfill and the trigger taking over
+	PERFORM post_purchase.progress_phase('waiting for a lock on the orders table');
 	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', orders);
+	PERFORM post_purchase.progress_phase('attaching the triggers');
 	INSERT INTO post_purchase.tracked_orders
 		VALUES (orders, customer_column, ordered_at_column, amount_column, zone, backfill);
 	EXECUTE format('CREATE TRIGGER post_purchase_track_orders AFTER INSERT OR UPDATE OR DELETE ON %s
@@ -219,14 +231,21 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
 
+	PERFORM post_purchase.progress_phase('ensuring the customer index');
 	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
 
 	IF backfill THEN
+		-- the orders read count against the planner's estimate (no scan
+		-- to count them first); orders without a customer or time are
+		-- not counted, so done may end below the estimate, or above it
+		PERFORM post_purchase.progress_count(post_purchase.progress_estimated_rows(orders), 'orders');
+		PERFORM post_purchase.progress_phase('reading orders');
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
 		EXECUTE 'INSERT INTO post_purchase.customer_state '
-			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
+			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
+		PERFORM post_purchase.progress_phase('checking amounts');
 		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows
 		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
@@ -236,6 +255,7 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END IF;
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.track_orders(regclass, name, name, name, boolean) IS
@@ -303,6 +323,9 @@ CREATE FUNCTION post_purchase.verify_state()
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
+	-- one statement: its progress is its phase (src/progress.c)
+	PERFORM post_purchase.progress_start('verify_state');
+	PERFORM post_purchase.progress_phase('recomputing the state from the orders and comparing');
 	RETURN QUERY
 	SELECT coalesce(e.customer_id, a.customer_id), NULL::date, f.field, f.expected, f.actual
 	FROM post_purchase.recomputed_state() e
@@ -331,6 +354,7 @@ BEGIN
 		('items', e.items::text, a.items::text)) f(field, expected, actual)
 	WHERE f.expected IS DISTINCT FROM f.actual
 	ORDER BY 1, 2, 3;
+	PERFORM post_purchase.progress_finish();
 END
 $$;
 COMMENT ON FUNCTION post_purchase.verify_state() IS

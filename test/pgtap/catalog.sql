@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(60);
+SELECT plan(64);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -190,6 +190,32 @@ SELECT is_empty(
 	  WHERE proname IN ('prepare_segment_metrics', 'refresh_segment', 'check_workers_serve')
 		AND (provolatile <> 'v' OR has_function_privilege('public', oid, 'EXECUTE'))$$,
 	'they are VOLATILE and not executable by PUBLIC');
+
+-- Progress of long calls (issue 21, src/progress.c): the reporting
+-- functions the extension's own calls use, VOLATILE and not PUBLIC's; the
+-- view and its function readable as worker_status is (pg_read_all_stats).
+SELECT is(ARRAY(SELECT to_regprocedure(f)::text FROM unnest(ARRAY[
+			'post_purchase.progress_start(text, bigint, text)', 'post_purchase.progress_phase(text)',
+			'post_purchase.progress_count(bigint, text)', 'post_purchase.progress_advance(bigint, text, text)',
+			'post_purchase.progress_finish()', 'post_purchase.progress_estimated_rows(regclass)',
+			'post_purchase.progress()']) f),
+	ARRAY['post_purchase.progress_start(text,bigint,text)', 'post_purchase.progress_phase(text)',
+		  'post_purchase.progress_count(bigint,text)', 'post_purchase.progress_advance(bigint,text,text)',
+		  'post_purchase.progress_finish()', 'post_purchase.progress_estimated_rows(regclass)',
+		  'post_purchase.progress()'],
+	'the progress functions exist with these signatures');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc
+	  WHERE proname IN ('progress_start', 'progress_phase', 'progress_count', 'progress_advance', 'progress_finish')
+		AND (provolatile <> 'v' OR proparallel <> 'u' OR has_function_privilege('public', oid, 'EXECUTE'))$$,
+	'the progress reporting functions are VOLATILE, PARALLEL UNSAFE and not executable by PUBLIC');
+SELECT ok(NOT has_function_privilege('public', 'post_purchase.progress()', 'EXECUTE')
+		  AND has_function_privilege('pg_read_all_stats', 'post_purchase.progress()', 'EXECUTE')
+		  AND NOT has_function_privilege('public', 'post_purchase.progress_estimated_rows(regclass)', 'EXECUTE'),
+	'progress() is for pg_read_all_stats, not PUBLIC; progress_estimated_rows() is internal');
+SELECT ok(NOT has_table_privilege('public', 'post_purchase.progress', 'SELECT')
+		  AND has_table_privilege('pg_read_all_stats', 'post_purchase.progress', 'SELECT'),
+	'the progress view is readable by pg_read_all_stats (pg_monitor), not by PUBLIC');
 
 -- Every metric is callable by a role with no privileges of its own.  pgTAP's
 -- bookkeeping tables belong to the test's superuser, so the role records what

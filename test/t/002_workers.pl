@@ -506,6 +506,13 @@ like($stderr, qr/permission denied for view worker_status/, 'nor is worker_statu
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT count(*) FROM post_purchase.worker_status',
 	extra_params => [ '-U', 'monitor' ]);
 is($stdout, '1', 'pg_monitor reads worker_status');
+# the progress view of long calls (src/progress.c) is granted the same way
+($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT * FROM post_purchase.progress',
+	extra_params => [ '-U', 'somebody' ]);
+like($stderr, qr/permission denied for view progress/, 'nor is the progress view');
+($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT count(*) FROM post_purchase.progress',
+	extra_params => [ '-U', 'monitor' ]);
+is($stdout, '0', 'pg_monitor reads the progress view');
 
 # --- a standby runs no worker; once promoted, it does
 
@@ -546,6 +553,22 @@ SELECT count(*) FROM post_purchase.worker_status;
 SHOW post_purchase.naptime;}),
 	"\n0\n1s",
 	'without the preload, wake_workers() does nothing and worker_status is empty');
+# progress without the preload: no slot, so the view is empty, and the
+# NOTICEs still come, with the rate and the elapsed time in their DETAIL
+($ret, $stdout, $stderr) = $plain->psql(
+	'postgres', q{
+SET post_purchase.progress_notice_interval = 0;
+BEGIN;
+SELECT post_purchase.progress_start('probe', 10, 'rows');
+SELECT pg_sleep(0.05);
+SELECT post_purchase.progress_advance(4);
+SELECT count(*) FROM post_purchase.progress;
+COMMIT;});
+is($ret, 0, 'without the preload, a command reports');
+like($stdout, qr/^0$/m, 'and the progress view is empty');
+like($stderr,
+	qr/NOTICE:  probe: 4 of 10 rows \(40\.0%\)\nDETAIL:  \d+\.\d rows per second, \d+\.\d s elapsed\./,
+	'its NOTICE has the count, the percent, the rate and the elapsed time');
 # a journey enabled there would never fire: enable_journey() warns and enables it
 ($ret, $stdout, $stderr) = $plain->psql(
 	'postgres', q{

@@ -45,7 +45,8 @@ done
 "$bindir/pg_isready" -q -h "$work" -p "$port" || { cat "$work/server.log" "$work"/valgrind.*.log; exit 1; }
 
 status=0
-PGUSER=postgres "$pgxs/test/regress/pg_regress" --inputdir="$root" --outputdir="$work/out" --bindir="$bindir" \
+# no progress NOTICE from a call that is slow under valgrind (Makefile, installcheck)
+PGUSER=postgres PGOPTIONS="-c post_purchase.progress_notice_interval=-1" "$pgxs/test/regress/pg_regress" --inputdir="$root" --outputdir="$work/out" --bindir="$bindir" \
 	--host="$work" --port="$port" --load-extension=post_purchase --dbname=post_purchase_valgrind $tests || status=$?
 "${run_as[@]}" "$bindir/pg_ctl" -D "$work/data" stop -m fast >/dev/null
 trap - EXIT
