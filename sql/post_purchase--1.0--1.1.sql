@@ -1233,6 +1233,7 @@ BEGIN
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM post_purchase.check_not_distributed(orders, 'track_orders');
 
 	-- every column must exist with a type the trigger understands
 	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
@@ -1494,3 +1495,94 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 );
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
+
+-- Citus (README, "Citus"): a table Citus manages (distributed, reference,
+-- or a Citus local table) cannot be tracked.  Citus refuses triggers on
+-- distributed tables, and with citus.enable_unsafe_triggers it creates them
+-- on the shards, where the trigger runs on the node holding each shard and
+-- writes that node's customer_state: the coordinator's state, filled by the
+-- backfill, would never follow a new order.  Detected without depending on
+-- Citus: its catalog pg_dist_partition exists in a database only once the
+-- citus extension is created there (pg_catalog takes no table without
+-- allow_system_table_mods), and it lists every table Citus manages,
+-- partitions of a distributed partitioned table included.
+CREATE FUNCTION post_purchase.check_not_distributed(tab regclass, caller text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	method "char";
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN;
+	END IF;
+	-- dynamic: the catalog is not there to plan against without Citus
+	EXECUTE 'SELECT p.partmethod FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1'
+		INTO method USING tab;
+	IF method IS NOT NULL THEN
+		RAISE EXCEPTION '%() cannot track %, a table managed by Citus', caller, tab
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Citus does not support triggers on distributed tables; with citus.enable_unsafe_triggers the trigger would run on the shards of the worker nodes, and the customer state on this node would not follow new orders.',
+				  HINT = 'Track an undistributed orders table; the metric aggregates work over distributed tables (README, section "Citus").';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_not_distributed(regclass, text) FROM PUBLIC;
+
+-- track_orders() (above) and track_order_items() refuse a table Citus manages.
+CREATE OR REPLACE FUNCTION post_purchase.track_order_items(items regclass,
+												order_column name DEFAULT 'order_id',
+												product_column name DEFAULT 'product_id',
+												quantity_column name DEFAULT 'quantity',
+												orders_key_column name DEFAULT 'order_id')
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	o post_purchase.tracked_orders;
+	column_type regtype;
+BEGIN
+	-- the backfill must see every order committed before the lock: a
+	-- transaction snapshot taken before it would miss some
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_order_items() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
+	SELECT * INTO o FROM post_purchase.tracked_orders;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'track the orders table first' USING ERRCODE = 'object_not_in_prerequisite_state',
+			HINT = 'Call post_purchase.track_orders() before post_purchase.track_order_items().';
+	END IF;
+	IF EXISTS (SELECT FROM post_purchase.tracked_order_items) THEN
+		RAISE EXCEPTION 'post_purchase already tracks %', (SELECT t.items FROM post_purchase.tracked_order_items t)
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_order_items() first.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = items) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', items USING ERRCODE = 'wrong_object_type';
+	END IF;
+	PERFORM post_purchase.check_not_distributed(items, 'track_order_items');
+	column_type := post_purchase.tracked_column_type(items, order_column, 'order', NULL);
+	column_type := post_purchase.tracked_column_type(items, product_column, 'product', NULL);
+	column_type := post_purchase.tracked_column_type(items, quantity_column, 'quantity',
+		ARRAY['numeric', 'integer', 'bigint', 'double precision']::regtype[]);
+	column_type := post_purchase.tracked_column_type(o.orders, orders_key_column, 'orders_key', NULL);
+
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', o.orders);
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', items);
+	INSERT INTO post_purchase.tracked_order_items
+		VALUES (items, order_column, product_column, quantity_column, orders_key_column);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_items AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_items_trigger(%L, %L, %L, %L, %L, %L, %L, %L)',
+				   items, order_column, product_column, quantity_column, o.orders::oid,
+				   orders_key_column, o.customer_column, o.ordered_at_column, o.time_zone);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_items_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_items_truncate()', items);
+	PERFORM post_purchase.attach_orders_trigger(orders_key_column);
+	INSERT INTO post_purchase.customer_product_orders SELECT * FROM post_purchase.recomputed_product_orders();
+END
+$$;
+COMMENT ON FUNCTION post_purchase.track_order_items(regclass, name, name, name, name) IS
+	'attach the item trigger to the shop''s order items table (order, product, quantity) and backfill';
+REVOKE ALL ON FUNCTION post_purchase.track_order_items(regclass, name, name, name, name) FROM PUBLIC;
