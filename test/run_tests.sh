@@ -126,7 +126,7 @@ for layer in "${layers[@]}"; do
 	failed_total=$((failed_total + failed))
 	summary+=$(printf '%-10s %-20s %4d passed, %d failed' "$layer" "$status" "$passed" "$failed")
 	if [ "$status" = SKIPPED ]; then
-		summary+="  ($(grep -m1 '^skipped: ' "$logdir/$layer.log"))"
+		summary+="  ($(grep -m1 '^skipped: ' "$logdir/$layer.log" | sed 's/^skipped: //'))"
 	fi
 	summary+=$'\n'
 done
