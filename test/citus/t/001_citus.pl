@@ -188,7 +188,8 @@ sub aggregate_call
 	my @values;
 	for my $arg (@args)
 	{
-		my $value = $bind->{$arg}
+		# a zone argument, whatever its name (zone, time_zone, ...)
+		my $value = $bind->{$arg} // ($arg =~ /zone/ ? $bind->{zone} : undef)
 		  or return (undef, "no rule for argument \"$arg\" of aggregate $name");
 		push @values, $value;
 	}
@@ -219,7 +220,7 @@ for my $agg (@aggregates)
 {
 	my ($signature, $name, $argnames, $stype, $combine) = @$agg;
 	my @args = split /,/, $argnames;
-	push @zone_aggregates, $agg if grep { $_ eq 'zone' || $_ eq 'time_zone' } @args;
+	push @zone_aggregates, $agg if grep { /zone/ } @args;
 	my ($call, $why) = aggregate_call($name, @args);
 	if (!defined $call)
 	{
