@@ -189,3 +189,10 @@ DEB_DIR ?= build/deb
 .PHONY: deb
 deb:
 	test/deb/build_deb.sh $(DEB_DIR)
+
+# The Citus layer (test/citus/run_citus_check.sh, README "Citus"): a
+# coordinator and two workers on the loopback; reported as skipped when
+# Citus is not installed (test/citus/build_citus.sh builds it).
+.PHONY: citus-check
+citus-check:
+	test/citus/run_citus_check.sh

@@ -1233,6 +1233,7 @@ BEGIN
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM post_purchase.check_not_distributed(orders, 'track_orders');
 
 	-- every column must exist with a type the trigger understands
 	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
@@ -1495,6 +1496,41 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
 
+-- Citus (README, "Citus"): a table Citus manages (distributed, reference,
+-- or a Citus local table) cannot be tracked.  Citus refuses triggers on
+-- distributed tables, and with citus.enable_unsafe_triggers it creates them
+-- on the shards, where the trigger runs on the node holding each shard and
+-- writes that node's customer_state: the coordinator's state, filled by the
+-- backfill, would never follow a new order.  Detected without depending on
+-- Citus: its catalog pg_dist_partition exists in a database only once the
+-- citus extension is created there (pg_catalog takes no table without
+-- allow_system_table_mods), and it lists every table Citus manages,
+-- partitions of a distributed partitioned table included.
+CREATE FUNCTION post_purchase.check_not_distributed(tab regclass, caller text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	method "char";
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN;
+	END IF;
+	-- dynamic: the catalog is not there to plan against without Citus
+	EXECUTE 'SELECT p.partmethod FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1'
+		INTO method USING tab;
+	IF method IS NOT NULL THEN
+		RAISE EXCEPTION '%() cannot track %, a table managed by Citus', caller, tab
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Citus does not support triggers on distributed tables; with citus.enable_unsafe_triggers the trigger would run on the shards of the worker nodes, and the customer state on this node would not follow new orders.',
+				  HINT = 'Track an undistributed orders table; the metric aggregates work over distributed tables (README, section "Citus").';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.check_not_distributed(regclass, text) FROM PUBLIC;
+
+-- track_orders() (above) and track_order_items() refuse a table Citus manages.
+
 -- ---------------------------------------------------------------------
 -- Progress of long calls (issue 21): src/progress.sql, and the long calls
 -- that report it
@@ -1673,6 +1709,7 @@ BEGIN
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', orders USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM post_purchase.check_not_distributed(orders, 'track_orders');
 
 	-- every column must exist with a type the trigger understands
 	column_type := post_purchase.tracked_column_type(orders, customer_column, 'customer',
@@ -1959,6 +1996,7 @@ BEGIN
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = items) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', items USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM post_purchase.check_not_distributed(items, 'track_order_items');
 	column_type := post_purchase.tracked_column_type(items, order_column, 'order', NULL);
 	column_type := post_purchase.tracked_column_type(items, product_column, 'product', NULL);
 	column_type := post_purchase.tracked_column_type(items, quantity_column, 'quantity',

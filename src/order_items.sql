@@ -154,6 +154,7 @@ BEGIN
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = items) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', items USING ERRCODE = 'wrong_object_type';
 	END IF;
+	PERFORM post_purchase.check_not_distributed(items, 'track_order_items');
 	column_type := post_purchase.tracked_column_type(items, order_column, 'order', NULL);
 	column_type := post_purchase.tracked_column_type(items, product_column, 'product', NULL);
 	column_type := post_purchase.tracked_column_type(items, quantity_column, 'quantity',

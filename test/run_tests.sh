@@ -8,6 +8,9 @@
 #   tap                         Perl TAP tests, which start servers of their own
 #   sender                      post_purchase_sender against SMTP and webhook
 #                               receivers (test/sender), its own throwaway server
+#   citus                       a Citus coordinator and two workers of its own
+#                               (test/citus); SKIPPED, with the reason, when
+#                               Citus is not installed
 #
 # Works as root on a fresh Debian machine: pg_virtualenv runs the server as
 # postgres, and test/t/run_tap.sh runs the TAP tests as postgres.
@@ -15,7 +18,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 make=${MAKE:-make}
-layers=(regress isolation pgtap tap sender)
+layers=(regress isolation pgtap tap sender citus)
 
 # Run one layer: its output goes to the terminal and to $logdir/LAYER.log,
 # its result to $logdir/LAYER.status.
@@ -27,7 +30,10 @@ run_layer()
 	echo "=== $layer: $*"
 	local status=0
 	"$@" 2>&1 | tee "$logdir/$layer.log" || status=$?
-	if [ "$status" -eq 0 ]; then
+	if [ "$status" -eq 0 ] && grep -q '^skipped: ' "$logdir/$layer.log"; then
+		# a layer that cannot run here says why (citus: not installed)
+		echo SKIPPED > "$logdir/$layer.status"
+	elif [ "$status" -eq 0 ]; then
 		echo PASS > "$logdir/$layer.status"
 	else
 		echo FAIL > "$logdir/$layer.status"
@@ -71,6 +77,7 @@ pg_virtualenv -t -o shared_preload_libraries=post_purchase \
 
 run_layer tap "$make" tapcheck
 run_layer sender test/sender/run_sender_tests.sh
+run_layer citus "$make" citus-check
 
 # the summary is printed whatever a log looks like
 set +e
@@ -111,13 +118,17 @@ for layer in "${layers[@]}"; do
 	status=$(cat "$logdir/$layer.status")
 	read -r passed failed < <(count_tests "$logdir/$layer.log")
 	# a failed layer with no failed test (a crash, a bad plan) still fails
-	if [ "$status" != PASS ] && [ "$failed" -eq 0 ]; then
+	if [ "$status" != PASS ] && [ "$status" != SKIPPED ] && [ "$failed" -eq 0 ]; then
 		failed=1
 	fi
-	[ "$status" = PASS ] || any_failed=1
+	[ "$status" = PASS ] || [ "$status" = SKIPPED ] || any_failed=1
 	passed_total=$((passed_total + passed))
 	failed_total=$((failed_total + failed))
-	summary+=$(printf '%-10s %-20s %4d passed, %d failed' "$layer" "$status" "$passed" "$failed")$'\n'
+	summary+=$(printf '%-10s %-20s %4d passed, %d failed' "$layer" "$status" "$passed" "$failed")
+	if [ "$status" = SKIPPED ]; then
+		summary+="  ($(grep -m1 '^skipped: ' "$logdir/$layer.log" | sed 's/^skipped: //'))"
+	fi
+	summary+=$'\n'
 done
 
 echo

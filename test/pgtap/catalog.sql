@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(64);
+SELECT plan(65);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -216,6 +216,14 @@ SELECT ok(NOT has_function_privilege('public', 'post_purchase.progress()', 'EXEC
 SELECT ok(NOT has_table_privilege('public', 'post_purchase.progress', 'SELECT')
 		  AND has_table_privilege('pg_read_all_stats', 'post_purchase.progress', 'SELECT'),
 	'the progress view is readable by pg_read_all_stats (pg_monitor), not by PUBLIC');
+-- Issue 22: the check that track_orders() and track_order_items() refuse a
+-- table Citus manages (test/citus/run_citus_check.sh proves it on Citus).
+SELECT is_empty(
+	$$SELECT f FROM unnest(ARRAY['post_purchase.check_not_distributed(regclass, text)']) f
+	  WHERE to_regprocedure(f) IS NULL
+		 OR (SELECT provolatile <> 's' OR has_function_privilege('public', oid, 'EXECUTE')
+			 FROM pg_proc WHERE oid = to_regprocedure(f))$$,
+	'check_not_distributed(regclass, text) exists, is STABLE and not executable by PUBLIC');
 
 -- Every metric is callable by a role with no privileges of its own.  pgTAP's
 -- bookkeeping tables belong to the test's superuser, so the role records what

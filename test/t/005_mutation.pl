@@ -254,7 +254,7 @@ my %stateful = map { $_ => 1 } qw(
   restore_replaces_row delete_step_outcomes metrics_context_changed journeys_follow_segments
   prepare_segment_metrics refresh_segment check_workers_serve process_changes
   progress progress_start progress_phase progress_count progress_advance progress_finish
-  progress_estimated_rows);
+  progress_estimated_rows check_not_distributed);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(
