@@ -45,7 +45,8 @@ OBJS = \
 	src/order_journeys.o \
 	src/decisions.o \
 	src/payload.o \
-	src/message_id.o
+	src/message_id.o \
+	src/answers.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -64,6 +65,7 @@ SQL_PARTS = \
 	src/outbox.sql \
 	src/journeys.sql \
 	src/decisions.sql \
+	src/answers.sql \
 	src/dump.sql
 
 # The current version's script is built; released versions' scripts are
@@ -91,7 +93,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox answers
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
@@ -103,7 +105,7 @@ ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move t
 	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch \
 	outbox_claim_race outbox_ack_claim outbox_notify segments_refresh_race journey_claim_footprint \
 	segments_refresh_deadlock segments_context_change decisions_claim_race decisions_order_during_batch \
-	decisions_rule_change
+	decisions_rule_change answers_order_race
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

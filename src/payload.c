@@ -25,6 +25,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(render_payload);
 PG_FUNCTION_INFO_V1(render_message);
@@ -49,6 +50,8 @@ static const MessageField message_fields[] = {
 	{"address", TEXTOID},
 	{"enrollment_id", INT8OID},
 	{"enrolled_at", TIMESTAMPTZOID},
+	/* the outbox id, also the token a survey answer carries back (answers.c) */
+	{"message_id", UUIDOID},
 };
 #define FIRST_FIELD_ARG 2
 
@@ -137,6 +140,11 @@ lookup_field(FunctionCallInfo fcinfo, const char *name, int name_len, JsonbValue
 			case TIMESTAMPTZOID:
 				result->type = jbvString;
 				result->val.string.val = JsonEncodeDateTime(NULL, value, TIMESTAMPTZOID, NULL);
+				result->val.string.len = strlen(result->val.string.val);
+				break;
+			case UUIDOID:
+				result->type = jbvString;
+				result->val.string.val = DatumGetCString(DirectFunctionCall1(uuid_out, value));
 				result->val.string.len = strlen(result->val.string.val);
 				break;
 			default:

@@ -37,7 +37,13 @@ CREATE TABLE post_purchase.customer_state (
 	-- inserted for them, and how many of those were decided
 	changed_at timestamptz,
 	order_seq bigint NOT NULL DEFAULT 0,
-	decided_seq bigint NOT NULL DEFAULT 0
+	decided_seq bigint NOT NULL DEFAULT 0,
+	-- the latest NPS and CSAT answer and when it was given, kept by the
+	-- survey answers trigger (src/answers.c), never by the order trigger
+	last_nps integer,
+	last_nps_at timestamptz,
+	last_csat integer,
+	last_csat_at timestamptz
 );
 COMMENT ON TABLE post_purchase.customer_state IS 'per customer: orders, revenue, first and last order, purchase days; kept by the order trigger';
 -- the workers take the oldest marks first
@@ -111,7 +117,10 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	RETURN QUERY EXECUTE post_purchase.recomputed_state_query(t);
+	-- the answers' columns are not the orders' (verify_state() compares the orders')
+	RETURN QUERY EXECUTE 'SELECT q.*, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz FROM ('
+		|| post_purchase.recomputed_state_query(t) || ') q';
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
@@ -234,6 +243,10 @@ BEGIN
 		IF FOUND THEN
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		-- the state is new: the tracked survey answers go back into it
+		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
+			PERFORM post_purchase.refresh_survey_answers();
 		END IF;
 	END IF;
 END
