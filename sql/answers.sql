@@ -54,6 +54,7 @@ CREATE ROLE ans_clerk;
 GRANT USAGE ON SCHEMA post_purchase TO ans_clerk;
 GRANT EXECUTE ON FUNCTION post_purchase.track_survey_answers(regclass, name, name, name, name, name, integer)
 	TO ans_clerk;
+GRANT EXECUTE ON FUNCTION post_purchase.tracked_column_type(regclass, name, text, regtype[]) TO ans_clerk;
 GRANT SELECT, INSERT, DELETE ON post_purchase.tracked_survey_answers TO ans_clerk;
 SET ROLE ans_clerk;
 SELECT post_purchase.track_survey_answers('ans');
@@ -140,9 +141,10 @@ $$;
 SELECT pg_temp.metrics_of_differs() AS metrics_of_differs;
 SELECT customer_id, last_nps, last_nps_at, last_csat, last_csat_at FROM post_purchase.customer_metrics
 ORDER BY customer_id;
-SELECT post_purchase.create_segment('ans_unhappy', 'last_csat <= 2 OR last_nps <= 6');
-SELECT * FROM post_purchase.segment_members('ans_unhappy');
-SELECT post_purchase.drop_segment('ans_unhappy');
+-- a rule over the answers, filled at once (customers 1 and 3)
+SELECT post_purchase.create_segment('ans_happy', 'last_nps >= 9 OR last_csat >= 5');
+SELECT * FROM post_purchase.segment_members('ans_happy') ORDER BY 1;
+SELECT post_purchase.drop_segment('ans_happy');
 
 -- decide_in = worker: the answer marks the customer, and the decision
 -- waits for process_changes() (what a worker calls)
@@ -247,6 +249,7 @@ DELETE FROM post_purchase.segment_memberships;
 DELETE FROM post_purchase.customer_channels;
 REVOKE ALL ON post_purchase.tracked_survey_answers FROM ans_clerk;
 REVOKE ALL ON FUNCTION post_purchase.track_survey_answers(regclass, name, name, name, name, name, integer) FROM ans_clerk;
+REVOKE ALL ON FUNCTION post_purchase.tracked_column_type(regclass, name, text, regtype[]) FROM ans_clerk;
 REVOKE USAGE ON SCHEMA post_purchase FROM ans_clerk;
 DROP ROLE ans_clerk;
 UPDATE post_purchase.settings SET value = '' WHERE name = 'today';

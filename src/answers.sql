@@ -69,7 +69,7 @@ BEGIN
 		'WITH a AS (
 			SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
 				   pg_catalog.lower(%4$I::pg_catalog.text) AS kind, %3$I::pg_catalog.int4 AS score, %2$I AS at
-			FROM %5$s %6$s
+			FROM %6$s %5$s
 			WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL AND %3$I IS NOT NULL
 			  AND pg_catalog.lower(%4$I::pg_catalog.text) OPERATOR(pg_catalog.=) ANY (ARRAY[''nps'', ''csat''])
 			  AND %3$I OPERATOR(pg_catalog.>=) CASE WHEN pg_catalog.lower(%4$I::pg_catalog.text)

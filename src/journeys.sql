@@ -640,7 +640,8 @@ COMMENT ON FUNCTION post_purchase.render_payload(jsonb, jsonb) IS
 -- offers no keys, and the fields still fill their placeholders.
 CREATE FUNCTION post_purchase.render_message(template jsonb, context jsonb, customer jsonb, customer_id text,
 											 journey text, step text, variant text, channel text, address text,
-											 enrollment_id bigint, enrolled_at timestamptz, message_id uuid)
+											 enrollment_id bigint, enrolled_at timestamptz,
+											 message_id uuid DEFAULT NULL)
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION post_purchase.render_message(jsonb, jsonb, jsonb, text, text, text, text, text, text, bigint, timestamptz, uuid) IS
