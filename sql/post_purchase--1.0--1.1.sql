@@ -224,6 +224,14 @@ FROM post_purchase.shop_settings c;
 COMMENT ON VIEW post_purchase.metrics_context IS
 	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points';
 
+-- The latest survey answers (issue 20, src/answers.c), before the views
+-- below read them; in a fresh install too they come before the change marks.
+ALTER TABLE post_purchase.customer_state
+	ADD COLUMN last_nps integer,
+	ADD COLUMN last_nps_at timestamptz,
+	ADD COLUMN last_csat integer,
+	ADD COLUMN last_csat_at timestamptz;
+
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
 -- the state they come from, so customer_metrics reads the state once, and
@@ -243,7 +251,8 @@ SELECT s.customer_id,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
 	   s.updated_at,
 	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
-	   ctx.model, ctx.cuts
+	   ctx.model, ctx.cuts,
+	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
@@ -285,7 +294,12 @@ SELECT b.customer_id,
 	   CASE WHEN b.purchase_days > 1
 			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
-	   (b.model).model_id AS model_id
+	   (b.model).model_id AS model_id,
+	   -- the latest survey answers (src/answers.c)
+	   b.last_nps,
+	   b.last_nps_at,
+	   b.last_csat,
+	   b.last_csat_at
 -- b, the summary, carries the state's columns and what they are computed
 -- with: no self-join of the state, one read of the rest
 FROM post_purchase.customer_summaries_in_context b
@@ -339,7 +353,8 @@ CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today d
 				   t_days integer, monetary_value numeric, days_since_last_order integer,
 				   p_alive double precision, expected_purchases_90d double precision, clv_12m double precision,
 				   r_score integer, f_score integer, m_score integer, rfm_segment text, lifecycle_stage text,
-				   next_replenishment_due timestamptz, model_id bigint)
+				   next_replenishment_due timestamptz, model_id bigint, last_nps integer,
+				   last_nps_at timestamptz, last_csat integer, last_csat_at timestamptz)
 	LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
 	SELECT b.customer_id,
@@ -368,9 +383,14 @@ BEGIN ATOMIC
 		   -- the customer's own cycle: the mean gap between purchase days
 		   CASE WHEN b.purchase_days > 1
 				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
-		   (model).model_id
+		   (model).model_id,
+		   b.last_nps,
+		   b.last_nps_at,
+		   b.last_csat,
+		   b.last_csat_at
 	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
 				 (s).purchase_days, (s).first_day, (s).last_day,
+				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
 				 ((s).purchase_days - 1)::double precision AS frequency,
 				 ((s).last_day - (s).first_day)::double precision AS recency,
 				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,
@@ -1138,9 +1158,10 @@ BEGIN
 		RETURN;
 	END IF;
 	-- the answers' columns are not the orders' (verify_state() compares the orders')
-	RETURN QUERY EXECUTE 'SELECT q.*, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
-		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz FROM ('
-		|| post_purchase.recomputed_state_query(t) || ') q';
+	RETURN QUERY EXECUTE 'SELECT q.c1, q.c2, q.c3, q.c4, q.c5, q.c6, q.c7, q.c8, q.c9, q.c10, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
+		|| 'q.c11, q.c12, q.c13 FROM (' || post_purchase.recomputed_state_query(t)
+		|| ') q(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)';
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
@@ -1267,7 +1288,9 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state '
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+			|| 'order_seq, decided_seq) '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
 		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows
@@ -1510,168 +1533,6 @@ COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 -- read by the rules through metrics_of() and customer_metrics; the
 -- detractors segment and the detractor_follow_up journey; the message id
 -- as the NPS survey's token, and the responses in journey_stats.
-ALTER TABLE post_purchase.customer_state
-	ADD COLUMN last_nps integer,
-	ADD COLUMN last_nps_at timestamptz,
-	ADD COLUMN last_csat integer,
-	ADD COLUMN last_csat_at timestamptz;
-
-CREATE OR REPLACE VIEW post_purchase.customer_summaries_in_context AS
-SELECT s.customer_id,
-	   (s.purchase_days - 1)::double precision AS frequency,
-	   (s.last_day - s.first_day)::double precision AS recency,
-	   (GREATEST(ctx.today, s.last_day) - s.first_day)::double precision AS t,
-	   CASE WHEN s.purchase_days > 1
-			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
-		   AS monetary_value,
-	   ctx.today - s.last_day AS days_since_last_order,
-	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
-	   s.updated_at,
-	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
-	   ctx.model, ctx.cuts,
-	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
-FROM post_purchase.customer_state s
--- OFFSET 0: read once per query, not again for every row and reference
-CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
-			FROM post_purchase.metrics_context c OFFSET 0) ctx;
-
-CREATE OR REPLACE VIEW post_purchase.customer_metrics AS
-SELECT b.customer_id,
-	   b.orders,
-	   b.first_order_at,
-	   b.last_order_at,
-	   b.revenue,
-	   round(b.revenue / b.orders, 2) AS average_order_value,
-	   b.frequency::bigint AS frequency,
-	   b.recency::integer AS recency_days,
-	   b.t::integer AS t_days,
-	   b.monetary_value,
-	   b.days_since_last_order,
-	   pr.p_alive,
-	   pr.expected_purchases_90d,
-	   pr.clv_12m,
-	   sc.r_score,
-	   sc.f_score,
-	   sc.m_score,
-	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   CASE WHEN b.days_since_last_order > b.lapsed_after_days THEN 'lapsed'
-			WHEN b.days_since_last_order > b.at_risk_after_days THEN 'at_risk'
-			WHEN pr.clv_12m >= (b.model).vip_clv_cut THEN 'vip'
-			WHEN b.purchase_days = 1 THEN 'new'
-			ELSE 'returning' END AS lifecycle_stage,
-	   -- the customer's own cycle: the mean gap between purchase days
-	   CASE WHEN b.purchase_days > 1
-			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
-		   AS next_replenishment_due,
-	   (b.model).model_id AS model_id,
-	   -- the latest survey answers (src/answers.c)
-	   b.last_nps,
-	   b.last_nps_at,
-	   b.last_csat,
-	   b.last_csat_at
--- b, the summary, carries the state's columns and what they are computed
--- with: no self-join of the state, one read of the rest
-FROM post_purchase.customer_summaries_in_context b
--- stored predictions count only when made after the customer's last change
-LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
-CROSS JOIN LATERAL (
-	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
-				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
-		   END AS p_alive,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
-				WHEN (b.model).model_id IS NOT NULL
-				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
-		   END AS expected_purchases_90d,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
-				WHEN (b.model).model_id IS NOT NULL
-				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
-													 b.monthly_discount)
-		   END AS clv_12m
-	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
-CROSS JOIN LATERAL (
-	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
-		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
-
--- its result gains the answers' columns: replaced, not altered
-DROP FUNCTION post_purchase.metrics_of(post_purchase.customer_state, date, integer, integer, double precision,
-									   post_purchase.models, post_purchase.rfm_cuts,
-									   post_purchase.customer_predictions);
-CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
-										 lapsed_after_days integer, at_risk_after_days integer,
-										 monthly_discount double precision, model post_purchase.models,
-										 cuts post_purchase.rfm_cuts, p post_purchase.customer_predictions)
-	RETURNS TABLE (customer_id text, orders bigint, first_order_at timestamptz, last_order_at timestamptz,
-				   revenue numeric, average_order_value numeric, frequency bigint, recency_days integer,
-				   t_days integer, monetary_value numeric, days_since_last_order integer,
-				   p_alive double precision, expected_purchases_90d double precision, clv_12m double precision,
-				   r_score integer, f_score integer, m_score integer, rfm_segment text, lifecycle_stage text,
-				   next_replenishment_due timestamptz, model_id bigint, last_nps integer,
-				   last_nps_at timestamptz, last_csat integer, last_csat_at timestamptz)
-	LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
-	SELECT b.customer_id,
-		   b.orders,
-		   b.first_order_at,
-		   b.last_order_at,
-		   b.revenue,
-		   round(b.revenue / b.orders, 2),
-		   b.frequency::bigint,
-		   b.recency::integer,
-		   b.t::integer,
-		   b.monetary_value,
-		   b.days_since_last_order,
-		   pr.p_alive,
-		   pr.expected_purchases_90d,
-		   pr.clv_12m,
-		   sc.r_score,
-		   sc.f_score,
-		   sc.m_score,
-		   post_purchase.rfm_segment(sc.r_score, sc.f_score),
-		   CASE WHEN b.days_since_last_order > lapsed_after_days THEN 'lapsed'
-				WHEN b.days_since_last_order > at_risk_after_days THEN 'at_risk'
-				WHEN pr.clv_12m >= (model).vip_clv_cut THEN 'vip'
-				WHEN b.purchase_days = 1 THEN 'new'
-				ELSE 'returning' END,
-		   -- the customer's own cycle: the mean gap between purchase days
-		   CASE WHEN b.purchase_days > 1
-				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
-		   (model).model_id,
-		   b.last_nps,
-		   b.last_nps_at,
-		   b.last_csat,
-		   b.last_csat_at
-	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
-				 (s).purchase_days, (s).first_day, (s).last_day,
-				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
-				 ((s).purchase_days - 1)::double precision AS frequency,
-				 ((s).last_day - (s).first_day)::double precision AS recency,
-				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,
-				 CASE WHEN (s).purchase_days > 1
-					  THEN trim_scale(((s).revenue - (s).first_day_revenue) / ((s).purchase_days - 1)) ELSE 0 END
-					 AS monetary_value,
-				 today - (s).last_day AS days_since_last_order) b
-	CROSS JOIN LATERAL (
-		SELECT CASE WHEN (p).customer_id IS NOT NULL THEN (p).p_alive
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.bgnbd_p_alive((model).bgnbd, b.frequency, b.recency, b.t)
-			   END AS p_alive,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).expected_purchases_90d
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.bgnbd_expected_purchases((model).bgnbd, b.frequency, b.recency, b.t, 90)
-			   END AS expected_purchases_90d,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).clv_12m
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.predicted_clv_12m(model, b.frequency, b.recency, b.t, b.monetary_value,
-														 monthly_discount)
-			   END AS clv_12m
-		OFFSET 0) pr	-- computed once, though clv_12m is used twice
-	CROSS JOIN LATERAL (
-		SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (cuts).recency_cuts) AS r_score,
-			   post_purchase.rfm_score(b.purchase_days, (cuts).frequency_cuts) AS f_score,
-			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
-END;
 
 ALTER TABLE post_purchase.step_outcomes ADD COLUMN responded_at timestamptz;
 
