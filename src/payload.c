@@ -324,7 +324,7 @@ render_payload(PG_FUNCTION_ARGS)
 
 /*
  * render_message(template, context, customer, customer_id, journey, step,
- * variant, channel, address, enrollment_id, enrolled_at): the same as
+ * variant, channel, address, enrollment_id, enrolled_at, message_id): the same as
  * render_payload(template, jsonb_build_object('customer', customer,
  * 'customer_id', customer_id, ...) || context) for an object context (the
  * context's keys win), without building that object.  Not strict: any
