@@ -51,7 +51,8 @@ OBJS = \
 	src/decisions.o \
 	src/payload.o \
 	src/message_id.o \
-	src/progress.o
+	src/progress.o \
+	src/answers.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \
@@ -71,6 +72,7 @@ SQL_PARTS = \
 	src/outbox.sql \
 	src/journeys.sql \
 	src/decisions.sql \
+	src/answers.sql \
 	src/dump.sql
 
 # The current version's script is built; released versions' scripts are
@@ -98,7 +100,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox progress
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox progress answers
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
@@ -114,7 +116,7 @@ ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move t
 	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch \
 	outbox_claim_race outbox_ack_claim outbox_notify segments_refresh_race journey_claim_footprint \
 	segments_refresh_deadlock segments_context_change decisions_claim_race decisions_order_during_batch \
-	decisions_rule_change progress_view
+	decisions_rule_change progress_view answers_order_race
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

@@ -224,6 +224,14 @@ FROM post_purchase.shop_settings c;
 COMMENT ON VIEW post_purchase.metrics_context IS
 	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points';
 
+-- The latest survey answers (issue 20, src/answers.c), before the views
+-- below read them; in a fresh install too they come before the change marks.
+ALTER TABLE post_purchase.customer_state
+	ADD COLUMN last_nps integer,
+	ADD COLUMN last_nps_at timestamptz,
+	ADD COLUMN last_csat integer,
+	ADD COLUMN last_csat_at timestamptz;
+
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
 -- the state they come from, so customer_metrics reads the state once, and
@@ -243,7 +251,8 @@ SELECT s.customer_id,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
 	   s.updated_at,
 	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
-	   ctx.model, ctx.cuts
+	   ctx.model, ctx.cuts,
+	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
@@ -285,7 +294,12 @@ SELECT b.customer_id,
 	   CASE WHEN b.purchase_days > 1
 			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
-	   (b.model).model_id AS model_id
+	   (b.model).model_id AS model_id,
+	   -- the latest survey answers (src/answers.c)
+	   b.last_nps,
+	   b.last_nps_at,
+	   b.last_csat,
+	   b.last_csat_at
 -- b, the summary, carries the state's columns and what they are computed
 -- with: no self-join of the state, one read of the rest
 FROM post_purchase.customer_summaries_in_context b
@@ -339,7 +353,8 @@ CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today d
 				   t_days integer, monetary_value numeric, days_since_last_order integer,
 				   p_alive double precision, expected_purchases_90d double precision, clv_12m double precision,
 				   r_score integer, f_score integer, m_score integer, rfm_segment text, lifecycle_stage text,
-				   next_replenishment_due timestamptz, model_id bigint)
+				   next_replenishment_due timestamptz, model_id bigint, last_nps integer,
+				   last_nps_at timestamptz, last_csat integer, last_csat_at timestamptz)
 	LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
 	SELECT b.customer_id,
@@ -368,9 +383,14 @@ BEGIN ATOMIC
 		   -- the customer's own cycle: the mean gap between purchase days
 		   CASE WHEN b.purchase_days > 1
 				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
-		   (model).model_id
+		   (model).model_id,
+		   b.last_nps,
+		   b.last_nps_at,
+		   b.last_csat,
+		   b.last_csat_at
 	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
 				 (s).purchase_days, (s).first_day, (s).last_day,
+				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
 				 ((s).purchase_days - 1)::double precision AS frequency,
 				 ((s).last_day - (s).first_day)::double precision AS recency,
 				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,
@@ -598,9 +618,11 @@ CREATE TRIGGER enrollments_truncated AFTER TRUNCATE ON post_purchase.enrollments
 -- offers no keys, and the fields still fill their placeholders.
 CREATE FUNCTION post_purchase.render_message(template jsonb, context jsonb, customer jsonb, customer_id text,
 											 journey text, step text, variant text, channel text, address text,
-											 enrollment_id bigint, enrolled_at timestamptz) RETURNS jsonb
+											 enrollment_id bigint, enrolled_at timestamptz,
+											 message_id uuid DEFAULT NULL)
+	RETURNS jsonb
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION post_purchase.render_message(jsonb, jsonb, jsonb, text, text, text, text, text, text, bigint, timestamptz) IS
+COMMENT ON FUNCTION post_purchase.render_message(jsonb, jsonb, jsonb, text, text, text, text, text, text, bigint, timestamptz, uuid) IS
 	'fill a step''s payload template from the enrollment''s context, then the message''s fields (the workers'' render_payload)';
 
 -- Claim up to batch_size due steps and decide them all (the workers' unit of
@@ -736,7 +758,8 @@ BEGIN
 			   post_purchase.render_message(d.template, d.context,
 				   CASE WHEN d.uses_customer THEN
 					   (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = d.customer_id) END,
-				   d.customer_id, d.journey, d.step, d.variant, d.channel, d.address, d.enrollment_id, d.enrolled_at),
+				   d.customer_id, d.journey, d.step, d.variant, d.channel, d.address, d.enrollment_id, d.enrolled_at,
+				   d.message_id),
 			   d.channel, d.address, d.journey, d.step, d.variant, d.enrollment_id
 		FROM decided d
 		WHERE d.message_id IS NOT NULL
@@ -1134,7 +1157,11 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	RETURN QUERY EXECUTE post_purchase.recomputed_state_query(t);
+	-- the answers' columns are not the orders' (verify_state() compares the orders')
+	RETURN QUERY EXECUTE 'SELECT q.c1, q.c2, q.c3, q.c4, q.c5, q.c6, q.c7, q.c8, q.c9, q.c10, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
+		|| 'q.c11, q.c12, q.c13 FROM (' || post_purchase.recomputed_state_query(t)
+		|| ') q(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)';
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
@@ -1262,7 +1289,9 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state '
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+			|| 'order_seq, decided_seq) '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t));
 		-- a NaN or infinite amount makes its customer's revenue one as well:
 		-- checking the customers reads a tenth of the rows
@@ -1271,6 +1300,10 @@ BEGIN
 		IF FOUND THEN
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		-- the state is new: the tracked survey answers go back into it
+		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
+			PERFORM post_purchase.refresh_survey_answers();
 		END IF;
 	END IF;
 END
@@ -1496,6 +1529,273 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
 
+-- Survey answers back into the program (issue 20, src/answers.sql,
+-- src/answers.c): each customer's latest NPS and CSAT answer in the state,
+-- read by the rules through metrics_of() and customer_metrics; the
+-- detractors segment and the detractor_follow_up journey; the message id
+-- as the NPS survey's token, and the responses in journey_stats.
+
+ALTER TABLE post_purchase.step_outcomes ADD COLUMN responded_at timestamptz;
+
+CREATE OR REPLACE VIEW post_purchase.journey_stats AS
+WITH enrolled AS (
+	SELECT e.journey, e.variant, count(*) FILTER (WHERE NOT e.holdout) AS enrolled,
+		   count(*) FILTER (WHERE e.holdout) AS holdout_enrolled
+	FROM post_purchase.enrollments e GROUP BY e.journey, e.variant
+), events AS (
+	SELECT v.journey, v.step, v.variant,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'delivered') AS delivered,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'opened') AS opened,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'clicked') AS clicked,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'bounced') AS bounced,
+		   count(DISTINCT v.outbox_id) FILTER (WHERE v.event = 'unsubscribed') AS unsubscribed
+	FROM post_purchase.message_events v GROUP BY v.journey, v.step, v.variant
+), steps AS (
+	SELECT o.journey, o.step, o.variant,
+		   count(*) FILTER (WHERE o.outcome = 'fired') AS fired,
+		   count(*) FILTER (WHERE o.reason = 'holdout') AS held_out,
+		   count(*) FILTER (WHERE o.reason = 'condition') AS suppressed_condition,
+		   count(*) FILTER (WHERE o.reason = 'condition_error') AS suppressed_condition_error,
+		   count(*) FILTER (WHERE o.reason = 'segment') AS suppressed_segment,
+		   count(*) FILTER (WHERE o.reason = 'no_consent') AS suppressed_no_consent,
+		   count(*) FILTER (WHERE o.reason = 'frequency_cap') AS suppressed_frequency_cap,
+		   count(*) FILTER (WHERE o.outcome = 'fired' AND o.converted_at IS NOT NULL) AS converted,
+		   coalesce(sum(o.attributed_revenue) FILTER (WHERE o.outcome = 'fired'), 0) AS attributed_revenue,
+		   count(*) FILTER (WHERE o.reason = 'holdout' AND o.converted_at IS NOT NULL) AS holdout_converted,
+		   count(*) FILTER (WHERE o.outcome = 'fired' AND o.responded_at IS NOT NULL) AS responses
+	FROM post_purchase.step_outcomes o GROUP BY o.journey, o.step, o.variant
+)
+SELECT s.journey, s.step, s.variant, coalesce(n.enrolled, 0) AS enrolled,
+	   coalesce(n.holdout_enrolled, 0) AS holdout_enrolled, s.fired, s.held_out,
+	   s.suppressed_condition, s.suppressed_condition_error, s.suppressed_segment, s.suppressed_no_consent,
+	   s.suppressed_frequency_cap,
+	   coalesce(v.delivered, 0) AS delivered, coalesce(v.opened, 0) AS opened, coalesce(v.clicked, 0) AS clicked,
+	   coalesce(v.bounced, 0) AS bounced, coalesce(v.unsubscribed, 0) AS unsubscribed,
+	   s.converted, s.attributed_revenue,
+	   round(s.converted::numeric / nullif(s.fired, 0), 4) AS conversion_rate,
+	   s.holdout_converted,
+	   round(s.holdout_converted::numeric / nullif(s.held_out, 0), 4) AS holdout_conversion_rate,
+	   round(s.converted::numeric / nullif(s.fired, 0) - s.holdout_converted::numeric / nullif(s.held_out, 0), 4)
+		   AS uplift,
+	   -- survey answers that carried the message's token ({{message_id}})
+	   s.responses,
+	   round(s.responses::numeric / nullif(s.fired, 0), 4) AS response_rate
+FROM steps s
+LEFT JOIN enrolled n ON n.journey = s.journey AND n.variant IS NOT DISTINCT FROM s.variant
+LEFT JOIN events v ON v.journey = s.journey AND v.step = s.step AND v.variant IS NOT DISTINCT FROM s.variant;
+COMMENT ON VIEW post_purchase.journey_stats IS
+	'per journey, step and variant: enrolled, fired, suppressed by reason, delivered, opened, clicked, converted, attributed revenue, holdout conversion and uplift, survey responses and response rate';
+
+INSERT INTO post_purchase.segments (name, rule, builtin) VALUES
+	('detractors', 'last_nps <= 6', true);
+-- a detractor's answer (last_nps <= 6) enters the detractors segment
+-- (src/segments.sql): ask what went wrong, once per 90 days
+INSERT INTO post_purchase.journeys (name, trigger, segment, exit_on_purchase, reentry, reentry_interval,
+									holdout_percent) VALUES
+	('detractor_follow_up', 'segment_entered', 'detractors', false, 'after_interval', '90 days', 0);
+INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel, message_type, payload) VALUES
+	('detractor_follow_up', 'detractor_follow_up', 1, '0', 'preferred', 'detractor_follow_up',
+	 '{"subject": "We are sorry: what went wrong?", "customer_id": "{{customer_id}}", "score": "{{customer.last_nps}}", "answered_at": "{{customer.last_nps_at}}"}');
+-- the NPS survey's payload as 1.1 seeds it, unless the shop changed it
+UPDATE post_purchase.journey_steps
+SET payload = '{"subject": "How likely are you to recommend us?", "scale": "0-10", "customer_id": "{{customer_id}}", "order": "{{order}}", "token": "{{message_id}}"}'
+WHERE journey = 'nps_survey' AND step = 'nps_survey'
+  AND payload = '{"subject": "How likely are you to recommend us?", "scale": "0-10", "customer_id": "{{customer_id}}"}';
+
+-- Survey answers back into the program: each customer's latest NPS and
+-- CSAT answer in customer_state, kept by a trigger on the shop's answers
+-- table (src/answers.c), so that segment rules can read last_nps,
+-- last_csat and their times.  One answers table is tracked at a time.
+
+CREATE TABLE post_purchase.tracked_survey_answers (
+	answers regclass PRIMARY KEY,
+	customer_column name NOT NULL,
+	answered_at_column name NOT NULL,
+	score_column name NOT NULL,
+	kind_column name NOT NULL,
+	token_column name,
+	csat_scale integer NOT NULL,
+	tracked_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE post_purchase.tracked_survey_answers IS
+	'the shop''s survey answers table that track_survey_answers attached its trigger to';
+SELECT pg_catalog.pg_extension_config_dump('post_purchase.tracked_survey_answers', '');
+
+CREATE FUNCTION post_purchase.track_answers_trigger() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION post_purchase.track_answers_trigger() FROM PUBLIC;
+
+-- TRUNCATE of the answers table empties the answers' columns of the state.
+CREATE FUNCTION post_purchase.track_answers_truncate() RETURNS trigger
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM post_purchase.forget_survey_answers();
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.track_answers_truncate() FROM PUBLIC;
+
+-- Empty every customer's answer columns (untracking, TRUNCATE); the rows
+-- that had answers only.
+CREATE FUNCTION post_purchase.forget_survey_answers() RETURNS void
+	LANGUAGE sql SET search_path = pg_catalog, pg_temp
+	BEGIN ATOMIC
+	UPDATE post_purchase.customer_state s
+	SET last_nps = NULL, last_nps_at = NULL, last_csat = NULL, last_csat_at = NULL
+	WHERE s.last_nps_at IS NOT NULL OR s.last_csat_at IS NOT NULL;
+END;
+REVOKE ALL ON FUNCTION post_purchase.forget_survey_answers() FROM PUBLIC;
+
+-- Every customer's latest answers recomputed from the tracked answers
+-- table, set-based: the backfill of track_survey_answers(), and after
+-- track_orders() rebuilt the state.  The selection and order are the
+-- trigger's (src/answers.c): kind nps or csat in any case, a score within
+-- the scale, the latest answered_at, at the same time the lower score.
+-- Writes only the rows that change, and marks none (as the orders'
+-- backfill): refresh_segments() brings the segments along.  Returns how
+-- many customers' answers changed.
+CREATE FUNCTION post_purchase.refresh_survey_answers() RETURNS bigint
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	t post_purchase.tracked_survey_answers;
+	changed bigint;
+BEGIN
+	SELECT * INTO t FROM post_purchase.tracked_survey_answers;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'post_purchase tracks no survey answers'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.track_survey_answers() first.';
+	END IF;
+	EXECUTE format(
+		'WITH a AS (
+			SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
+				   pg_catalog.lower(%4$I::pg_catalog.text) AS kind, %3$I::pg_catalog.int4 AS score, %2$I AS at
+			FROM %6$s %5$s
+			WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL AND %3$I IS NOT NULL
+			  AND pg_catalog.lower(%4$I::pg_catalog.text) OPERATOR(pg_catalog.=) ANY (ARRAY[''nps'', ''csat''])
+			  AND %3$I OPERATOR(pg_catalog.>=) CASE WHEN pg_catalog.lower(%4$I::pg_catalog.text)
+															OPERATOR(pg_catalog.=) ''nps'' THEN 0 ELSE 1 END
+			  AND %3$I OPERATOR(pg_catalog.<=) CASE WHEN pg_catalog.lower(%4$I::pg_catalog.text)
+															OPERATOR(pg_catalog.=) ''nps'' THEN 10 ELSE %7$s END
+		), latest AS (
+			SELECT DISTINCT ON (a.customer_id, a.kind) a.customer_id, a.kind, a.score, a.at
+			FROM a ORDER BY a.customer_id, a.kind, a.at DESC, a.score
+		), l AS (
+			SELECT x.customer_id,
+				   pg_catalog.max(x.score) FILTER (WHERE x.kind OPERATOR(pg_catalog.=) ''nps'') AS nps_score,
+				   pg_catalog.max(x.at) FILTER (WHERE x.kind OPERATOR(pg_catalog.=) ''nps'') AS nps_at,
+				   pg_catalog.max(x.score) FILTER (WHERE x.kind OPERATOR(pg_catalog.=) ''csat'') AS csat_score,
+				   pg_catalog.max(x.at) FILTER (WHERE x.kind OPERATOR(pg_catalog.=) ''csat'') AS csat_at
+			FROM latest x GROUP BY x.customer_id
+		)
+		UPDATE post_purchase.customer_state s
+		SET last_nps = l.nps_score, last_nps_at = l.nps_at, last_csat = l.csat_score, last_csat_at = l.csat_at
+		FROM post_purchase.customer_state o LEFT JOIN l ON l.customer_id OPERATOR(pg_catalog.=) o.customer_id
+		WHERE s.customer_id OPERATOR(pg_catalog.=) o.customer_id
+		  AND (o.last_nps, o.last_nps_at, o.last_csat, o.last_csat_at)
+			  IS DISTINCT FROM (l.nps_score, l.nps_at, l.csat_score, l.csat_at)',
+		t.customer_column, t.answered_at_column, t.score_column, t.kind_column, t.answers,
+		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.answers)
+				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		t.csat_scale);
+	GET DIAGNOSTICS changed = ROW_COUNT;
+	RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION post_purchase.refresh_survey_answers() IS
+	'recompute every customer''s latest NPS and CSAT answer in the customer state from the tracked answers table';
+REVOKE ALL ON FUNCTION post_purchase.refresh_survey_answers() FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.track_survey_answers(answers regclass,
+												   customer_column name DEFAULT 'customer_id',
+												   answered_at_column name DEFAULT 'answered_at',
+												   score_column name DEFAULT 'score',
+												   kind_column name DEFAULT 'kind',
+												   token_column name DEFAULT NULL,
+												   csat_scale integer DEFAULT 5)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	tracked regclass;
+	column_type regtype;
+BEGIN
+	-- the backfill must see every answer committed before the lock
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'track_survey_answers() must run in a READ COMMITTED transaction'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call it outside an explicit transaction, or in one begun with the default isolation level.';
+	END IF;
+	SELECT t.answers INTO tracked FROM post_purchase.tracked_survey_answers t;
+	IF FOUND THEN
+		RAISE EXCEPTION 'post_purchase already tracks survey answers in %', tracked
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Call post_purchase.untrack_survey_answers() first; one answers table is tracked at a time.';
+	END IF;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = answers) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', answers USING ERRCODE = 'wrong_object_type';
+	END IF;
+	-- the scales of csat() and csat_summary() (src/survey.c)
+	IF csat_scale IS NULL OR csat_scale NOT IN (3, 5, 7, 10) THEN
+		RAISE EXCEPTION 'CSAT scale must be 3, 5, 7 or 10, not %', coalesce(csat_scale::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- the customer keys as the order trigger keys them (the same types)
+	column_type := post_purchase.tracked_column_type(answers, customer_column, 'customer',
+		ARRAY['bigint', 'integer', 'uuid', 'text', 'character varying']::regtype[]);
+	column_type := post_purchase.tracked_column_type(answers, answered_at_column, 'answered_at',
+		ARRAY['timestamp with time zone']::regtype[]);
+	column_type := post_purchase.tracked_column_type(answers, score_column, 'score',
+		ARRAY['smallint', 'integer', 'bigint']::regtype[]);
+	column_type := post_purchase.tracked_column_type(answers, kind_column, 'kind',
+		ARRAY['text', 'character varying']::regtype[]);
+	IF token_column IS NOT NULL THEN
+		column_type := post_purchase.tracked_column_type(answers, token_column, 'token',
+			ARRAY['uuid', 'text', 'character varying']::regtype[]);
+	END IF;
+
+	-- no answer may change between the backfill and the trigger taking over
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', answers);
+	INSERT INTO post_purchase.tracked_survey_answers
+		VALUES (answers, customer_column, answered_at_column, score_column, kind_column, token_column, csat_scale);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_answers AFTER INSERT OR UPDATE OR DELETE ON %s
+					FOR EACH ROW EXECUTE FUNCTION post_purchase.track_answers_trigger(%L, %L, %L, %L, %L, %L)',
+				   answers, customer_column, answered_at_column, score_column, kind_column,
+				   coalesce(token_column, ''), csat_scale);
+	EXECUTE format('CREATE TRIGGER post_purchase_track_answers_truncate AFTER TRUNCATE ON %s
+					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_answers_truncate()', answers);
+	-- a delete of the kept answer recomputes its customer through it
+	PERFORM post_purchase.ensure_customer_index(answers, customer_column);
+	PERFORM post_purchase.refresh_survey_answers();
+END
+$$;
+COMMENT ON FUNCTION post_purchase.track_survey_answers(regclass, name, name, name, name, name, integer) IS
+	'attach the survey answers trigger to the shop''s answers table and backfill each customer''s latest NPS and CSAT answer';
+REVOKE ALL ON FUNCTION post_purchase.track_survey_answers(regclass, name, name, name, name, name, integer) FROM PUBLIC;
+
+CREATE FUNCTION post_purchase.untrack_survey_answers(answers regclass)
+	RETURNS void
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	DELETE FROM post_purchase.tracked_survey_answers t WHERE t.answers = untrack_survey_answers.answers;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'post_purchase does not track survey answers in %', answers
+			USING ERRCODE = 'object_not_in_prerequisite_state';
+	END IF;
+	EXECUTE format('DROP TRIGGER post_purchase_track_answers ON %s', answers);
+	EXECUTE format('DROP TRIGGER post_purchase_track_answers_truncate ON %s', answers);
+	-- answers nobody keeps current any more would mislead the rules
+	PERFORM post_purchase.forget_survey_answers();
+END
+$$;
+COMMENT ON FUNCTION post_purchase.untrack_survey_answers(regclass) IS
+	'remove the survey answers trigger and the answers kept in the customer state';
+REVOKE ALL ON FUNCTION post_purchase.untrack_survey_answers(regclass) FROM PUBLIC;
 -- Citus (README, "Citus"): a table Citus manages (distributed, reference,
 -- or a Citus local table) cannot be tracked.  Citus refuses triggers on
 -- distributed tables, and with citus.enable_unsafe_triggers it creates them
@@ -1749,7 +2049,9 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state '
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+			|| 'order_seq, decided_seq) '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
 		PERFORM post_purchase.progress_phase('checking amounts');
 		-- a NaN or infinite amount makes its customer's revenue one as well:
@@ -1759,6 +2061,10 @@ BEGIN
 		IF FOUND THEN
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		-- the state is new: the tracked survey answers go back into it
+		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
+			PERFORM post_purchase.refresh_survey_answers();
 		END IF;
 	END IF;
 	PERFORM post_purchase.progress_finish();

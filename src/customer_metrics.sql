@@ -134,7 +134,8 @@ SELECT s.customer_id,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
 	   s.updated_at,
 	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
-	   ctx.model, ctx.cuts
+	   ctx.model, ctx.cuts,
+	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
@@ -194,7 +195,12 @@ SELECT b.customer_id,
 	   CASE WHEN b.purchase_days > 1
 			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
 		   AS next_replenishment_due,
-	   (b.model).model_id AS model_id
+	   (b.model).model_id AS model_id,
+	   -- the latest survey answers (src/answers.c)
+	   b.last_nps,
+	   b.last_nps_at,
+	   b.last_csat,
+	   b.last_csat_at
 -- b, the summary, carries the state's columns and what they are computed
 -- with: no self-join of the state, one read of the rest
 FROM post_purchase.customer_summaries_in_context b
@@ -239,7 +245,8 @@ CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today d
 				   t_days integer, monetary_value numeric, days_since_last_order integer,
 				   p_alive double precision, expected_purchases_90d double precision, clv_12m double precision,
 				   r_score integer, f_score integer, m_score integer, rfm_segment text, lifecycle_stage text,
-				   next_replenishment_due timestamptz, model_id bigint)
+				   next_replenishment_due timestamptz, model_id bigint, last_nps integer,
+				   last_nps_at timestamptz, last_csat integer, last_csat_at timestamptz)
 	LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
 	SELECT b.customer_id,
@@ -268,9 +275,14 @@ BEGIN ATOMIC
 		   -- the customer's own cycle: the mean gap between purchase days
 		   CASE WHEN b.purchase_days > 1
 				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
-		   (model).model_id
+		   (model).model_id,
+		   b.last_nps,
+		   b.last_nps_at,
+		   b.last_csat,
+		   b.last_csat_at
 	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
 				 (s).purchase_days, (s).first_day, (s).last_day,
+				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
 				 ((s).purchase_days - 1)::double precision AS frequency,
 				 ((s).last_day - (s).first_day)::double precision AS recency,
 				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,

@@ -156,6 +156,8 @@ CREATE TABLE post_purchase.step_outcomes (
 	decided_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	converted_at timestamptz,
 	attributed_revenue numeric NOT NULL DEFAULT 0,
+	-- the first survey answer that carried the message's token (src/answers.c)
+	responded_at timestamptz,
 	PRIMARY KEY (enrollment_id, step)
 );
 -- a customer's recent steps: the frequency cap, and orders converting them
@@ -647,9 +649,11 @@ COMMENT ON FUNCTION post_purchase.render_payload(jsonb, jsonb) IS
 -- offers no keys, and the fields still fill their placeholders.
 CREATE FUNCTION post_purchase.render_message(template jsonb, context jsonb, customer jsonb, customer_id text,
 											 journey text, step text, variant text, channel text, address text,
-											 enrollment_id bigint, enrolled_at timestamptz) RETURNS jsonb
+											 enrollment_id bigint, enrolled_at timestamptz,
+											 message_id uuid DEFAULT NULL)
+	RETURNS jsonb
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION post_purchase.render_message(jsonb, jsonb, jsonb, text, text, text, text, text, text, bigint, timestamptz) IS
+COMMENT ON FUNCTION post_purchase.render_message(jsonb, jsonb, jsonb, text, text, text, text, text, text, bigint, timestamptz, uuid) IS
 	'fill a step''s payload template from the enrollment''s context, then the message''s fields (the workers'' render_payload)';
 
 -- When a message on this channel may go to the customer: now, or the end
@@ -855,7 +859,8 @@ BEGIN
 			   post_purchase.render_message(d.template, d.context,
 				   CASE WHEN d.uses_customer THEN
 					   (SELECT to_jsonb(m) FROM post_purchase.customer_metrics m WHERE m.customer_id = d.customer_id) END,
-				   d.customer_id, d.journey, d.step, d.variant, d.channel, d.address, d.enrollment_id, d.enrolled_at),
+				   d.customer_id, d.journey, d.step, d.variant, d.channel, d.address, d.enrollment_id, d.enrolled_at,
+				   d.message_id),
 			   d.channel, d.address, d.journey, d.step, d.variant, d.enrollment_id
 		FROM decided d
 		WHERE d.message_id IS NOT NULL
@@ -936,7 +941,8 @@ WITH enrolled AS (
 		   count(*) FILTER (WHERE o.reason = 'frequency_cap') AS suppressed_frequency_cap,
 		   count(*) FILTER (WHERE o.outcome = 'fired' AND o.converted_at IS NOT NULL) AS converted,
 		   coalesce(sum(o.attributed_revenue) FILTER (WHERE o.outcome = 'fired'), 0) AS attributed_revenue,
-		   count(*) FILTER (WHERE o.reason = 'holdout' AND o.converted_at IS NOT NULL) AS holdout_converted
+		   count(*) FILTER (WHERE o.reason = 'holdout' AND o.converted_at IS NOT NULL) AS holdout_converted,
+		   count(*) FILTER (WHERE o.outcome = 'fired' AND o.responded_at IS NOT NULL) AS responses
 	FROM post_purchase.step_outcomes o GROUP BY o.journey, o.step, o.variant
 )
 SELECT s.journey, s.step, s.variant, coalesce(n.enrolled, 0) AS enrolled,
@@ -950,12 +956,15 @@ SELECT s.journey, s.step, s.variant, coalesce(n.enrolled, 0) AS enrolled,
 	   s.holdout_converted,
 	   round(s.holdout_converted::numeric / nullif(s.held_out, 0), 4) AS holdout_conversion_rate,
 	   round(s.converted::numeric / nullif(s.fired, 0) - s.holdout_converted::numeric / nullif(s.held_out, 0), 4)
-		   AS uplift
+		   AS uplift,
+	   -- survey answers that carried the message's token ({{message_id}})
+	   s.responses,
+	   round(s.responses::numeric / nullif(s.fired, 0), 4) AS response_rate
 FROM steps s
 LEFT JOIN enrolled n ON n.journey = s.journey AND n.variant IS NOT DISTINCT FROM s.variant
 LEFT JOIN events v ON v.journey = s.journey AND v.step = s.step AND v.variant IS NOT DISTINCT FROM s.variant;
 COMMENT ON VIEW post_purchase.journey_stats IS
-	'per journey, step and variant: enrolled, fired, suppressed by reason, delivered, opened, clicked, converted, attributed revenue, holdout conversion and uplift';
+	'per journey, step and variant: enrolled, fired, suppressed by reason, delivered, opened, clicked, converted, attributed revenue, holdout conversion and uplift, survey responses and response rate';
 
 -- The seed programs: ready, disabled; enable_journey(name) starts one.
 INSERT INTO post_purchase.journeys (name, trigger, nth_order, lapsed_days, lead_time, exit_on_purchase,
@@ -968,13 +977,18 @@ INSERT INTO post_purchase.journeys (name, trigger, nth_order, lapsed_days, lead_
 	('loyalty_invite', 'nth_order', 2, NULL, NULL, false, 'once', NULL, 0),
 	('replenishment_reminder', 'replenishment_due', NULL, NULL, '3 days', true, 'every_time', NULL, 0),
 	('win_back', 'lapsed', NULL, 180, NULL, true, 'every_time', NULL, 10);
+-- a detractor's answer (last_nps <= 6) enters the detractors segment
+-- (src/segments.sql): ask what went wrong, once per 90 days
+INSERT INTO post_purchase.journeys (name, trigger, segment, exit_on_purchase, reentry, reentry_interval,
+									holdout_percent) VALUES
+	('detractor_follow_up', 'segment_entered', 'detractors', false, 'after_interval', '90 days', 0);
 INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel, message_type, payload) VALUES
 	('thank_you', 'thank_you', 1, '0', 'preferred', 'thank_you',
 	 '{"subject": "Thank you for your order", "customer_id": "{{customer_id}}", "order": "{{order}}"}'),
 	('how_to_guide', 'how_to_guide', 1, '2 days', 'email', 'how_to_guide',
 	 '{"subject": "Getting the most out of your purchase", "order": "{{order}}"}'),
 	('nps_survey', 'nps_survey', 1, '7 days', 'email', 'nps_survey',
-	 '{"subject": "How likely are you to recommend us?", "scale": "0-10", "customer_id": "{{customer_id}}"}'),
+	 '{"subject": "How likely are you to recommend us?", "scale": "0-10", "customer_id": "{{customer_id}}", "order": "{{order}}", "token": "{{message_id}}"}'),
 	('review_request', 'review_request', 1, '14 days', 'email', 'review_request',
 	 '{"subject": "How do you like it?", "order": "{{order}}"}'),
 	('cross_sell', 'cross_sell', 1, '30 days', 'preferred', 'cross_sell',
@@ -986,4 +1000,6 @@ INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel
 	('win_back', 'win_back_offer', 1, '0', 'email', 'win_back',
 	 '{"subject": "We miss you: 15% off your next order", "discount_code": "COMEBACK15", "discount_percent": 15, "last_order_at": "{{last_order_at}}"}'),
 	('win_back', 'win_back_reminder', 2, '14 days', 'email', 'win_back_reminder',
-	 '{"subject": "Your 15% off ends soon", "discount_code": "COMEBACK15", "discount_percent": 15}');
+	 '{"subject": "Your 15% off ends soon", "discount_code": "COMEBACK15", "discount_percent": 15}'),
+	('detractor_follow_up', 'detractor_follow_up', 1, '0', 'preferred', 'detractor_follow_up',
+	 '{"subject": "We are sorry: what went wrong?", "customer_id": "{{customer_id}}", "score": "{{customer.last_nps}}", "answered_at": "{{customer.last_nps_at}}"}');

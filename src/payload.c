@@ -25,6 +25,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(render_payload);
 PG_FUNCTION_INFO_V1(render_message);
@@ -49,6 +50,8 @@ static const MessageField message_fields[] = {
 	{"address", TEXTOID},
 	{"enrollment_id", INT8OID},
 	{"enrolled_at", TIMESTAMPTZOID},
+	/* the outbox id, also the token a survey answer carries back (answers.c) */
+	{"message_id", UUIDOID},
 };
 #define FIRST_FIELD_ARG 2
 
@@ -137,6 +140,11 @@ lookup_field(FunctionCallInfo fcinfo, const char *name, int name_len, JsonbValue
 			case TIMESTAMPTZOID:
 				result->type = jbvString;
 				result->val.string.val = JsonEncodeDateTime(NULL, value, TIMESTAMPTZOID, NULL);
+				result->val.string.len = strlen(result->val.string.val);
+				break;
+			case UUIDOID:
+				result->type = jbvString;
+				result->val.string.val = DatumGetCString(DirectFunctionCall1(uuid_out, value));
 				result->val.string.len = strlen(result->val.string.val);
 				break;
 			default:
@@ -316,7 +324,7 @@ render_payload(PG_FUNCTION_ARGS)
 
 /*
  * render_message(template, context, customer, customer_id, journey, step,
- * variant, channel, address, enrollment_id, enrolled_at): the same as
+ * variant, channel, address, enrollment_id, enrolled_at, message_id): the same as
  * render_payload(template, jsonb_build_object('customer', customer,
  * 'customer_id', customer_id, ...) || context) for an object context (the
  * context's keys win), without building that object.  Not strict: any

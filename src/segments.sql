@@ -348,4 +348,6 @@ INSERT INTO post_purchase.segments (name, rule, builtin) VALUES
 	('Can''t Lose Them', 'rfm_segment = ''Can''''t Lose Them''', true),
 	('Hibernating', 'rfm_segment = ''Hibernating''', true),
 	('vip', 'clv_12m >= (SELECT m.vip_clv_cut FROM post_purchase.models m WHERE (m.bgnbd).converged ORDER BY m.model_id DESC LIMIT 1)', true),
-	('win_back', 'orders >= 2 AND days_since_last_order >= 180', true);
+	('win_back', 'orders >= 2 AND days_since_last_order >= 180', true),
+	-- the latest NPS answer (src/answers.c) was 0..6
+	('detractors', 'last_nps <= 6', true);

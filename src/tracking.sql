@@ -32,6 +32,12 @@ CREATE TABLE post_purchase.customer_state (
 	last_day date NOT NULL,
 	first_day_revenue numeric NOT NULL,
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- the latest NPS and CSAT answer and when it was given, kept by the
+	-- survey answers trigger (src/answers.c), never by the order trigger
+	last_nps integer,
+	last_nps_at timestamptz,
+	last_csat integer,
+	last_csat_at timestamptz,
 	-- the change mark (src/decisions.c): since when the customer has
 	-- changed without a decision (NULL: decided), how many orders were ever
 	-- inserted for them, and how many of those were decided
@@ -118,7 +124,11 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	RETURN QUERY EXECUTE post_purchase.recomputed_state_query(t);
+	-- the answers' columns are not the orders' (verify_state() compares the orders')
+	RETURN QUERY EXECUTE 'SELECT q.c1, q.c2, q.c3, q.c4, q.c5, q.c6, q.c7, q.c8, q.c9, q.c10, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
+		|| 'q.c11, q.c12, q.c13 FROM (' || post_purchase.recomputed_state_query(t)
+		|| ') q(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)';
 END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.recomputed_state() FROM PUBLIC;
@@ -277,7 +287,9 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state '
+		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+			|| 'order_seq, decided_seq) '
 			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
 		PERFORM post_purchase.progress_phase('checking amounts');
 		-- a NaN or infinite amount makes its customer's revenue one as well:
@@ -287,6 +299,10 @@ BEGIN
 		IF FOUND THEN
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		-- the state is new: the tracked survey answers go back into it
+		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
+			PERFORM post_purchase.refresh_survey_answers();
 		END IF;
 	END IF;
 	PERFORM post_purchase.progress_finish();

@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(65);
+SELECT plan(67);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -160,8 +160,9 @@ SELECT is_empty(
 SELECT set_eq(
 	$$SELECT proname::text FROM ext_proc WHERE prosecdef$$,
 	ARRAY['track_orders_trigger', 'track_orders_truncate', 'track_items_trigger', 'track_items_truncate',
-		  'rebuild_order_items', 'outbox_claim', 'outbox_ack', 'outbox_fail', 'record_event', 'delete_step_outcomes'],
-	'only the order and item triggers (and what they call), the sender''s four functions and the outcomes'' cascade are SECURITY DEFINER');
+		  'rebuild_order_items', 'outbox_claim', 'outbox_ack', 'outbox_fail', 'record_event', 'delete_step_outcomes',
+		  'track_answers_trigger', 'track_answers_truncate'],
+	'only the order, item and answer triggers (and what they call), the sender''s four functions and the outcomes'' cascade are SECURITY DEFINER');
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc
 	  WHERE prosecdef AND (has_function_privilege('public', oid, 'EXECUTE')
@@ -224,6 +225,28 @@ SELECT is_empty(
 		 OR (SELECT provolatile <> 's' OR has_function_privilege('public', oid, 'EXECUTE')
 			 FROM pg_proc WHERE oid = to_regprocedure(f))$$,
 	'check_not_distributed(regclass, text) exists, is STABLE and not executable by PUBLIC');
+-- The survey answers of issue 20 (src/answers.sql): their signatures, and
+-- none of them is PUBLIC's or anything but VOLATILE.
+SELECT is(ARRAY(SELECT to_regprocedure(f)::text FROM unnest(ARRAY[
+			'post_purchase.track_survey_answers(regclass, name, name, name, name, name, integer)',
+			'post_purchase.untrack_survey_answers(regclass)',
+			'post_purchase.refresh_survey_answers()',
+			'post_purchase.forget_survey_answers()',
+			'post_purchase.track_answers_trigger()',
+			'post_purchase.track_answers_truncate()']) f),
+	ARRAY['post_purchase.track_survey_answers(regclass,name,name,name,name,name,integer)',
+		  'post_purchase.untrack_survey_answers(regclass)',
+		  'post_purchase.refresh_survey_answers()',
+		  'post_purchase.forget_survey_answers()',
+		  'post_purchase.track_answers_trigger()',
+		  'post_purchase.track_answers_truncate()'],
+	'the survey answers functions exist with these signatures');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc
+	  WHERE proname IN ('track_survey_answers', 'untrack_survey_answers', 'refresh_survey_answers',
+						'forget_survey_answers', 'track_answers_trigger', 'track_answers_truncate')
+		AND (provolatile <> 'v' OR has_function_privilege('public', oid, 'EXECUTE'))$$,
+	'they are VOLATILE and not executable by PUBLIC');
 
 -- Every metric is callable by a role with no privileges of its own.  pgTAP's
 -- bookkeeping tables belong to the test's superuser, so the role records what

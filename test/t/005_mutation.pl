@@ -254,7 +254,9 @@ my %stateful = map { $_ => 1 } qw(
   restore_replaces_row delete_step_outcomes metrics_context_changed journeys_follow_segments
   prepare_segment_metrics refresh_segment check_workers_serve process_changes
   progress progress_start progress_phase progress_count progress_advance progress_finish
-  progress_estimated_rows check_not_distributed);
+  progress_estimated_rows check_not_distributed
+  track_answers_trigger track_answers_truncate forget_survey_answers refresh_survey_answers
+  track_survey_answers untrack_survey_answers);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(
@@ -544,6 +546,7 @@ for (1 .. n(400))
 my @field_templates = (
 	'{"a": "{{customer_id}}", "b": "x {{enrollment_id}} {{enrolled_at}} y", "c": ["{{journey}}", "{{variant}}"]}',
 	'{"s": "{{step}}{{channel}}{{address}}", "n": "{{enrollment_id}}", "t": "{{enrolled_at}}", "o": "{{order}}"}',
+	'{"token": "{{message_id}}", "in_text": "survey/{{message_id}}?c={{customer_id}}"}',
 	'{"c": "{{customer}}", "v": "{{customer.a}}", "w": "Hi {{customer.first_name}}: {{customer.clv_12m}}"}',
 	'"{{customer_id}}"', '"{{customer_id.x}}"', '["{{a}}", "{{enrolled_at}}", 7]');
 my @field_contexts = ('{"customer_id": "from the context", "order": {"id": 1}}', '{"a": 1}', '{}');
@@ -552,17 +555,17 @@ for (1 .. n(400))
 	my $template = chance(0.6) ? quote_literal(pick(@field_templates)) . '::jsonb' : jsonb_lit();
 	my $context = chance(0.5) ? quote_literal(pick(@field_contexts)) . '::jsonb' : jsonb_lit();
 	my $fields = join(', ', jsonb_lit(), map({ text_lit() } 1 .. 6), int8_lit() . '::bigint',
-		ts_lit() . '::timestamptz');
+		ts_lit() . '::timestamptz', pick('NULL', 'gen_random_uuid()', q{'00000000-0000-7000-8000-000000000000'}) . '::uuid');
 	add_call(
 		'render_message', qq{
 SELECT CASE WHEN x.t IS NULL THEN x.m IS NULL
 			WHEN jsonb_typeof(x.c) = 'object'
 			THEN x.m IS NOT DISTINCT FROM post_purchase.render_payload(x.t, jsonb_build_object('customer', x.cu,
 				'customer_id', x.id, 'journey', x.j, 'step', x.s, 'variant', x.v, 'channel', x.ch,
-				'address', x.ad, 'enrollment_id', x.e, 'enrolled_at', x.at) || x.c)
+				'address', x.ad, 'enrollment_id', x.e, 'enrolled_at', x.at, 'message_id', x.mi) || x.c)
 			ELSE jsonb_typeof(x.m) IS NOT NULL END
-FROM (SELECT f.*, post_purchase.render_message(f.t, f.c, f.cu, f.id, f.j, f.s, f.v, f.ch, f.ad, f.e, f.at) AS m
-	  FROM (SELECT $template, $context, $fields) f(t, c, cu, id, j, s, v, ch, ad, e, at)) x},
+FROM (SELECT f.*, post_purchase.render_message(f.t, f.c, f.cu, f.id, f.j, f.s, f.v, f.ch, f.ad, f.e, f.at, f.mi) AS m
+	  FROM (SELECT $template, $context, $fields) f(t, c, cu, id, j, s, v, ch, ad, e, at, mi)) x},
 		q{r}, tz => pick(@zones));
 }
 for (1 .. n(100))

@@ -44,6 +44,8 @@ CREATE EXTENSION post_purchase;
 CREATE TABLE orders (order_id bigint PRIMARY KEY, customer_id bigint NOT NULL,
 					 ordered_at timestamptz NOT NULL, amount numeric NOT NULL);
 SELECT post_purchase.track_orders('orders');
+-- (the seed journey entered on the detractors segment first)
+DELETE FROM post_purchase.journeys WHERE segment IS NOT NULL;
 DELETE FROM post_purchase.segments;
 UPDATE post_purchase.settings SET value = '00:00' WHERE name IN ('quiet_hours_start', 'quiet_hours_end');
 UPDATE post_purchase.settings SET value = '0' WHERE name = 'frequency_cap_messages';
