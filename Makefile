@@ -60,6 +60,7 @@ SQL_PARTS = \
 	src/customer_metrics.sql \
 	src/segments.sql \
 	src/order_items.sql \
+	src/affinity.sql \
 	src/worker.sql \
 	src/outbox.sql \
 	src/journeys.sql \
@@ -92,6 +93,8 @@ override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
 REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
+# complementary products (src/affinity.sql)
+REGRESS += affinity
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
