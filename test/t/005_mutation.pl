@@ -252,7 +252,8 @@ my %stateful = map { $_ => 1 } qw(
   enable_journey disable_journey drop_journey enroll enroll_segment_changes
   enroll_due evaluate_condition evaluate_step_conditions fire_due_steps next_due_at
   restore_replaces_row delete_step_outcomes metrics_context_changed journeys_follow_segments
-  prepare_segment_metrics refresh_segment check_workers_serve process_changes);
+  prepare_segment_metrics refresh_segment check_workers_serve process_changes
+  affinity_setting affinity_parameters refresh_product_affinity recommend_products recommendations_json);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(
