@@ -158,6 +158,12 @@ bench-soak: deps all
 	$(MAKE) install
 	test/bench/run_soak_bench.sh
 
+# refresh_product_affinity() against the bare self-join and the analyst's SQL (test/bench/README_affinity.md)
+.PHONY: bench-affinity
+bench-affinity: deps all
+	$(MAKE) install
+	test/bench/run_affinity_bench.sh
+
 # the regression suite against a server under valgrind (test/valgrind/run_valgrind.sh)
 valgrind: deps all
 	$(MAKE) install
