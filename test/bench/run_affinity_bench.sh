@@ -166,7 +166,7 @@ report=$(
 	echo "- size: $n_items order items, $n_orders orders, $n_customers customers, $n_products products (generated in ${gen_s}s)"
 	echo "- refresh: window '$AFF_BENCH_WINDOW', min_support $AFF_BENCH_MIN_SUPPORT, min_confidence $AFF_BENCH_MIN_CONFIDENCE: $kept pairs kept ($kinds); the bare self-join has $baseline_pairs unordered pairs"
 	echo "- check: $agree"
-	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))," \
 		"$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory;" \
 		"load average $load_before at the start, $load_after at the end"
 	echo "- server: $(sql 'SELECT version()')"
