@@ -7,6 +7,11 @@ SET TimeZone = 'UTC';
 CREATE TABLE aff_orders (order_id int PRIMARY KEY, customer_id text, ordered_at timestamptz, amount numeric);
 CREATE TABLE aff_items (order_id int REFERENCES aff_orders, product_id text, quantity int);
 CREATE INDEX ON aff_items (order_id);
+-- the products (and their cycles) of the tests before are put aside and back at the end
+CREATE TEMP TABLE aff_saved_products AS SELECT * FROM post_purchase.products;
+CREATE TEMP TABLE aff_saved_cycles AS SELECT * FROM post_purchase.product_cycles;
+DELETE FROM post_purchase.products;
+DELETE FROM post_purchase.product_cycles;
 -- coffee lasts 30 days a unit, filters 200; tea has no name; gift is not a known product
 INSERT INTO post_purchase.products VALUES ('coffee', 'Coffee beans', 30), ('filters', 'Paper filters', 200),
 	('mugs', 'Mugs', NULL), ('tea', NULL, NULL);
@@ -91,7 +96,7 @@ SELECT post_purchase.refresh_product_affinity() AS pairs_kept;
 -- before day +100, so not recommended.
 SELECT product_id, name, round(score::numeric, 6) AS score, because_of, reason
 FROM post_purchase.recommend_products('c1', 10);
-SELECT round(8/9::float8, 6) AS tea, round(32/45::float8, 6) AS coffee, round(8/25::float8, 6) AS gift, round(8/27::float8, 6) AS mugs;
+SELECT round(8/9., 6) AS tea, round(32/45., 6) AS coffee, round(8/25., 6) AS gift, round(8/27., 6) AS mugs;
 -- c4 (tea and mugs 40 days ago, coffee 5 days ago: recent, left out):
 -- mugs via tea (1 x 8/3; the reason names tea by its id, it has no name),
 -- tea via mugs, filters via coffee (2/5 x 16/15)
@@ -182,3 +187,5 @@ SELECT has_table_privilege('public', 'post_purchase.product_affinity', 'SELECT')
 SELECT post_purchase.untrack_orders('aff_orders');
 DROP TABLE aff_items, aff_orders;
 DELETE FROM post_purchase.products;
+INSERT INTO post_purchase.products SELECT * FROM aff_saved_products;
+INSERT INTO post_purchase.product_cycles SELECT * FROM aff_saved_cycles;
