@@ -13,7 +13,8 @@
 -- sequence: per customer, B follows A when the customer bought B at some
 --   time in (tA, tA + window] after some purchase of A at tA (ordered_at,
 --   microseconds; the same order, or another at the same instant, is not
---   "after").  total = C, the customers with at least one tracked item;
+--   "after"; tA + window is computed in UTC, so a day is 24 hours whatever
+--   the session's TimeZone).  total = C, the customers with at least one tracked item;
 --   a_count = customers who bought A, b_count = customers who bought B,
 --   pair_count = customers in whom B followed A.
 -- For both: support = pair_count / total, confidence(A -> B) = pair_count /
@@ -134,7 +135,7 @@ CREATE FUNCTION post_purchase.refresh_product_affinity(affinity_window interval 
 													   min_support double precision DEFAULT NULL,
 													   min_confidence double precision DEFAULT NULL)
 	RETURNS bigint
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'
 	AS $$
 DECLARE
 	p record;
