@@ -68,6 +68,7 @@ SQL_PARTS = \
 	src/customer_metrics.sql \
 	src/segments.sql \
 	src/order_items.sql \
+	src/affinity.sql \
 	src/worker.sql \
 	src/outbox.sql \
 	src/journeys.sql \
@@ -101,6 +102,8 @@ override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
 REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox progress answers
+# complementary products (src/affinity.sql)
+REGRESS += affinity
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
@@ -167,6 +170,12 @@ bench-journeys: deps all
 bench-soak: deps all
 	$(MAKE) install
 	test/bench/run_soak_bench.sh
+
+# refresh_product_affinity() against the bare self-join and the analyst's SQL (test/bench/README_affinity.md)
+.PHONY: bench-affinity
+bench-affinity: deps all
+	$(MAKE) install
+	test/bench/run_affinity_bench.sh
 
 # the regression suite against a server under valgrind (test/valgrind/run_valgrind.sh)
 valgrind: deps all

@@ -992,7 +992,7 @@ INSERT INTO post_purchase.journey_steps (journey, step, position, delay, channel
 	('review_request', 'review_request', 1, '14 days', 'email', 'review_request',
 	 '{"subject": "How do you like it?", "order": "{{order}}"}'),
 	('cross_sell', 'cross_sell', 1, '30 days', 'preferred', 'cross_sell',
-	 '{"subject": "Picked for you", "customer_id": "{{customer_id}}", "rfm_segment": "{{customer.rfm_segment}}"}'),
+	 '{"subject": "Picked for you", "customer_id": "{{customer_id}}", "rfm_segment": "{{customer.rfm_segment}}", "recommendations": "{{recommendations}}"}'),
 	('loyalty_invite', 'loyalty_invite', 1, '0', 'email', 'loyalty_invite',
 	 '{"subject": "Join our loyalty program", "orders": "{{customer.orders}}"}'),
 	('replenishment_reminder', 'replenishment_reminder', 1, '0', 'preferred', 'replenishment_reminder',

@@ -15,6 +15,11 @@
  * (customer_id, journey, ...) as arguments instead of an object built for
  * every message: building and merging that object cost a tenth of a
  * drained step, for the two or three fields a template uses.
+ *
+ * render_message() knows one name more, {{recommendations}}: the
+ * customer's complementary products (recommendations_json(customer_id),
+ * src/affinity.sql), queried only when a template uses it, once per
+ * message, so the messages that do not use it pay nothing.
  */
 #include "postgres.h"
 
@@ -26,6 +31,8 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/uuid.h"
+
+#include "trigger_support.h"
 
 PG_FUNCTION_INFO_V1(render_payload);
 PG_FUNCTION_INFO_V1(render_message);
@@ -63,7 +70,14 @@ typedef struct RenderContext
 {
 	JsonbContainer *object;
 	FunctionCallInfo fields;
+	Jsonb	  **recommendations;	/* render_message(): computed on first use */
 } RenderContext;
+
+/* the field render_message() computes rather than takes */
+#define RECOMMENDATIONS_FIELD "recommendations"
+#define CUSTOMER_ID_ARG (FIRST_FIELD_ARG + 1)
+
+static SPIPlanPtr recommendations_plan;
 
 /* Length of the placeholder at s ("{{ name.path }}"), 0 if there is none; *path, *path_len: the name. */
 static int
@@ -101,10 +115,49 @@ jsonb_as_value(Jsonb *jsonb, JsonbValue *result)
 	result->val.binary.len = VARSIZE(jsonb) - VARHDRSZ;
 }
 
+/*
+ * The customer's recommendations as a JSON array, once per message: run as
+ * the caller (the workers), through a plan kept for the backend's life.
+ */
+static Jsonb *
+customer_recommendations(FunctionCallInfo fcinfo)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {PG_GETARG_DATUM(CUSTOMER_ID_ARG)};
+	Datum		value;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(kept_plan(&recommendations_plan,
+								   "SELECT post_purchase.recommendations_json($1)", 1, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not compute the customer's recommendations");
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "recommendations_json returned NULL");
+	/* copied out of SPI's memory, which SPI_finish frees */
+	value = SPI_datumTransfer(value, false, -1);
+	SPI_finish();
+	return DatumGetJsonbP(value);
+}
+
 /* render_message()'s field of this name as a value, as to_jsonb() makes it; false if there is none. */
 static bool
-lookup_field(FunctionCallInfo fcinfo, const char *name, int name_len, JsonbValue *result)
+lookup_field(const RenderContext *context, const char *name, int name_len, JsonbValue *result)
 {
+	FunctionCallInfo fcinfo = context->fields;
+
+	if (name_len == strlen(RECOMMENDATIONS_FIELD) && memcmp(name, RECOMMENDATIONS_FIELD, name_len) == 0)
+	{
+		/* no customer, no recommendations: the path leads nowhere */
+		if (PG_ARGISNULL(CUSTOMER_ID_ARG))
+			return false;
+		if (*context->recommendations == NULL)
+			*context->recommendations = customer_recommendations(fcinfo);
+		jsonb_as_value(*context->recommendations, result);
+		return true;
+	}
 	for (int i = 0; i < lengthof(message_fields); i++)
 	{
 		int			arg = FIRST_FIELD_ARG + i;
@@ -176,7 +229,7 @@ lookup_path(const RenderContext *context, const char *path, int path_len, JsonbV
 		{
 			if ((context->object == NULL ||
 				 getKeyJsonValueFromContainer(context->object, path, end, result) == NULL) &&
-				(context->fields == NULL || !lookup_field(context->fields, path, end, result)))
+				(context->fields == NULL || !lookup_field(context, path, end, result)))
 				return false;
 		}
 		else if (result->type != jbvBinary || !JsonContainerIsObject(result->val.binary.data) ||
@@ -317,7 +370,7 @@ object_of(Jsonb *context)
 Datum
 render_payload(PG_FUNCTION_ARGS)
 {
-	RenderContext context = {object_of(PG_GETARG_JSONB_P(1)), NULL};
+	RenderContext context = {object_of(PG_GETARG_JSONB_P(1)), NULL, NULL};
 
 	PG_RETURN_JSONB_P(render(PG_GETARG_JSONB_P(0), &context));
 }
@@ -327,13 +380,15 @@ render_payload(PG_FUNCTION_ARGS)
  * variant, channel, address, enrollment_id, enrolled_at, message_id): the same as
  * render_payload(template, jsonb_build_object('customer', customer,
  * 'customer_id', customer_id, ...) || context) for an object context (the
- * context's keys win), without building that object.  Not strict: any
+ * context's keys win), without building that object, and with
+ * {{recommendations}} besides (see the top of the file).  Not strict: any
  * field may be NULL; a NULL template renders to NULL.
  */
 Datum
 render_message(PG_FUNCTION_ARGS)
 {
-	RenderContext context = {NULL, fcinfo};
+	Jsonb	   *recommendations = NULL;
+	RenderContext context = {NULL, fcinfo, &recommendations};
 
 	if (PG_NARGS() != FIRST_FIELD_ARG + lengthof(message_fields))
 		elog(ERROR, "render_message() takes %d arguments", FIRST_FIELD_ARG + (int) lengthof(message_fields));

@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(67);
+SELECT plan(70);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -247,6 +247,27 @@ SELECT is_empty(
 						'forget_survey_answers', 'track_answers_trigger', 'track_answers_truncate')
 		AND (provolatile <> 'v' OR has_function_privilege('public', oid, 'EXECUTE'))$$,
 	'they are VOLATILE and not executable by PUBLIC');
+-- Complementary products (issue 20): the refresh and the recommendations
+-- read and write customers' purchases, so none is PUBLIC's; the refresh is
+-- VOLATILE, the readers STABLE (a payload renders within one snapshot).
+SELECT is(ARRAY(SELECT to_regprocedure(f)::text FROM unnest(ARRAY[
+			'post_purchase.refresh_product_affinity(interval, double precision, double precision)',
+			'post_purchase.recommend_products(text, integer)',
+			'post_purchase.recommendations_json(text, integer)']) f),
+	ARRAY['post_purchase.refresh_product_affinity(interval,double precision,double precision)',
+		  'post_purchase.recommend_products(text,integer)',
+		  'post_purchase.recommendations_json(text,integer)'],
+	'refresh_product_affinity, recommend_products and recommendations_json exist with these signatures');
+SELECT is_empty(
+	$$SELECT oid::regprocedure FROM ext_proc
+	  WHERE proname IN ('refresh_product_affinity', 'recommend_products', 'recommendations_json',
+						'affinity_setting', 'affinity_parameters')
+		AND (has_function_privilege('public', oid, 'EXECUTE')
+			 OR provolatile <> CASE WHEN proname = 'refresh_product_affinity' THEN 'v' ELSE 's' END)$$,
+	'they are not executable by PUBLIC; the refresh is VOLATILE, the rest STABLE');
+SELECT ok(NOT has_table_privilege('public', 'post_purchase.product_affinity', 'SELECT')
+		  AND NOT has_table_privilege('public', 'post_purchase.product_affinity', 'INSERT,UPDATE,DELETE,TRUNCATE'),
+	'product_affinity grants nothing to PUBLIC (readers are granted SELECT by the DBA)');
 
 -- Every metric is callable by a role with no privileges of its own.  pgTAP's
 -- bookkeeping tables belong to the test's superuser, so the role records what
