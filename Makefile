@@ -22,6 +22,7 @@ OBJS = \
 	src/post_purchase.o \
 	src/amount.o \
 	src/dayset.o \
+	src/state_type.o \
 	src/nps.o \
 	src/survey.o \
 	src/rfm.o \
