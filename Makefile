@@ -92,7 +92,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel state_types outbox
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)
 REGRESS += cdnow cdnow_models
 else
