@@ -1445,6 +1445,7 @@ CREATE AGGREGATE post_purchase.csat(score integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -1456,6 +1457,7 @@ CREATE AGGREGATE post_purchase.csat(score integer, scale integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -1467,6 +1469,7 @@ CREATE AGGREGATE post_purchase.csat_summary(score integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_summary_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -1478,6 +1481,7 @@ CREATE AGGREGATE post_purchase.csat_summary(score integer, scale integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_summary_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -1489,6 +1493,7 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer) (
 	SFUNC = post_purchase.ces_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.ces_summary_state_final,
 	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE
@@ -1500,6 +1505,7 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 	SFUNC = post_purchase.ces_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.ces_summary_state_final,
 	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE
@@ -1552,6 +1558,7 @@ CREATE OR REPLACE AGGREGATE post_purchase.nps(score integer) (
 	SFUNC = post_purchase.nps_state_accum,
 	STYPE = post_purchase.nps_state,
 	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
 	FINALFUNC = post_purchase.nps_state_final,
 	COMBINEFUNC = post_purchase.nps_state_combine,
 	PARALLEL = SAFE
@@ -1560,6 +1567,7 @@ CREATE OR REPLACE AGGREGATE post_purchase.nps_summary(score integer) (
 	SFUNC = post_purchase.nps_state_accum,
 	STYPE = post_purchase.nps_state,
 	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
 	FINALFUNC = post_purchase.nps_summary_state_final,
 	COMBINEFUNC = post_purchase.nps_state_combine,
 	PARALLEL = SAFE

@@ -49,6 +49,7 @@ CREATE AGGREGATE post_purchase.nps(score integer) (
 	SFUNC = post_purchase.nps_state_accum,
 	STYPE = post_purchase.nps_state,
 	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
 	FINALFUNC = post_purchase.nps_state_final,
 	COMBINEFUNC = post_purchase.nps_state_combine,
 	PARALLEL = SAFE
@@ -60,6 +61,7 @@ CREATE AGGREGATE post_purchase.nps_summary(score integer) (
 	SFUNC = post_purchase.nps_state_accum,
 	STYPE = post_purchase.nps_state,
 	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
 	FINALFUNC = post_purchase.nps_summary_state_final,
 	COMBINEFUNC = post_purchase.nps_state_combine,
 	PARALLEL = SAFE

@@ -78,11 +78,13 @@ static ExpandedAggState *
 agg_state_alloc(FunctionCallInfo fcinfo, const AggStateKind *kind)
 {
 	MemoryContext aggcxt;
-	MemoryContext cxt = in_aggregate(fcinfo, &aggcxt) ? states_context(aggcxt) : CurrentMemoryContext;
+	bool		owned = in_aggregate(fcinfo, &aggcxt);
+	MemoryContext cxt = owned ? states_context(aggcxt) : CurrentMemoryContext;
 	ExpandedAggState *e = MemoryContextAllocZero(cxt, MAXALIGN(sizeof(ExpandedAggState)) + kind->size);
 
 	EOH_init_header(&e->hdr, &agg_state_methods, cxt);
 	e->kind = kind;
+	e->in_aggregate = owned;
 	e->flat.data = NULL;
 	return e;
 }
@@ -189,7 +191,7 @@ agg_state_result(FunctionCallInfo fcinfo, ExpandedAggState *e)
 	Size		size;
 	void	   *flat;
 
-	if (e->hdr.eoh_context->name == states_context_name)
+	if (likely(e->in_aggregate))
 		return EOHPGetRWDatum(&e->hdr);
 	size = EOH_get_flat_size(&e->hdr);
 	flat = palloc(size);

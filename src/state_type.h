@@ -32,7 +32,10 @@
  *
  * - fixed-size counters (nps, csat/ces): a flat varlena, updated in place
  *   when the function runs as an aggregate's transition, as PostgreSQL's
- *   float8_accum does with its array; the aggregate owns that copy.
+ *   float8_accum does with its array; the aggregate owns that copy.  The
+ *   aggregates give an INITCOND (the empty state), so the executor makes
+ *   each group's state in the aggregate's memory, with one allocation as
+ *   before; without it, the first row's new state would be copied again.
  *
  * - growing states (rfm_summary, purchase_cycle, the model fits): an
  *   expanded object (utils/expandeddatum.h) wrapping the same C structs as
@@ -70,6 +73,7 @@ typedef struct ExpandedAggState
 {
 	ExpandedObjectHeader hdr;
 	const AggStateKind *kind;
+	bool		in_aggregate;	/* lives in an aggregate's states context */
 	StringInfoData flat;		/* flat image being handed out, or data NULL */
 	/* the kind's struct follows, MAXALIGNed */
 } ExpandedAggState;

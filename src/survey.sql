@@ -76,6 +76,7 @@ CREATE AGGREGATE post_purchase.csat(score integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -87,6 +88,7 @@ CREATE AGGREGATE post_purchase.csat(score integer, scale integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -98,6 +100,7 @@ CREATE AGGREGATE post_purchase.csat_summary(score integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_summary_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -109,6 +112,7 @@ CREATE AGGREGATE post_purchase.csat_summary(score integer, scale integer) (
 	SFUNC = post_purchase.csat_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.csat_summary_state_final,
 	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
@@ -120,6 +124,7 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer) (
 	SFUNC = post_purchase.ces_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.ces_summary_state_final,
 	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE
@@ -131,6 +136,7 @@ CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
 	SFUNC = post_purchase.ces_state_accum,
 	STYPE = post_purchase.survey_state,
 	SSPACE = 96,
+	INITCOND = '\x00000000',
 	FINALFUNC = post_purchase.ces_summary_state_final,
 	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE

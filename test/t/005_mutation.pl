@@ -128,35 +128,36 @@ SELECT m IS NULL OR (m.p > 0 AND m.p < 'Infinity' AND m.q > 0 AND m.q < 'Infinit
 
 -- The aggregates of 1.0 have "internal" states; 1.1's have types of their
 -- own (issue 22), but the module keeps 1.0's functions for databases still
--- at 1.0.  They are declared here to feed them states as bytes, as before.
+-- at 1.0.  They are declared here, as 1.0 declares them, to feed them
+-- states as bytes, as before.
 CREATE FUNCTION mut.nps_accum(internal, integer) RETURNS internal AS '$libdir/post_purchase', 'nps_accum' LANGUAGE C;
 CREATE FUNCTION mut.nps_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'nps_combine' LANGUAGE C;
-CREATE FUNCTION mut.nps_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'nps_serialize' LANGUAGE C;
-CREATE FUNCTION mut.nps_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'nps_deserialize' LANGUAGE C;
+CREATE FUNCTION mut.nps_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'nps_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.nps_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'nps_deserialize' LANGUAGE C STRICT;
 CREATE FUNCTION mut.nps_final(internal) RETURNS numeric AS '$libdir/post_purchase', 'nps_final' LANGUAGE C;
 CREATE FUNCTION mut.nps_summary_final(internal) RETURNS post_purchase.nps_result AS '$libdir/post_purchase', 'nps_summary_final' LANGUAGE C;
 CREATE FUNCTION mut.rfm_summary_accum(internal, timestamptz, numeric, timestamptz, interval) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_accum' LANGUAGE C;
 CREATE FUNCTION mut.rfm_summary_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_combine' LANGUAGE C;
-CREATE FUNCTION mut.rfm_summary_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'rfm_summary_serialize' LANGUAGE C;
-CREATE FUNCTION mut.rfm_summary_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_deserialize' LANGUAGE C;
+CREATE FUNCTION mut.rfm_summary_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'rfm_summary_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.rfm_summary_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_deserialize' LANGUAGE C STRICT;
 CREATE FUNCTION mut.rfm_summary_final(internal) RETURNS post_purchase.rfm_result AS '$libdir/post_purchase', 'rfm_summary_final' LANGUAGE C;
 CREATE FUNCTION mut.purchase_cycle_accum(internal, timestamptz) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_accum' LANGUAGE C;
 CREATE FUNCTION mut.purchase_cycle_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_combine' LANGUAGE C;
-CREATE FUNCTION mut.purchase_cycle_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'purchase_cycle_serialize' LANGUAGE C;
-CREATE FUNCTION mut.purchase_cycle_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_deserialize' LANGUAGE C;
+CREATE FUNCTION mut.purchase_cycle_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'purchase_cycle_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.purchase_cycle_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_deserialize' LANGUAGE C STRICT;
 CREATE FUNCTION mut.purchase_cycle_final(internal) RETURNS post_purchase.purchase_cycle_result AS '$libdir/post_purchase', 'purchase_cycle_final' LANGUAGE C;
 CREATE FUNCTION mut.bgnbd_fit_accum(internal, float8, float8, float8, float8) RETURNS internal AS '$libdir/post_purchase', 'bgnbd_fit_accum' LANGUAGE C;
 CREATE FUNCTION mut.bgnbd_fit_final(internal) RETURNS post_purchase.bgnbd_model AS '$libdir/post_purchase', 'bgnbd_fit_final' LANGUAGE C;
 CREATE FUNCTION mut.gamma_gamma_fit_accum(internal, float8, float8, float8) RETURNS internal AS '$libdir/post_purchase', 'gamma_gamma_fit_accum' LANGUAGE C;
 CREATE FUNCTION mut.gamma_gamma_fit_final(internal) RETURNS post_purchase.gamma_gamma_model AS '$libdir/post_purchase', 'gamma_gamma_fit_final' LANGUAGE C;
 CREATE FUNCTION mut.model_fit_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'model_fit_combine' LANGUAGE C;
-CREATE FUNCTION mut.model_fit_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'model_fit_serialize' LANGUAGE C;
-CREATE FUNCTION mut.model_fit_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'model_fit_deserialize' LANGUAGE C;
+CREATE FUNCTION mut.model_fit_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'model_fit_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.model_fit_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'model_fit_deserialize' LANGUAGE C STRICT;
 CREATE FUNCTION mut.csat_accum(internal, integer, integer) RETURNS internal AS '$libdir/post_purchase', 'csat_accum' LANGUAGE C;
 CREATE FUNCTION mut.csat_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'csat_combine' LANGUAGE C;
 CREATE FUNCTION mut.ces_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'ces_combine' LANGUAGE C;
-CREATE FUNCTION mut.survey_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'survey_serialize' LANGUAGE C;
-CREATE FUNCTION mut.survey_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'survey_deserialize' LANGUAGE C;
+CREATE FUNCTION mut.survey_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'survey_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.survey_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'survey_deserialize' LANGUAGE C STRICT;
 CREATE FUNCTION mut.csat_final(internal) RETURNS numeric AS '$libdir/post_purchase', 'csat_final' LANGUAGE C;
 CREATE FUNCTION mut.csat_summary_final(internal) RETURNS post_purchase.csat_result AS '$libdir/post_purchase', 'csat_summary_final' LANGUAGE C;
 CREATE FUNCTION mut.ces_summary_final(internal) RETURNS post_purchase.ces_result AS '$libdir/post_purchase', 'ces_summary_final' LANGUAGE C;
