@@ -54,7 +54,7 @@ model_fit_read(StringInfo buf, void *arg, MemoryContext cxt)
  * model_fit_serialize writes for the "internal" state of 1.0.
  */
 const AggStateKind model_fit_kind = {
-	"model_fit_state", sizeof(ModelFitState), model_fit_kind_init, model_fit_write, model_fit_read
+	AGG_STATE_METHODS, "model_fit_state", sizeof(ModelFitState), model_fit_kind_init, model_fit_write, model_fit_read
 };
 
 static ModelFitState *

@@ -57,7 +57,7 @@ static void cycle_kind_init(void *state, MemoryContext cxt);
  * purchase_cycle_serialize writes for the "internal" state of 1.0.
  */
 static const AggStateKind cycle_kind = {
-	"purchase_cycle_state", sizeof(CycleState), cycle_kind_init, cycle_write, cycle_read
+	AGG_STATE_METHODS, "purchase_cycle_state", sizeof(CycleState), cycle_kind_init, cycle_write, cycle_read
 };
 
 static bool

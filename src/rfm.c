@@ -96,7 +96,7 @@ static void rfm_kind_init(void *state, MemoryContext cxt);
  * rfm_summary_serialize writes for the "internal" state of 1.0.
  */
 static const AggStateKind rfm_kind = {
-	"rfm_summary_state", sizeof(RfmState), rfm_kind_init, rfm_write, rfm_read
+	AGG_STATE_METHODS, "rfm_summary_state", sizeof(RfmState), rfm_kind_init, rfm_write, rfm_read
 };
 
 /* An interval as a number of days, months counted as 30 days like SQL does. */

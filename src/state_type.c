@@ -22,13 +22,6 @@ static const char states_context_name[] = "post_purchase aggregate states";
 /* children of an aggregate context looked at before making another one */
 #define STATES_CONTEXT_SEARCH 8
 
-static Size agg_state_get_flat_size(ExpandedObjectHeader *eohptr);
-static void agg_state_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated_size);
-
-static const ExpandedObjectMethods agg_state_methods = {
-	agg_state_get_flat_size,
-	agg_state_flatten_into
-};
 
 bool
 in_aggregate(FunctionCallInfo fcinfo, MemoryContext *aggcxt)
@@ -78,14 +71,10 @@ static ExpandedAggState *
 agg_state_alloc(FunctionCallInfo fcinfo, const AggStateKind *kind)
 {
 	MemoryContext aggcxt;
-	bool		owned = in_aggregate(fcinfo, &aggcxt);
-	MemoryContext cxt = owned ? states_context(aggcxt) : CurrentMemoryContext;
+	MemoryContext cxt = in_aggregate(fcinfo, &aggcxt) ? states_context(aggcxt) : CurrentMemoryContext;
 	ExpandedAggState *e = MemoryContextAllocZero(cxt, MAXALIGN(sizeof(ExpandedAggState)) + kind->size);
 
-	EOH_init_header(&e->hdr, &agg_state_methods, cxt);
-	e->kind = kind;
-	e->in_aggregate = owned;
-	e->flat.data = NULL;
+	EOH_init_header(&e->hdr, &kind->methods, cxt);
 	return e;
 }
 
@@ -125,7 +114,7 @@ our_expanded(Datum value, const AggStateKind *kind)
 	if (!VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(value)))
 		return NULL;
 	e = (ExpandedAggState *) DatumGetEOHP(value);
-	if (e->hdr.eoh_methods != &agg_state_methods || e->kind != kind)
+	if (e->hdr.eoh_methods != &kind->methods)
 		return NULL;
 	return e;
 }
@@ -146,15 +135,7 @@ agg_state_for_update(FunctionCallInfo fcinfo, int argno, const AggStateKind *kin
 	value = PG_GETARG_DATUM(argno);
 	if (VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(value)) &&
 		(e = our_expanded(value, kind)) != NULL)
-	{
-		/* a flat image handed out before this change would be stale */
-		if (unlikely(e->flat.data != NULL))
-		{
-			pfree(e->flat.data);
-			e->flat.data = NULL;
-		}
 		return e;
-	}
 	e = agg_state_alloc(fcinfo, kind);
 	read_flat(value, kind, EXPANDED_AGG_STATE_DATA(e), e->hdr.eoh_context);
 	return e;
@@ -191,7 +172,7 @@ agg_state_result(FunctionCallInfo fcinfo, ExpandedAggState *e)
 	Size		size;
 	void	   *flat;
 
-	if (likely(e->in_aggregate))
+	if (likely(e->hdr.eoh_context->name == states_context_name))
 		return EOHPGetRWDatum(&e->hdr);
 	size = EOH_get_flat_size(&e->hdr);
 	flat = palloc(size);
@@ -201,37 +182,44 @@ agg_state_result(FunctionCallInfo fcinfo, ExpandedAggState *e)
 
 /*
  * The flat form: a varlena of the kind's binary form.  The executor asks
- * for the size, then for the bytes, so the image is made once and kept in
- * between.
+ * for the size, then for the bytes (forming the Partial Aggregate's output
+ * tuple, or a copy); the form is written for each, not kept in the object,
+ * whose every byte is paid for per group.
  */
-static Size
+static const AggStateKind *
+kind_of(ExpandedAggState *e)
+{
+	/* the methods are the kind's first member */
+	return (const AggStateKind *) e->hdr.eoh_methods;
+}
+
+Size
 agg_state_get_flat_size(ExpandedObjectHeader *eohptr)
 {
 	ExpandedAggState *e = (ExpandedAggState *) eohptr;
+	StringInfoData buf;
+	Size		size;
 
-	if (e->flat.data == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(e->hdr.eoh_context);
-
-		pq_begintypsend(&e->flat);
-		MemoryContextSwitchTo(old);
-		e->kind->write(&e->flat, EXPANDED_AGG_STATE_DATA(e));
-	}
-	return e->flat.len;
+	pq_begintypsend(&buf);
+	kind_of(e)->write(&buf, EXPANDED_AGG_STATE_DATA(e));
+	size = buf.len;
+	pfree(buf.data);
+	return size;
 }
 
-static void
+void
 agg_state_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated_size)
 {
 	ExpandedAggState *e = (ExpandedAggState *) eohptr;
+	StringInfoData buf;
 
-	if (e->flat.data == NULL)
-		(void) agg_state_get_flat_size(eohptr);
-	Assert(allocated_size == (Size) e->flat.len);
-	memcpy(result, e->flat.data, e->flat.len);
-	SET_VARSIZE(result, e->flat.len);
-	pfree(e->flat.data);
-	e->flat.data = NULL;
+	pq_begintypsend(&buf);
+	kind_of(e)->write(&buf, EXPANDED_AGG_STATE_DATA(e));
+	if ((Size) buf.len != allocated_size)
+		elog(ERROR, "aggregate state changed size while flattened");
+	memcpy(result, buf.data, buf.len);
+	SET_VARSIZE(result, buf.len);
+	pfree(buf.data);
 }
 
 /* A flat state from its binary form, checked by reading it. */

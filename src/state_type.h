@@ -56,9 +56,14 @@
 #include "lib/stringinfo.h"
 #include "utils/expandeddatum.h"
 
-/* A growing state's kind: how its C struct reads and writes its flat form. */
+/*
+ * A growing state's kind: how its C struct reads and writes its flat form.
+ * Its expanded objects' methods come first, so that an object's
+ * eoh_methods says its kind.
+ */
 typedef struct AggStateKind
 {
+	ExpandedObjectMethods methods;	/* filled in by agg_state_kind_init */
 	const char *name;			/* the SQL type, for messages */
 	Size		size;			/* of the C struct */
 	/* fill a zeroed struct as an empty state, allocating in cxt */
@@ -69,17 +74,25 @@ typedef struct AggStateKind
 	void		(*read) (StringInfo buf, void *state, MemoryContext cxt);
 } AggStateKind;
 
+/*
+ * An expanded state: the header, then at once the kind's struct, so that a
+ * transition touches the memory of one small allocation, as with an
+ * "internal" state (a million groups do not fit in the CPU caches: every
+ * extra cache line a row touches shows).
+ */
 typedef struct ExpandedAggState
 {
 	ExpandedObjectHeader hdr;
-	const AggStateKind *kind;
-	bool		in_aggregate;	/* lives in an aggregate's states context */
-	StringInfoData flat;		/* flat image being handed out, or data NULL */
 	/* the kind's struct follows, MAXALIGNed */
 } ExpandedAggState;
 
 #define EXPANDED_AGG_STATE_DATA(e) \
 	((void *) ((char *) (e) + MAXALIGN(sizeof(ExpandedAggState))))
+
+/* the methods of a kind's expanded objects, for its static definition */
+#define AGG_STATE_METHODS {agg_state_get_flat_size, agg_state_flatten_into}
+extern Size agg_state_get_flat_size(ExpandedObjectHeader *eohptr);
+extern void agg_state_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated_size);
 
 /* Whether the function runs as an aggregate's transition or combine step. */
 extern bool in_aggregate(FunctionCallInfo fcinfo, MemoryContext *aggcxt);

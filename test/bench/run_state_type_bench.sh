@@ -12,14 +12,15 @@
 #
 #   STB_CUSTOMERS, STB_ORDERS, STB_ANSWERS  shop size (200000, 2000000, 1000000)
 #   STB_RUNS   timed runs per query after a warm-up (5)
+#   STB_ONLY   a regular expression: only the queries whose names match it
 #   STB_NOTE   a sentence recorded with the results
 # Needs the build installed (make install).  A few minutes on 2 cores.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 : "${STB_CUSTOMERS:=200000}" "${STB_ORDERS:=2000000}" "${STB_ANSWERS:=1000000}" "${STB_RUNS:=5}"
-: "${STB_RESULTS:=$here/RESULTS_state_types.md}" "${STB_NOTE:=}"
-export STB_CUSTOMERS STB_ORDERS STB_ANSWERS STB_RUNS STB_RESULTS STB_NOTE
+: "${STB_RESULTS:=$here/RESULTS_state_types.md}" "${STB_NOTE:=}" "${STB_ONLY:=.}"
+export STB_CUSTOMERS STB_ORDERS STB_ANSWERS STB_RUNS STB_RESULTS STB_NOTE STB_ONLY
 
 # the settings of run_bench.sh, smaller memory; parallel plans are forced
 # per query below
@@ -146,6 +147,7 @@ INSERT INTO stb.query VALUES
 	('parallel rfm_summary per customer', 'SELECT count(s.*) FROM (SELECT customer_id, %s.rfm_summary(ordered_at, amount, ''2024-01-01'') FROM shop.orders GROUP BY customer_id) s', true),
 	('parallel purchase_cycle per customer', 'SELECT count(s.*) FROM (SELECT customer_id, %s.purchase_cycle(ordered_at) FROM shop.orders GROUP BY customer_id) s', true);
 SQL
+echo "DELETE FROM stb.query WHERE name !~ :'only';" | q -v only="$STB_ONLY"
 
 # the answers first: both sides must agree on every query (group by queries
 # compared group by group)
@@ -194,7 +196,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 report=$(q -At <<SQL
 SELECT format(E'\n## %s: %s\n\n%s customers, %s orders, %s answers; %s runs, best of each.  Machine: %s, %s CPUs; load average before %s, after %s.  Server: $STB_SETTINGS.  %s\n\n| query | state types (ms) | internal (ms) | ratio | within 10%% |\n|---|---:|---:|---:|---|',
-			  to_char(now(), 'YYYY-MM-DD HH24:MI TZ'), version(), '$STB_CUSTOMERS', '$STB_ORDERS', '$STB_ANSWERS', '$STB_RUNS',
+			  to_char(now(), 'YYYY-MM-DD HH24:MI TZ'), version() || CASE WHEN '$STB_ONLY' <> '.' THEN ', only queries matching /$STB_ONLY/' ELSE '' END, '$STB_CUSTOMERS', '$STB_ORDERS', '$STB_ANSWERS', '$STB_RUNS',
 			  '$(uname -n) $(uname -m)', '$(nproc)', '$load_before', '$load_after', '$STB_NOTE')
 UNION ALL
 SELECT * FROM (
