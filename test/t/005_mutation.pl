@@ -1173,7 +1173,7 @@ expect('rfm_summary: a unit that is negative on the whole',
 	'true', 'error 22023');
 
 # purchase_cycle states: last purchase, days
-sub cycle_bytes { my ($last, @days) = @_; return pack('q>l>', $last, scalar @days) . pack('l>*', @days); }
+sub cycle_bytes { my ($last, @days) = @_; return pack('q>l>a*l>', $last, 3, 'UTC', scalar @days) . pack('l>*', @days); }
 expect('purchase_cycle: a valid crafted state',
 	crafted_call('cycle_final', cycle_bytes($obs2030, 10950, 10960, 10980)),
 	q{(r).purchases = 3 AND (r).median_interval = '15 days' AND (r).mean_interval = '15 days'}, 'ok', 1);
