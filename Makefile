@@ -22,6 +22,7 @@ OBJS = \
 	src/post_purchase.o \
 	src/amount.o \
 	src/dayset.o \
+	src/state_type.o \
 	src/nps.o \
 	src/survey.o \
 	src/rfm.o \
@@ -101,7 +102,7 @@ CDNOW_DIR ?= ../shared/data/cdnow
 override CDNOW_DIR := $(abspath $(CDNOW_DIR))
 export CDNOW_DIR
 
-REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel outbox progress answers
+REGRESS = nps survey rfm_summary purchase_cycle rfm_segment bgnbd bgnbd_recovery tracking order_items customer_metrics segments journeys decisions bad_input parallel state_types outbox progress answers
 # complementary products (src/affinity.sql)
 REGRESS += affinity
 ifneq ($(wildcard $(CDNOW_DIR)/CDNOW_sample.txt),)

@@ -87,4 +87,54 @@ SELECT (post_purchase.nps_summary(score)).*,
 	   (post_purchase.rfm_summary(ordered_at, amount, '2024-01-01')).*
 FROM par_small;
 
-DROP TABLE par_orders, par_small;
+-- Issue 22: the model fits and the time-zone forms, serial and forced
+-- parallel (their states cross processes as values of their own types)
+RESET parallel_leader_participation;
+SET max_parallel_workers_per_gather = 0;
+CREATE TABLE par_fit AS
+SELECT (r).frequency::float8 AS frequency, (r).recency AS recency, (r).t AS t,
+	   (r).monetary_value::float8 AS monetary_value
+FROM (SELECT post_purchase.rfm_summary(ordered_at, amount, '2024-01-01') AS r FROM par_orders GROUP BY customer_id) q;
+ANALYZE par_fit;
+CREATE TEMP TABLE serial_fits AS
+SELECT post_purchase.bgnbd_fit(frequency, recency, t) AS bgnbd,
+	   post_purchase.gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE frequency > 0) AS gg
+FROM par_fit;
+CREATE TEMP TABLE serial_zones AS
+SELECT customer_id,
+	   post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '1 day', 'Pacific/Auckland') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at, 'America/Los_Angeles') AS cycle
+FROM par_orders GROUP BY customer_id;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_leader_participation = off;
+EXPLAIN (COSTS OFF)
+SELECT post_purchase.bgnbd_fit(frequency, recency, t) FROM par_fit;
+SELECT post_purchase.bgnbd_fit(frequency, recency, t) = s.bgnbd AS bgnbd_same,
+	   post_purchase.gamma_gamma_fit(frequency, monetary_value) FILTER (WHERE frequency > 0) = s.gg AS gg_same
+FROM par_fit, serial_fits s
+GROUP BY s.bgnbd, s.gg;
+EXPLAIN (COSTS OFF)
+SELECT customer_id, post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '1 day', 'Pacific/Auckland'),
+	   post_purchase.purchase_cycle(ordered_at, 'America/Los_Angeles')
+FROM par_orders GROUP BY customer_id;
+-- the session's zone is not the one given: nothing of it counts
+SET TimeZone = 'Asia/Kolkata';
+CREATE TEMP TABLE parallel_zones AS
+SELECT customer_id,
+	   post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '1 day', 'Pacific/Auckland') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at, 'America/Los_Angeles') AS cycle
+FROM par_orders GROUP BY customer_id;
+SET TimeZone = 'UTC';
+SELECT (SELECT count(*) FROM serial_zones) AS customers,
+	   (SELECT count(*) FROM (SELECT * FROM serial_zones EXCEPT SELECT * FROM parallel_zones) d) AS missing,
+	   (SELECT count(*) FROM (SELECT * FROM parallel_zones EXCEPT SELECT * FROM serial_zones) d) AS extra;
+-- and the zone matters: for some customers Auckland's days are not UTC's
+SELECT count(*) > 0 AS zone_matters
+FROM serial_zones z
+JOIN (SELECT customer_id, post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '1 day', 'UTC') AS rfm
+	  FROM par_orders GROUP BY customer_id) u USING (customer_id)
+WHERE z.rfm IS DISTINCT FROM u.rfm;
+RESET parallel_leader_participation;
+SET max_parallel_workers_per_gather = 0;
+
+DROP TABLE par_orders, par_small, par_fit;

@@ -1428,107 +1428,408 @@ CREATE TYPE post_purchase.ces_result AS (
 COMMENT ON TYPE post_purchase.ces_result IS
 	'ces_summary: answers, low-effort answers (above the midpoint) and their percent, mean answer (the CES), 95% t interval of the mean';
 
-CREATE FUNCTION post_purchase.csat_accum(internal, integer) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.csat_accum(internal, integer, integer) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.ces_accum(internal, integer) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.ces_accum(internal, integer, integer) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.csat_combine(internal, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.ces_combine(internal, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.survey_serialize(internal) RETURNS bytea
+-- The aggregates' state is a type of its own, not "internal", so that Citus
+-- splits them into a partial aggregate per shard and a combine on the
+-- coordinator (src/state_type.h says what it requires).
+CREATE TYPE post_purchase.survey_state;
+CREATE FUNCTION post_purchase.survey_state_in(cstring) RETURNS post_purchase.survey_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION post_purchase.survey_deserialize(bytea, internal) RETURNS internal
+CREATE FUNCTION post_purchase.survey_state_out(post_purchase.survey_state) RETURNS cstring
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION post_purchase.csat_final(internal) RETURNS numeric
+CREATE FUNCTION post_purchase.survey_state_recv(internal) RETURNS post_purchase.survey_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.survey_state_send(post_purchase.survey_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.survey_state (
+	INPUT = post_purchase.survey_state_in,
+	OUTPUT = post_purchase.survey_state_out,
+	RECEIVE = post_purchase.survey_state_recv,
+	SEND = post_purchase.survey_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = plain
+);
+COMMENT ON TYPE post_purchase.survey_state IS
+	'the state of csat, csat_summary and ces_summary: the scale and the count of each answer; text form \x and hex';
+
+CREATE FUNCTION post_purchase.csat_state_accum(post_purchase.survey_state, integer) RETURNS post_purchase.survey_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.csat_summary_final(internal) RETURNS post_purchase.csat_result
+CREATE FUNCTION post_purchase.csat_state_accum(post_purchase.survey_state, integer, integer)
+	RETURNS post_purchase.survey_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.ces_summary_final(internal) RETURNS post_purchase.ces_result
+CREATE FUNCTION post_purchase.ces_state_accum(post_purchase.survey_state, integer) RETURNS post_purchase.survey_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_state_accum(post_purchase.survey_state, integer, integer)
+	RETURNS post_purchase.survey_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_state_combine(post_purchase.survey_state, post_purchase.survey_state)
+	RETURNS post_purchase.survey_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_state_combine(post_purchase.survey_state, post_purchase.survey_state)
+	RETURNS post_purchase.survey_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_state_final(post_purchase.survey_state) RETURNS numeric
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.csat_summary_state_final(post_purchase.survey_state) RETURNS post_purchase.csat_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.ces_summary_state_final(post_purchase.survey_state) RETURNS post_purchase.ces_result
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE AGGREGATE post_purchase.csat(score integer) (
-	SFUNC = post_purchase.csat_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.csat_final,
-	COMBINEFUNC = post_purchase.csat_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.csat_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.csat_state_final,
+	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.csat(integer) IS
 	'CSAT in percent of 1-5 answers: the share of satisfied answers (4-5)';
 
 CREATE AGGREGATE post_purchase.csat(score integer, scale integer) (
-	SFUNC = post_purchase.csat_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.csat_final,
-	COMBINEFUNC = post_purchase.csat_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.csat_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.csat_state_final,
+	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.csat(integer, integer) IS
 	'CSAT in percent of answers on a 3, 5, 7 or 10-point scale: the share of the top-2 box (the top box of 3)';
 
 CREATE AGGREGATE post_purchase.csat_summary(score integer) (
-	SFUNC = post_purchase.csat_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.csat_summary_final,
-	COMBINEFUNC = post_purchase.csat_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.csat_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.csat_summary_state_final,
+	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.csat_summary(integer) IS
 	'CSAT of 1-5 answers with responses, satisfied, mean and the 95% Wilson interval';
 
 CREATE AGGREGATE post_purchase.csat_summary(score integer, scale integer) (
-	SFUNC = post_purchase.csat_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.csat_summary_final,
-	COMBINEFUNC = post_purchase.csat_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.csat_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.csat_summary_state_final,
+	COMBINEFUNC = post_purchase.csat_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.csat_summary(integer, integer) IS
 	'CSAT on a 3, 5, 7 or 10-point scale with responses, satisfied, mean and the 95% Wilson interval';
 
 CREATE AGGREGATE post_purchase.ces_summary(score integer) (
-	SFUNC = post_purchase.ces_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.ces_summary_final,
-	COMBINEFUNC = post_purchase.ces_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.ces_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.ces_summary_state_final,
+	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer) IS
 	'customer effort of 1-7 CES 2.0 answers (7: strongly agree it was easy): mean, low-effort (5-7) share, 95% t interval of the mean';
 
 CREATE AGGREGATE post_purchase.ces_summary(score integer, scale integer) (
-	SFUNC = post_purchase.ces_accum,
-	STYPE = internal,
-	SSPACE = 88,
-	FINALFUNC = post_purchase.ces_summary_final,
-	COMBINEFUNC = post_purchase.ces_combine,
-	SERIALFUNC = post_purchase.survey_serialize,
-	DESERIALFUNC = post_purchase.survey_deserialize,
+	SFUNC = post_purchase.ces_state_accum,
+	STYPE = post_purchase.survey_state,
+	SSPACE = 96,
+	INITCOND = '\x00000000',
+	FINALFUNC = post_purchase.ces_summary_state_final,
+	COMBINEFUNC = post_purchase.ces_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.ces_summary(integer, integer) IS
 	'customer effort on a 3, 5, 7 or 10-point scale (higher is easier): mean, low-effort share, 95% t interval of the mean';
 
+-- Aggregate states as types of their own (src/state_type.h): every aggregate
+-- of 1.0 moves from an "internal" state to one Citus can ship between nodes.
+-- CREATE OR REPLACE AGGREGATE, not DROP and CREATE: an aggregate keeps its
+-- oid, so the shop's views and functions that call nps() or rfm_summary()
+-- keep working (a stored query does not record the state type; the planner
+-- reads it from pg_aggregate), where DROP AGGREGATE would fail on them, or
+-- drop them with CASCADE.  PostgreSQL replaces only aggregates that are
+-- members of the extension, so this is safe in a script (CVE-2022-2625).
+-- The 1.0 support functions on "internal" are dropped once unused; the
+-- module keeps them, for databases still at 1.0.
+CREATE TYPE post_purchase.nps_state;
+CREATE FUNCTION post_purchase.nps_state_in(cstring) RETURNS post_purchase.nps_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_state_out(post_purchase.nps_state) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_state_recv(internal) RETURNS post_purchase.nps_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_state_send(post_purchase.nps_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.nps_state (
+	INPUT = post_purchase.nps_state_in,
+	OUTPUT = post_purchase.nps_state_out,
+	RECEIVE = post_purchase.nps_state_recv,
+	SEND = post_purchase.nps_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = plain
+);
+COMMENT ON TYPE post_purchase.nps_state IS
+	'the state of nps and nps_summary: promoter, passive and detractor counts; text form \x and hex';
+
+CREATE FUNCTION post_purchase.nps_state_accum(post_purchase.nps_state, integer) RETURNS post_purchase.nps_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_state_combine(post_purchase.nps_state, post_purchase.nps_state)
+	RETURNS post_purchase.nps_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_state_final(post_purchase.nps_state) RETURNS numeric
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.nps_summary_state_final(post_purchase.nps_state) RETURNS post_purchase.nps_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE post_purchase.nps(score integer) (
+	SFUNC = post_purchase.nps_state_accum,
+	STYPE = post_purchase.nps_state,
+	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
+	FINALFUNC = post_purchase.nps_state_final,
+	COMBINEFUNC = post_purchase.nps_state_combine,
+	PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE post_purchase.nps_summary(score integer) (
+	SFUNC = post_purchase.nps_state_accum,
+	STYPE = post_purchase.nps_state,
+	SSPACE = 32,
+	INITCOND = '\x000000000000000000000000000000000000000000000000',
+	FINALFUNC = post_purchase.nps_summary_state_final,
+	COMBINEFUNC = post_purchase.nps_state_combine,
+	PARALLEL = SAFE
+);
+DROP FUNCTION post_purchase.nps_accum(internal, integer);
+DROP FUNCTION post_purchase.nps_combine(internal, internal);
+DROP FUNCTION post_purchase.nps_serialize(internal);
+DROP FUNCTION post_purchase.nps_deserialize(bytea, internal);
+DROP FUNCTION post_purchase.nps_final(internal);
+DROP FUNCTION post_purchase.nps_summary_final(internal);
+
+CREATE TYPE post_purchase.rfm_summary_state;
+CREATE FUNCTION post_purchase.rfm_summary_state_in(cstring) RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_out(post_purchase.rfm_summary_state) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_recv(internal) RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_send(post_purchase.rfm_summary_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.rfm_summary_state (
+	INPUT = post_purchase.rfm_summary_state_in,
+	OUTPUT = post_purchase.rfm_summary_state_out,
+	RECEIVE = post_purchase.rfm_summary_state_recv,
+	SEND = post_purchase.rfm_summary_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = extended
+);
+COMMENT ON TYPE post_purchase.rfm_summary_state IS
+	'the state of rfm_summary: parameters, time zone, purchase days and spend; text form \x and hex';
+
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz, interval)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz, interval,
+													  text)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_combine(post_purchase.rfm_summary_state, post_purchase.rfm_summary_state)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- the state's time zone decides T's day: nothing of the session's
+CREATE FUNCTION post_purchase.rfm_summary_state_final(post_purchase.rfm_summary_state) RETURNS post_purchase.rfm_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
+										   observed_until timestamptz) (
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
+										   observed_until timestamptz, unit interval) (
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+DROP FUNCTION post_purchase.rfm_summary_accum(internal, timestamptz, numeric, timestamptz);
+DROP FUNCTION post_purchase.rfm_summary_accum(internal, timestamptz, numeric, timestamptz, interval);
+DROP FUNCTION post_purchase.rfm_summary_combine(internal, internal);
+DROP FUNCTION post_purchase.rfm_summary_serialize(internal);
+DROP FUNCTION post_purchase.rfm_summary_deserialize(bytea, internal);
+DROP FUNCTION post_purchase.rfm_summary_final(internal);
+-- new in 1.1: purchase days in a given time zone (src/dayset.h)
+CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
+										   observed_until timestamptz, unit interval, time_zone text) (
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz, interval, text) IS
+	'BTYD summary in units, with purchase days counted in the given time zone (an IANA name)';
+
+CREATE TYPE post_purchase.purchase_cycle_state;
+CREATE FUNCTION post_purchase.purchase_cycle_state_in(cstring) RETURNS post_purchase.purchase_cycle_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_cycle_state_out(post_purchase.purchase_cycle_state) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_cycle_state_recv(internal) RETURNS post_purchase.purchase_cycle_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_cycle_state_send(post_purchase.purchase_cycle_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.purchase_cycle_state (
+	INPUT = post_purchase.purchase_cycle_state_in,
+	OUTPUT = post_purchase.purchase_cycle_state_out,
+	RECEIVE = post_purchase.purchase_cycle_state_recv,
+	SEND = post_purchase.purchase_cycle_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = extended
+);
+COMMENT ON TYPE post_purchase.purchase_cycle_state IS
+	'the state of purchase_cycle: time zone, last purchase and purchase days; text form \x and hex';
+
+CREATE FUNCTION post_purchase.purchase_cycle_state_accum(post_purchase.purchase_cycle_state, timestamptz) RETURNS post_purchase.purchase_cycle_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_cycle_state_accum(post_purchase.purchase_cycle_state, timestamptz, text) RETURNS post_purchase.purchase_cycle_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_cycle_state_combine(post_purchase.purchase_cycle_state, post_purchase.purchase_cycle_state)
+	RETURNS post_purchase.purchase_cycle_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- the state's time zone decides the due date's day: nothing of the session's
+CREATE FUNCTION post_purchase.purchase_cycle_state_final(post_purchase.purchase_cycle_state) RETURNS post_purchase.purchase_cycle_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE post_purchase.purchase_cycle(ordered_at timestamptz) (
+	SFUNC = post_purchase.purchase_cycle_state_accum,
+	STYPE = post_purchase.purchase_cycle_state,
+	SSPACE = 72,
+	FINALFUNC = post_purchase.purchase_cycle_state_final,
+	COMBINEFUNC = post_purchase.purchase_cycle_state_combine,
+	PARALLEL = SAFE
+);
+DROP FUNCTION post_purchase.purchase_cycle_accum(internal, timestamptz);
+DROP FUNCTION post_purchase.purchase_cycle_combine(internal, internal);
+DROP FUNCTION post_purchase.purchase_cycle_serialize(internal);
+DROP FUNCTION post_purchase.purchase_cycle_deserialize(bytea, internal);
+DROP FUNCTION post_purchase.purchase_cycle_final(internal);
+-- new in 1.1: purchase days in a given time zone (src/dayset.h)
+CREATE AGGREGATE post_purchase.purchase_cycle(ordered_at timestamptz, time_zone text) (
+	SFUNC = post_purchase.purchase_cycle_state_accum,
+	STYPE = post_purchase.purchase_cycle_state,
+	SSPACE = 72,
+	FINALFUNC = post_purchase.purchase_cycle_state_final,
+	COMBINEFUNC = post_purchase.purchase_cycle_state_combine,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.purchase_cycle(timestamptz, text) IS
+	'a customer''s purchase cycle, with purchase days counted in the given time zone (an IANA name)';
+
+CREATE TYPE post_purchase.model_fit_state;
+CREATE FUNCTION post_purchase.model_fit_state_in(cstring) RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.model_fit_state_out(post_purchase.model_fit_state) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.model_fit_state_recv(internal) RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.model_fit_state_send(post_purchase.model_fit_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.model_fit_state (
+	INPUT = post_purchase.model_fit_state_in,
+	OUTPUT = post_purchase.model_fit_state_out,
+	RECEIVE = post_purchase.model_fit_state_recv,
+	SEND = post_purchase.model_fit_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = extended
+);
+COMMENT ON TYPE post_purchase.model_fit_state IS
+	'the state of bgnbd_fit and gamma_gamma_fit: the weighted distinct customer summaries; text form \x and hex';
+
+CREATE FUNCTION post_purchase.model_fit_state_combine(post_purchase.model_fit_state, post_purchase.model_fit_state) RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION post_purchase.bgnbd_fit_state_accum(post_purchase.model_fit_state, double precision, double precision, double precision)
+	RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.bgnbd_fit_state_accum(post_purchase.model_fit_state, double precision, double precision, double precision,
+													double precision)
+	RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.bgnbd_fit_state_final(post_purchase.model_fit_state) RETURNS post_purchase.bgnbd_model
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE post_purchase.bgnbd_fit(frequency double precision, recency double precision,
+										 t double precision) (
+	SFUNC = post_purchase.bgnbd_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.bgnbd_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
+	PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE post_purchase.bgnbd_fit(frequency double precision, recency double precision,
+										 t double precision, weight double precision) (
+	SFUNC = post_purchase.bgnbd_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.bgnbd_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
+	PARALLEL = SAFE
+);
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_accum(post_purchase.model_fit_state, double precision, double precision)
+	RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_accum(post_purchase.model_fit_state, double precision, double precision,
+														  double precision)
+	RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_final(post_purchase.model_fit_state) RETURNS post_purchase.gamma_gamma_model
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE OR REPLACE AGGREGATE post_purchase.gamma_gamma_fit(frequency double precision, monetary_value double precision) (
+	SFUNC = post_purchase.gamma_gamma_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.gamma_gamma_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
+	PARALLEL = SAFE
+);
+CREATE OR REPLACE AGGREGATE post_purchase.gamma_gamma_fit(frequency double precision, monetary_value double precision,
+											   weight double precision) (
+	SFUNC = post_purchase.gamma_gamma_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.gamma_gamma_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
+	PARALLEL = SAFE
+);
+DROP FUNCTION post_purchase.bgnbd_fit_accum(internal, double precision, double precision, double precision);
+DROP FUNCTION post_purchase.bgnbd_fit_accum(internal, double precision, double precision, double precision,
+											double precision);
+DROP FUNCTION post_purchase.bgnbd_fit_final(internal);
+DROP FUNCTION post_purchase.gamma_gamma_fit_accum(internal, double precision, double precision);
+DROP FUNCTION post_purchase.gamma_gamma_fit_accum(internal, double precision, double precision, double precision);
+DROP FUNCTION post_purchase.gamma_gamma_fit_final(internal);
+DROP FUNCTION post_purchase.model_fit_combine(internal, internal);
+DROP FUNCTION post_purchase.model_fit_serialize(internal);
+DROP FUNCTION post_purchase.model_fit_deserialize(bytea, internal);
 -- Complementary products (issue 20): product_affinity, refresh_product_affinity(),
 -- recommend_products(), recommendations_json(), their settings (src/affinity.sql,
 -- copied), and {{recommendations}} in the cross-sell seed step if the shop left it as 1.0 made it.

@@ -256,6 +256,21 @@ amount_sum_deserialize(StringInfo buf, AmountSum *sum, MemoryContext cxt)
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid amount length %d in aggregate state", len)));
 	text = pnstrdup(pq_getmsgbytes(buf, len), len);
+	/*
+	 * amount_sum_serialize writes numeric_out's text.  numeric_in judges
+	 * the rest, and quotes what it refuses in its error message: bytes that
+	 * are not printable ASCII (of no valid encoding, perhaps) are refused
+	 * here instead.
+	 */
+	for (int32 i = 0; i < len; i++)
+	{
+		if (text[i] < 0x20 || text[i] > 0x7E)
+			len = -1;
+	}
+	if (len <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid amount in aggregate state")));
 
 	value = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(text),
 												ObjectIdGetDatum(InvalidOid),

@@ -32,6 +32,8 @@
 
 PG_FUNCTION_INFO_V1(bgnbd_fit_accum);
 PG_FUNCTION_INFO_V1(bgnbd_fit_final);
+PG_FUNCTION_INFO_V1(bgnbd_fit_state_accum);
+PG_FUNCTION_INFO_V1(bgnbd_fit_state_final);
 PG_FUNCTION_INFO_V1(bgnbd_p_alive);
 PG_FUNCTION_INFO_V1(bgnbd_expected_purchases);
 PG_FUNCTION_INFO_V1(bgnbd_expected_purchases_population);
@@ -141,21 +143,38 @@ bgnbd_objective(const double *theta, double *gradient, void *arg)
 	return -ll / total_weight;
 }
 
-Datum
-bgnbd_fit_accum(PG_FUNCTION_ARGS)
+static void
+bgnbd_fit_add_row(FunctionCallInfo fcinfo, ModelFitState *state)
 {
-	ModelFitState *state = model_fit_state(fcinfo, "bgnbd_fit_accum");
 	double		weight;
 
 	/* a customer with an unknown summary tells nothing */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		PG_RETURN_POINTER(state);
+		return;
 	check_customer(PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2), PG_GETARG_FLOAT8(3));
 	weight = model_fit_weight(fcinfo, 4);
 	if (weight > 0)
 		summary_set_add(&state->customers, PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(2),
 						PG_GETARG_FLOAT8(3), weight);
+}
+
+Datum
+bgnbd_fit_accum(PG_FUNCTION_ARGS)
+{
+	ModelFitState *state = model_fit_state(fcinfo, "bgnbd_fit_accum");
+
+	bgnbd_fit_add_row(fcinfo, state);
 	PG_RETURN_POINTER(state);
+}
+
+/* 1.1: the state is a model_fit_state, updated in place (state_type.h) */
+Datum
+bgnbd_fit_state_accum(PG_FUNCTION_ARGS)
+{
+	ExpandedAggState *e = agg_state_for_update(fcinfo, 0, &model_fit_kind);
+
+	bgnbd_fit_add_row(fcinfo, (ModelFitState *) EXPANDED_AGG_STATE_DATA(e));
+	return agg_state_result(fcinfo, e);
 }
 
 /*
@@ -179,10 +198,26 @@ bgnbd_start(const SummarySet *set, double *theta)
 	theta[3] = 0;
 }
 
+static Datum bgnbd_fit_of(FunctionCallInfo fcinfo, ModelFitState *state);
+
 Datum
 bgnbd_fit_final(PG_FUNCTION_ARGS)
 {
-	ModelFitState *state = PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0);
+	return bgnbd_fit_of(fcinfo, PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0));
+}
+
+Datum
+bgnbd_fit_state_final(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return bgnbd_fit_of(fcinfo, (ModelFitState *) agg_state_read(fcinfo, 0, &model_fit_kind));
+}
+
+/* The fit of a state: NULL when it holds no customer. */
+static Datum
+bgnbd_fit_of(FunctionCallInfo fcinfo, ModelFitState *state)
+{
 	SummarySet *set;
 	double		theta[4];
 	double		customers = 0,

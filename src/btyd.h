@@ -10,6 +10,7 @@
 #include "fmgr.h"
 
 #include "optimize.h"
+#include "state_type.h"
 #include "summary_set.h"
 
 /* the most parameters a model has */
@@ -38,6 +39,9 @@ typedef struct ModelFitState
 } ModelFitState;
 
 extern ModelFitState *model_fit_state(FunctionCallInfo fcinfo, const char *function);
+
+/* model_fit_state, the type of the 1.1 aggregates' state (state_type.h) */
+extern const AggStateKind model_fit_kind;
 extern double model_fit_weight(FunctionCallInfo fcinfo, int argno);
 extern void check_finite(double value, const char *what);
 extern double finite_result(double value, const char *function);

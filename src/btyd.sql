@@ -24,41 +24,57 @@ CREATE TYPE post_purchase.gamma_gamma_model AS (
 COMMENT ON TYPE post_purchase.gamma_gamma_model IS
 	'a fitted Gamma-Gamma spend model (shape p, population q and v)';
 
-CREATE FUNCTION post_purchase.model_fit_combine(internal, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.model_fit_serialize(internal) RETURNS bytea
+-- The aggregates' state is a type of its own, not "internal", so that Citus
+-- splits them into a partial aggregate per shard and a combine on the
+-- coordinator (src/state_type.h says what it requires).
+CREATE TYPE post_purchase.model_fit_state;
+CREATE FUNCTION post_purchase.model_fit_state_in(cstring) RETURNS post_purchase.model_fit_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION post_purchase.model_fit_deserialize(bytea, internal) RETURNS internal
+CREATE FUNCTION post_purchase.model_fit_state_out(post_purchase.model_fit_state) RETURNS cstring
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.model_fit_state_recv(internal) RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.model_fit_state_send(post_purchase.model_fit_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.model_fit_state (
+	INPUT = post_purchase.model_fit_state_in,
+	OUTPUT = post_purchase.model_fit_state_out,
+	RECEIVE = post_purchase.model_fit_state_recv,
+	SEND = post_purchase.model_fit_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = extended
+);
+COMMENT ON TYPE post_purchase.model_fit_state IS
+	'the state of bgnbd_fit and gamma_gamma_fit: the weighted distinct customer summaries; text form \x and hex';
 
-CREATE FUNCTION post_purchase.bgnbd_fit_accum(internal, double precision, double precision, double precision)
-	RETURNS internal
+CREATE FUNCTION post_purchase.model_fit_state_combine(post_purchase.model_fit_state, post_purchase.model_fit_state) RETURNS post_purchase.model_fit_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.bgnbd_fit_accum(internal, double precision, double precision, double precision,
-											  double precision)
-	RETURNS internal
+
+CREATE FUNCTION post_purchase.bgnbd_fit_state_accum(post_purchase.model_fit_state, double precision, double precision, double precision)
+	RETURNS post_purchase.model_fit_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.bgnbd_fit_final(internal) RETURNS post_purchase.bgnbd_model
+CREATE FUNCTION post_purchase.bgnbd_fit_state_accum(post_purchase.model_fit_state, double precision, double precision, double precision,
+													double precision)
+	RETURNS post_purchase.model_fit_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.bgnbd_fit_state_final(post_purchase.model_fit_state) RETURNS post_purchase.bgnbd_model
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE AGGREGATE post_purchase.bgnbd_fit(frequency double precision, recency double precision,
 										 t double precision) (
-	SFUNC = post_purchase.bgnbd_fit_accum,
-	STYPE = internal,
-	FINALFUNC = post_purchase.bgnbd_fit_final,
-	COMBINEFUNC = post_purchase.model_fit_combine,
-	SERIALFUNC = post_purchase.model_fit_serialize,
-	DESERIALFUNC = post_purchase.model_fit_deserialize,
+	SFUNC = post_purchase.bgnbd_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.bgnbd_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
 	PARALLEL = SAFE
 );
 CREATE AGGREGATE post_purchase.bgnbd_fit(frequency double precision, recency double precision,
 										 t double precision, weight double precision) (
-	SFUNC = post_purchase.bgnbd_fit_accum,
-	STYPE = internal,
-	FINALFUNC = post_purchase.bgnbd_fit_final,
-	COMBINEFUNC = post_purchase.model_fit_combine,
-	SERIALFUNC = post_purchase.model_fit_serialize,
-	DESERIALFUNC = post_purchase.model_fit_deserialize,
+	SFUNC = post_purchase.bgnbd_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.bgnbd_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.bgnbd_fit(double precision, double precision, double precision) IS
@@ -94,32 +110,29 @@ CREATE FUNCTION post_purchase.bgnbd_probability_of_purchases(model post_purchase
 COMMENT ON FUNCTION post_purchase.bgnbd_probability_of_purchases(post_purchase.bgnbd_model, double precision, integer) IS
 	'probability that a new customer makes exactly n repeat purchases in t time units, P(X(t) = n)';
 
-CREATE FUNCTION post_purchase.gamma_gamma_fit_accum(internal, double precision, double precision)
-	RETURNS internal
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_accum(post_purchase.model_fit_state, double precision, double precision)
+	RETURNS post_purchase.model_fit_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.gamma_gamma_fit_accum(internal, double precision, double precision, double precision)
-	RETURNS internal
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_accum(post_purchase.model_fit_state, double precision, double precision,
+														  double precision)
+	RETURNS post_purchase.model_fit_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.gamma_gamma_fit_final(internal) RETURNS post_purchase.gamma_gamma_model
+CREATE FUNCTION post_purchase.gamma_gamma_fit_state_final(post_purchase.model_fit_state) RETURNS post_purchase.gamma_gamma_model
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE AGGREGATE post_purchase.gamma_gamma_fit(frequency double precision, monetary_value double precision) (
-	SFUNC = post_purchase.gamma_gamma_fit_accum,
-	STYPE = internal,
-	FINALFUNC = post_purchase.gamma_gamma_fit_final,
-	COMBINEFUNC = post_purchase.model_fit_combine,
-	SERIALFUNC = post_purchase.model_fit_serialize,
-	DESERIALFUNC = post_purchase.model_fit_deserialize,
+	SFUNC = post_purchase.gamma_gamma_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.gamma_gamma_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
 	PARALLEL = SAFE
 );
 CREATE AGGREGATE post_purchase.gamma_gamma_fit(frequency double precision, monetary_value double precision,
 											   weight double precision) (
-	SFUNC = post_purchase.gamma_gamma_fit_accum,
-	STYPE = internal,
-	FINALFUNC = post_purchase.gamma_gamma_fit_final,
-	COMBINEFUNC = post_purchase.model_fit_combine,
-	SERIALFUNC = post_purchase.model_fit_serialize,
-	DESERIALFUNC = post_purchase.model_fit_deserialize,
+	SFUNC = post_purchase.gamma_gamma_fit_state_accum,
+	STYPE = post_purchase.model_fit_state,
+	FINALFUNC = post_purchase.gamma_gamma_fit_state_final,
+	COMBINEFUNC = post_purchase.model_fit_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.gamma_gamma_fit(double precision, double precision) IS

@@ -34,6 +34,26 @@ typedef struct DaySet
 
 extern PurchaseDay timestamptz_to_day(TimestampTz ts);
 extern PurchaseDay timestamptz_to_day_in(TimestampTz ts, pg_tz *tz);
+
+/*
+ * The time zone calendar days are counted in.  Given as an argument, it is
+ * a zone name (IANA, as in pg_timezone_names); by default it is the
+ * post_purchase.shop_time_zone setting when that has a value, else the
+ * session's TimeZone.  A distributed engine need not send the session's
+ * TimeZone to its nodes (Citus does not), so only a zone given as an
+ * argument, or the setting set alike on every node, gives the same days
+ * everywhere.
+ */
+#define SHOP_TIME_ZONE_SETTING "post_purchase.shop_time_zone"
+
+#include "fmgr.h"
+
+extern pg_tz *purchase_zone_default(void);
+extern pg_tz *purchase_zone_named(const char *name, int len);
+extern pg_tz *purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function);
+extern bool purchase_zones_equal(pg_tz *a, pg_tz *b);
+extern void purchase_zone_write(StringInfo buf, pg_tz *zone);
+extern pg_tz *purchase_zone_read(StringInfo buf);
 extern bool purchase_day_is_valid(int64 day);
 extern void dayset_init(DaySet *set, MemoryContext cxt);
 extern void dayset_add(DaySet *set, PurchaseDay day);

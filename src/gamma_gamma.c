@@ -19,6 +19,8 @@
 
 PG_FUNCTION_INFO_V1(gamma_gamma_fit_accum);
 PG_FUNCTION_INFO_V1(gamma_gamma_fit_final);
+PG_FUNCTION_INFO_V1(gamma_gamma_fit_state_accum);
+PG_FUNCTION_INFO_V1(gamma_gamma_fit_state_final);
 PG_FUNCTION_INFO_V1(gamma_gamma_expected_value);
 
 /*
@@ -81,22 +83,21 @@ gamma_gamma_objective(const double *theta, double *gradient, void *arg)
  * Only repeat buyers inform the model: customers with frequency 0 are
  * skipped, so the aggregate can run over every customer's rfm_summary.
  */
-Datum
-gamma_gamma_fit_accum(PG_FUNCTION_ARGS)
+static void
+gamma_gamma_fit_add_row(FunctionCallInfo fcinfo, ModelFitState *state)
 {
-	ModelFitState *state = model_fit_state(fcinfo, "gamma_gamma_fit_accum");
 	double		frequency,
 				monetary_value,
 				weight;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_POINTER(state);
+		return;
 	frequency = PG_GETARG_FLOAT8(1);
 	monetary_value = PG_GETARG_FLOAT8(2);
 	check_customer(frequency, 0, 0);
 	check_finite(monetary_value, "monetary_value");
 	if (frequency == 0)
-		PG_RETURN_POINTER(state);
+		return;
 	if (monetary_value <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -105,7 +106,25 @@ gamma_gamma_fit_accum(PG_FUNCTION_ARGS)
 	weight = model_fit_weight(fcinfo, 3);
 	if (weight > 0)
 		summary_set_add(&state->customers, frequency, monetary_value, 0, weight);
+}
+
+Datum
+gamma_gamma_fit_accum(PG_FUNCTION_ARGS)
+{
+	ModelFitState *state = model_fit_state(fcinfo, "gamma_gamma_fit_accum");
+
+	gamma_gamma_fit_add_row(fcinfo, state);
 	PG_RETURN_POINTER(state);
+}
+
+/* 1.1: the state is a model_fit_state, updated in place (state_type.h) */
+Datum
+gamma_gamma_fit_state_accum(PG_FUNCTION_ARGS)
+{
+	ExpandedAggState *e = agg_state_for_update(fcinfo, 0, &model_fit_kind);
+
+	gamma_gamma_fit_add_row(fcinfo, (ModelFitState *) EXPANDED_AGG_STATE_DATA(e));
+	return agg_state_result(fcinfo, e);
 }
 
 /* Moment-style start: mean spend p / nu ~ p * v / (q - 1) with q = 2, p = 1. */
@@ -125,10 +144,26 @@ gamma_gamma_start(const SummarySet *set, double *theta)
 	theta[2] = log(spend / weight);
 }
 
+static Datum gamma_gamma_fit_of(FunctionCallInfo fcinfo, ModelFitState *state);
+
 Datum
 gamma_gamma_fit_final(PG_FUNCTION_ARGS)
 {
-	ModelFitState *state = PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0);
+	return gamma_gamma_fit_of(fcinfo, PG_ARGISNULL(0) ? NULL : (ModelFitState *) PG_GETARG_POINTER(0));
+}
+
+Datum
+gamma_gamma_fit_state_final(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return gamma_gamma_fit_of(fcinfo, (ModelFitState *) agg_state_read(fcinfo, 0, &model_fit_kind));
+}
+
+/* The fit of a state: NULL when it holds no customer. */
+static Datum
+gamma_gamma_fit_of(FunctionCallInfo fcinfo, ModelFitState *state)
+{
 	SummarySet *set;
 	double		theta[3];
 	double		customers;

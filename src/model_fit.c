@@ -19,6 +19,43 @@
 PG_FUNCTION_INFO_V1(model_fit_combine);
 PG_FUNCTION_INFO_V1(model_fit_serialize);
 PG_FUNCTION_INFO_V1(model_fit_deserialize);
+PG_FUNCTION_INFO_V1(model_fit_state_in);
+PG_FUNCTION_INFO_V1(model_fit_state_out);
+PG_FUNCTION_INFO_V1(model_fit_state_recv);
+PG_FUNCTION_INFO_V1(model_fit_state_send);
+PG_FUNCTION_INFO_V1(model_fit_state_combine);
+
+static void
+model_fit_kind_init(void *arg, MemoryContext cxt)
+{
+	ModelFitState *state = (ModelFitState *) arg;
+
+	state->cxt = cxt;
+	summary_set_init(&state->customers, cxt);
+}
+
+static void
+model_fit_write(StringInfo buf, void *arg)
+{
+	summary_set_serialize(buf, &((ModelFitState *) arg)->customers);
+}
+
+static void
+model_fit_read(StringInfo buf, void *arg, MemoryContext cxt)
+{
+	ModelFitState *state = (ModelFitState *) arg;
+
+	state->cxt = cxt;
+	summary_set_deserialize(buf, &state->customers, cxt);
+}
+
+/*
+ * An expanded object over ModelFitState; its flat form is what
+ * model_fit_serialize writes for the "internal" state of 1.0.
+ */
+const AggStateKind model_fit_kind = {
+	AGG_STATE_METHODS, "model_fit_state", sizeof(ModelFitState), model_fit_kind_init, model_fit_write, model_fit_read
+};
 
 static ModelFitState *
 model_fit_state_new(MemoryContext cxt)
@@ -124,7 +161,7 @@ model_fit_serialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
-	summary_set_serialize(&buf, &state->customers);
+	model_fit_write(&buf, state);
 	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
 }
 
@@ -135,11 +172,52 @@ model_fit_deserialize(PG_FUNCTION_ARGS)
 	ModelFitState *state = MemoryContextAllocZero(cxt, sizeof(ModelFitState));
 	StringInfoData buf;
 
-	state->cxt = cxt;
 	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
-	summary_set_deserialize(&buf, &state->customers, cxt);
+	model_fit_read(&buf, state, cxt);
 	finish_deserializing_state(&buf);
 	PG_RETURN_POINTER(state);
+}
+
+Datum
+model_fit_state_in(PG_FUNCTION_ARGS)
+{
+	return agg_state_in(fcinfo, &model_fit_kind);
+}
+
+Datum
+model_fit_state_out(PG_FUNCTION_ARGS)
+{
+	return agg_state_out(fcinfo, &model_fit_kind);
+}
+
+Datum
+model_fit_state_recv(PG_FUNCTION_ARGS)
+{
+	return agg_state_recv(fcinfo, &model_fit_kind);
+}
+
+Datum
+model_fit_state_send(PG_FUNCTION_ARGS)
+{
+	return agg_state_send(fcinfo, &model_fit_kind);
+}
+
+Datum
+model_fit_state_combine(PG_FUNCTION_ARGS)
+{
+	ModelFitState *right;
+	ExpandedAggState *e;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	}
+	right = (ModelFitState *) agg_state_read(fcinfo, 1, &model_fit_kind);
+	e = agg_state_for_update(fcinfo, 0, &model_fit_kind);
+	summary_set_add_all(&((ModelFitState *) EXPANDED_AGG_STATE_DATA(e))->customers, &right->customers);
+	return agg_state_result(fcinfo, e);
 }
 
 /*

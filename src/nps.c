@@ -17,6 +17,7 @@
 #include "utils/numeric.h"
 
 #include "aggregate.h"
+#include "state_type.h"
 
 #define NPS_MIN_SCORE		0
 #define NPS_MAX_SCORE		10
@@ -38,6 +39,31 @@ PG_FUNCTION_INFO_V1(nps_serialize);
 PG_FUNCTION_INFO_V1(nps_deserialize);
 PG_FUNCTION_INFO_V1(nps_final);
 PG_FUNCTION_INFO_V1(nps_summary_final);
+PG_FUNCTION_INFO_V1(nps_state_in);
+PG_FUNCTION_INFO_V1(nps_state_out);
+PG_FUNCTION_INFO_V1(nps_state_recv);
+PG_FUNCTION_INFO_V1(nps_state_send);
+PG_FUNCTION_INFO_V1(nps_state_accum);
+PG_FUNCTION_INFO_V1(nps_state_combine);
+PG_FUNCTION_INFO_V1(nps_state_final);
+PG_FUNCTION_INFO_V1(nps_summary_state_final);
+
+/*
+ * The state as a value of the type nps_state (state_type.h): the counters
+ * in a flat varlena, updated in place by the transition.  nps_accum and the
+ * other functions on "internal" serve the aggregates of version 1.0.
+ */
+typedef struct NpsStateDatum
+{
+	int32		vl_len_;		/* varlena header */
+	NpsState	counts;
+} NpsStateDatum;
+
+static void nps_count(NpsState *state, int32 score);
+static void nps_add(NpsState *left, const NpsState *right);
+static void nps_read(StringInfo buf, NpsState *state);
+static Datum nps_value_of(const NpsState *state);
+static Datum nps_summary_of(FunctionCallInfo fcinfo, const NpsState *state);
 
 static NpsState *
 nps_state_new(MemoryContext cxt)
@@ -62,6 +88,13 @@ nps_accum(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(state);
 
 	score = PG_GETARG_INT32(1);
+	nps_count(state, score);
+	PG_RETURN_POINTER(state);
+}
+
+static void
+nps_count(NpsState *state, int32 score)
+{
 	if (score >= NPS_MIN_PROMOTER && score <= NPS_MAX_SCORE)
 		state->promoters++;
 	else if (score > NPS_MAX_DETRACTOR && score < NPS_MIN_PROMOTER)
@@ -74,7 +107,6 @@ nps_accum(PG_FUNCTION_ARGS)
 				 errmsg("NPS score %d is out of range", score),
 				 errdetail("A Net Promoter Score answer is an integer from %d to %d.",
 						   NPS_MIN_SCORE, NPS_MAX_SCORE)));
-	PG_RETURN_POINTER(state);
 }
 
 static void
@@ -102,10 +134,38 @@ nps_combine(PG_FUNCTION_ARGS)
 	}
 	if (left == NULL)
 		left = nps_state_new(cxt);
+	nps_add(left, right);
+	PG_RETURN_POINTER(left);
+}
+
+static void
+nps_add(NpsState *left, const NpsState *right)
+{
 	add_count(&left->promoters, right->promoters);
 	add_count(&left->passives, right->passives);
 	add_count(&left->detractors, right->detractors);
-	PG_RETURN_POINTER(left);
+}
+
+static void
+nps_write(StringInfo buf, const NpsState *state)
+{
+	pq_sendint64(buf, state->promoters);
+	pq_sendint64(buf, state->passives);
+	pq_sendint64(buf, state->detractors);
+}
+
+/* Counters from bytes that may not have come from nps_write: checked. */
+static void
+nps_read(StringInfo buf, NpsState *state)
+{
+	state->promoters = pq_getmsgint64(buf);
+	state->passives = pq_getmsgint64(buf);
+	state->detractors = pq_getmsgint64(buf);
+	finish_deserializing_state(buf);
+	if (state->promoters < 0 || state->passives < 0 || state->detractors < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid NPS aggregate state: negative count")));
 }
 
 Datum
@@ -115,9 +175,7 @@ nps_serialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
-	pq_sendint64(&buf, state->promoters);
-	pq_sendint64(&buf, state->passives);
-	pq_sendint64(&buf, state->detractors);
+	nps_write(&buf, state);
 	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
 }
 
@@ -129,14 +187,7 @@ nps_deserialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
-	state->promoters = pq_getmsgint64(&buf);
-	state->passives = pq_getmsgint64(&buf);
-	state->detractors = pq_getmsgint64(&buf);
-	finish_deserializing_state(&buf);
-	if (state->promoters < 0 || state->passives < 0 || state->detractors < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid NPS aggregate state: negative count")));
+	nps_read(&buf, state);
 	PG_RETURN_POINTER(state);
 }
 
@@ -184,23 +235,35 @@ nps_margin_of_error(const NpsState *state, int64 responses)
 	return DatumGetNumeric(DirectFunctionCall1(float8_numeric, Float8GetDatum(margin)));
 }
 
+/* nps(): NULL when there is no answer (state NULL or empty) */
+static Datum
+nps_value_of(const NpsState *state)
+{
+	return NumericGetDatum(nps_value(state, nps_responses(state)));
+}
+
 Datum
 nps_final(PG_FUNCTION_ARGS)
 {
 	NpsState   *state = PG_ARGISNULL(0) ? NULL : (NpsState *) PG_GETARG_POINTER(0);
-	int64		responses = state ? nps_responses(state) : 0;
 
 	/* like avg(), no answers means no score */
-	if (responses == 0)
+	if (state == NULL || nps_responses(state) == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_NUMERIC(nps_value(state, responses));
+	PG_RETURN_DATUM(nps_value_of(state));
 }
 
 Datum
 nps_summary_final(PG_FUNCTION_ARGS)
 {
 	NpsState	empty = {0, 0, 0};
-	NpsState   *state = PG_ARGISNULL(0) ? &empty : (NpsState *) PG_GETARG_POINTER(0);
+
+	PG_RETURN_DATUM(nps_summary_of(fcinfo, PG_ARGISNULL(0) ? &empty : (NpsState *) PG_GETARG_POINTER(0)));
+}
+
+static Datum
+nps_summary_of(FunctionCallInfo fcinfo, const NpsState *state)
+{
 	int64		responses = nps_responses(state);
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
@@ -216,5 +279,133 @@ nps_summary_final(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[4] = nulls[5] = true;
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	return form_result_row(fcinfo, values, nulls);
+}
+
+/* nps_state: the type */
+
+static NpsStateDatum *
+nps_datum_new(void)
+{
+	NpsStateDatum *state = palloc0(sizeof(NpsStateDatum));
+
+	SET_VARSIZE(state, sizeof(NpsStateDatum));
+	return state;
+}
+
+static NpsStateDatum *
+nps_datum_from_bytes(StringInfo buf)
+{
+	NpsStateDatum *state = nps_datum_new();
+
+	nps_read(buf, &state->counts);
+	return state;
+}
+
+Datum
+nps_state_in(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	state_text_to_bytes(PG_GETARG_CSTRING(0), &buf, "nps_state");
+	PG_RETURN_POINTER(nps_datum_from_bytes(&buf));
+}
+
+Datum
+nps_state_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_POINTER(nps_datum_from_bytes((StringInfo) PG_GETARG_POINTER(0)));
+}
+
+Datum
+nps_state_send(PG_FUNCTION_ARGS)
+{
+	NpsStateDatum *state = (NpsStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(0));
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	nps_write(&buf, &state->counts);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+Datum
+nps_state_out(PG_FUNCTION_ARGS)
+{
+	NpsStateDatum *state = (NpsStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(0));
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	nps_write(&buf, &state->counts);
+	PG_RETURN_CSTRING(state_bytes_to_text(buf.data, buf.len));
+}
+
+/*
+ * The state in argument 0, to update: the aggregate's own value in place,
+ * else a copy (a caller's value must not change); a group's first row
+ * starts one, which the executor copies into the aggregate's memory.
+ */
+static NpsStateDatum *
+nps_datum_for_update(FunctionCallInfo fcinfo)
+{
+	NpsStateDatum *state;
+
+	if (PG_ARGISNULL(0))
+		return nps_datum_new();
+	if (flat_state_updatable(fcinfo))
+		return (NpsStateDatum *) PG_GETARG_POINTER(0);
+	state = (NpsStateDatum *) PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(0));
+	Assert(VARSIZE(state) == sizeof(NpsStateDatum));
+	return state;
+}
+
+Datum
+nps_state_accum(PG_FUNCTION_ARGS)
+{
+	NpsStateDatum *state = nps_datum_for_update(fcinfo);
+
+	/* like every SQL aggregate, ignore NULL inputs */
+	if (!PG_ARGISNULL(1))
+		nps_count(&state->counts, PG_GETARG_INT32(1));
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+nps_state_combine(PG_FUNCTION_ARGS)
+{
+	NpsStateDatum *state;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	}
+	state = nps_datum_for_update(fcinfo);
+	nps_add(&state->counts, &((NpsStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(1)))->counts);
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+nps_state_final(PG_FUNCTION_ARGS)
+{
+	NpsStateDatum *state;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	state = (NpsStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(0));
+	/* like avg(), no answers means no score */
+	if (nps_responses(&state->counts) == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(nps_value_of(&state->counts));
+}
+
+Datum
+nps_summary_state_final(PG_FUNCTION_ARGS)
+{
+	NpsState	empty = {0, 0, 0};
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_DATUM(nps_summary_of(fcinfo, &empty));
+	PG_RETURN_DATUM(nps_summary_of(fcinfo, &((NpsStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(0)))->counts));
 }

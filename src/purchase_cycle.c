@@ -4,7 +4,9 @@
  *	  the purchase_cycle aggregate and replenishment_due.
  *
  * purchase_cycle looks at purchase days (orders on one calendar day of the
- * session TimeZone are one purchase, as in rfm_summary) and reports the
+ * shop's time zone are one purchase, as in rfm_summary: the zone argument,
+ * else the post_purchase.shop_time_zone setting, else the session's
+ * TimeZone; see dayset.h) and reports the
  * median and mean gap between consecutive purchase days.  The median is the
  * customer's cycle: a single stock-up or a skipped month does not move it.
  */
@@ -22,10 +24,12 @@
 
 #include "aggregate.h"
 #include "dayset.h"
+#include "state_type.h"
 
 typedef struct CycleState
 {
 	TimestampTz last_purchase;	/* exact time of the latest order */
+	pg_tz	   *zone;			/* calendar days are this zone's */
 	DaySet		days;
 } CycleState;
 
@@ -35,6 +39,26 @@ PG_FUNCTION_INFO_V1(purchase_cycle_serialize);
 PG_FUNCTION_INFO_V1(purchase_cycle_deserialize);
 PG_FUNCTION_INFO_V1(purchase_cycle_final);
 PG_FUNCTION_INFO_V1(replenishment_due);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_in);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_out);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_recv);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_send);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_accum);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_combine);
+PG_FUNCTION_INFO_V1(purchase_cycle_state_final);
+
+static void cycle_write(StringInfo buf, void *state);
+static void cycle_read(StringInfo buf, void *state, MemoryContext cxt);
+static void cycle_kind_init(void *state, MemoryContext cxt);
+
+/*
+ * purchase_cycle_state, the state of the 1.1 aggregate (state_type.h): an
+ * expanded object over CycleState, whose flat form is what
+ * purchase_cycle_serialize writes for the "internal" state of 1.0.
+ */
+static const AggStateKind cycle_kind = {
+	AGG_STATE_METHODS, "purchase_cycle_state", sizeof(CycleState), cycle_kind_init, cycle_write, cycle_read
+};
 
 static bool
 numeric_is_negative(Numeric value)
@@ -43,29 +67,72 @@ numeric_is_negative(Numeric value)
 											 NumericGetDatum(int64_to_numeric(0)))) < 0;
 }
 
+static void
+cycle_kind_init(void *arg, MemoryContext cxt)
+{
+	CycleState *state = (CycleState *) arg;
+
+	state->zone = session_timezone;
+	dayset_init(&state->days, cxt);
+}
+
 static CycleState *
 cycle_state_new(MemoryContext cxt)
 {
 	CycleState *state = MemoryContextAllocZero(cxt, sizeof(CycleState));
 
-	dayset_init(&state->days, cxt);
+	cycle_kind_init(state, cxt);
 	return state;
 }
 
+static void
+check_same_zone(const CycleState *state, pg_tz *zone)
+{
+	if (!purchase_zones_equal(state->zone, zone))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("purchase_cycle time zone must be the same for every row of a group"),
+				 errdetail("The group has days of time zone \"%s\" and of \"%s\".",
+						   pg_get_timezone_name(state->zone), pg_get_timezone_name(zone)),
+				 errhint("Give the zone as purchase_cycle's last argument, or set post_purchase.shop_time_zone alike on every node.")));
+}
+
+static void
+cycle_add_row(FunctionCallInfo fcinfo, CycleState *state)
+{
+	TimestampTz ordered_at;
+
+	if (PG_ARGISNULL(1))
+		return;
+	ordered_at = PG_GETARG_TIMESTAMPTZ(1);
+	if (state->days.count == 0 || ordered_at > state->last_purchase)
+		state->last_purchase = ordered_at;
+	dayset_add(&state->days, timestamptz_to_day_in(ordered_at, state->zone));
+}
+
+/* 1.0's transition: days of the session's TimeZone */
 Datum
 purchase_cycle_accum(PG_FUNCTION_ARGS)
 {
 	MemoryContext cxt = aggregate_context(fcinfo, "purchase_cycle_accum");
 	CycleState *state = PG_ARGISNULL(0) ? cycle_state_new(cxt) : (CycleState *) PG_GETARG_POINTER(0);
-	TimestampTz ordered_at;
 
-	if (PG_ARGISNULL(1))
-		PG_RETURN_POINTER(state);
-	ordered_at = PG_GETARG_TIMESTAMPTZ(1);
-	if (state->days.count == 0 || ordered_at > state->last_purchase)
-		state->last_purchase = ordered_at;
-	dayset_add(&state->days, timestamptz_to_day(ordered_at));
+	cycle_add_row(fcinfo, state);
 	PG_RETURN_POINTER(state);
+}
+
+static void
+cycle_merge(CycleState *left, const CycleState *right)
+{
+	if (right->days.count == 0)
+		return;
+	if (left->days.count == 0)
+		left->zone = right->zone;
+	else
+		check_same_zone(left, right->zone);
+	if (left->days.count == 0 || right->last_purchase > left->last_purchase)
+		left->last_purchase = right->last_purchase;
+	dayset_add_all(&left->days, &right->days);
 }
 
 Datum
@@ -84,22 +151,46 @@ purchase_cycle_combine(PG_FUNCTION_ARGS)
 	}
 	if (left == NULL)
 		left = cycle_state_new(cxt);
-	if (left->days.count == 0 || right->last_purchase > left->last_purchase)
-		left->last_purchase = right->last_purchase;
-	dayset_add_all(&left->days, &right->days);
+	cycle_merge(left, right);
 	PG_RETURN_POINTER(left);
+}
+
+/* The binary form of a state: 1.0's serialized state, and 1.1's type. */
+static void
+cycle_write(StringInfo buf, void *arg)
+{
+	CycleState *state = (CycleState *) arg;
+
+	pq_sendint64(buf, state->last_purchase);
+	purchase_zone_write(buf, state->zone);
+	dayset_serialize(buf, &state->days);
 }
 
 Datum
 purchase_cycle_serialize(PG_FUNCTION_ARGS)
 {
-	CycleState *state = (CycleState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
 
 	pq_begintypsend(&buf);
-	pq_sendint64(&buf, state->last_purchase);
-	dayset_serialize(&buf, &state->days);
+	cycle_write(&buf, PG_GETARG_POINTER(0));
 	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
+}
+
+/* A state from bytes that may not have come from cycle_write: checked. */
+static void
+cycle_read(StringInfo buf, void *arg, MemoryContext cxt)
+{
+	CycleState *state = (CycleState *) arg;
+
+	state->last_purchase = pq_getmsgint64(buf);
+	state->zone = purchase_zone_read(buf);
+	dayset_deserialize(buf, &state->days, cxt);
+	/* the accumulator refuses infinite order times */
+	if (state->days.count > 0 && !IS_VALID_TIMESTAMP(state->last_purchase))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid purchase_cycle aggregate state"),
+				 errdetail("The last purchase is not a finite timestamp.")));
 }
 
 Datum
@@ -110,15 +201,8 @@ purchase_cycle_deserialize(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
-	state->last_purchase = pq_getmsgint64(&buf);
-	dayset_deserialize(&buf, &state->days, cxt);
+	cycle_read(&buf, state, cxt);
 	finish_deserializing_state(&buf);
-	/* the accumulator refuses infinite order times */
-	if (state->days.count > 0 && !IS_VALID_TIMESTAMP(state->last_purchase))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid purchase_cycle aggregate state"),
-				 errdetail("The last purchase is not a finite timestamp.")));
 	PG_RETURN_POINTER(state);
 }
 
@@ -153,10 +237,53 @@ median_gap(int32 *gaps, int32 n)
 	return (gaps[n / 2 - 1] + (double) gaps[n / 2]) / 2.0;
 }
 
+/*
+ * ts + span (days and time) in time zone tz, as timestamptz + interval is in
+ * the session's: a day is a calendar day of the zone, 23 or 25 hours across
+ * a daylight saving change.
+ */
+static TimestampTz
+add_days_in_zone(TimestampTz ts, const Interval *span, pg_tz *tz)
+{
+	TimestampTz result = ts;
+
+	if (span->day != 0)
+	{
+		struct pg_tm tm;
+		fsec_t		fsec;
+		int			tz_offset;
+		int			julian;
+
+		if (timestamp2tm(ts, &tz_offset, &tm, &fsec, NULL, tz) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+		julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) + span->day;
+		j2date(julian, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+		tz_offset = DetermineTimeZoneOffset(&tm, tz);
+		if (tm2timestamp(&tm, fsec, &tz_offset, &result) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+	}
+	if (pg_add_s64_overflow(result, span->time, &result) || !IS_VALID_TIMESTAMP(result))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return result;
+}
+
+static Datum purchase_cycle_of(FunctionCallInfo fcinfo, CycleState *state);
+
 Datum
 purchase_cycle_final(PG_FUNCTION_ARGS)
 {
-	CycleState *state = PG_ARGISNULL(0) ? NULL : (CycleState *) PG_GETARG_POINTER(0);
+	return purchase_cycle_of(fcinfo, PG_ARGISNULL(0) ? NULL : (CycleState *) PG_GETARG_POINTER(0));
+}
+
+static Datum
+purchase_cycle_of(FunctionCallInfo fcinfo, CycleState *state)
+{
 	DaySet	   *days;
 	int32		ngaps;
 	int32	   *gaps;
@@ -183,10 +310,82 @@ purchase_cycle_final(PG_FUNCTION_ARGS)
 		values[2] = IntervalPGetDatum(days_to_interval((days->days[ngaps] - (double) days->days[0]) / ngaps));
 		median = days_to_interval(median_gap(gaps, ngaps));
 		values[1] = IntervalPGetDatum(median);
-		values[4] = DirectFunctionCall2(timestamptz_pl_interval, values[3], IntervalPGetDatum(median));
+		values[4] = TimestampTzGetDatum(add_days_in_zone(state->last_purchase, median, state->zone));
 		nulls[1] = nulls[2] = nulls[4] = false;
 	}
 	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+}
+
+/* purchase_cycle_state: the type and the 1.1 aggregate's functions */
+
+Datum
+purchase_cycle_state_in(PG_FUNCTION_ARGS)
+{
+	return agg_state_in(fcinfo, &cycle_kind);
+}
+
+Datum
+purchase_cycle_state_out(PG_FUNCTION_ARGS)
+{
+	return agg_state_out(fcinfo, &cycle_kind);
+}
+
+Datum
+purchase_cycle_state_recv(PG_FUNCTION_ARGS)
+{
+	return agg_state_recv(fcinfo, &cycle_kind);
+}
+
+Datum
+purchase_cycle_state_send(PG_FUNCTION_ARGS)
+{
+	return agg_state_send(fcinfo, &cycle_kind);
+}
+
+/*
+ * (state, ordered_at [, zone]): the state, updated in place in an
+ * aggregate (state_type.h).  The zone is resolved on a group's first row,
+ * or when the row names one.
+ */
+Datum
+purchase_cycle_state_accum(PG_FUNCTION_ARGS)
+{
+	bool		first = PG_ARGISNULL(0);
+	ExpandedAggState *e = agg_state_for_update(fcinfo, 0, &cycle_kind);
+	CycleState *state = (CycleState *) EXPANDED_AGG_STATE_DATA(e);
+
+	if (first)
+		state->zone = purchase_zone_arg(fcinfo, 2, "purchase_cycle");
+	else if (PG_NARGS() > 2)
+		check_same_zone(state, purchase_zone_arg(fcinfo, 2, "purchase_cycle"));
+	cycle_add_row(fcinfo, state);
+	return agg_state_result(fcinfo, e);
+}
+
+Datum
+purchase_cycle_state_combine(PG_FUNCTION_ARGS)
+{
+	ExpandedAggState *e;
+	CycleState *right;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	}
+	right = (CycleState *) agg_state_read(fcinfo, 1, &cycle_kind);
+	e = agg_state_for_update(fcinfo, 0, &cycle_kind);
+	cycle_merge((CycleState *) EXPANDED_AGG_STATE_DATA(e), right);
+	return agg_state_result(fcinfo, e);
+}
+
+Datum
+purchase_cycle_state_final(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	return purchase_cycle_of(fcinfo, (CycleState *) agg_state_read(fcinfo, 0, &cycle_kind));
 }
 
 /*

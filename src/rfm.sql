@@ -1,5 +1,7 @@
 -- rfm_summary: BTYD purchase summaries (src/rfm.c).
--- STABLE, not IMMUTABLE: calendar days are those of the session TimeZone.
+-- Calendar days are those of the zone given as the last argument, else of the
+-- post_purchase.shop_time_zone setting, else of the session's TimeZone
+-- (src/dayset.h): STABLE, not IMMUTABLE, for the two defaults.
 
 CREATE TYPE post_purchase.rfm_result AS (
 	frequency bigint,
@@ -10,30 +12,54 @@ CREATE TYPE post_purchase.rfm_result AS (
 COMMENT ON TYPE post_purchase.rfm_result IS
 	'rfm_summary: repeat purchase days, recency and age (T) in units, mean repeat purchase value';
 
-CREATE FUNCTION post_purchase.rfm_summary_accum(internal, timestamptz, numeric, timestamptz)
-	RETURNS internal
+-- The aggregates' state is a type of its own, not "internal", so that Citus
+-- splits them into a partial aggregate per shard and a combine on the
+-- coordinator (src/state_type.h says what it requires).
+CREATE TYPE post_purchase.rfm_summary_state;
+CREATE FUNCTION post_purchase.rfm_summary_state_in(cstring) RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_out(post_purchase.rfm_summary_state) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_recv(internal) RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_send(post_purchase.rfm_summary_state) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE post_purchase.rfm_summary_state (
+	INPUT = post_purchase.rfm_summary_state_in,
+	OUTPUT = post_purchase.rfm_summary_state_out,
+	RECEIVE = post_purchase.rfm_summary_state_recv,
+	SEND = post_purchase.rfm_summary_state_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = double,
+	STORAGE = extended
+);
+COMMENT ON TYPE post_purchase.rfm_summary_state IS
+	'the state of rfm_summary: parameters, time zone, purchase days and spend; text form \x and hex';
+
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz)
+	RETURNS post_purchase.rfm_summary_state
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.rfm_summary_accum(internal, timestamptz, numeric, timestamptz, interval)
-	RETURNS internal
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz, interval)
+	RETURNS post_purchase.rfm_summary_state
 	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.rfm_summary_combine(internal, internal) RETURNS internal
+CREATE FUNCTION post_purchase.rfm_summary_state_accum(post_purchase.rfm_summary_state, timestamptz, numeric, timestamptz, interval,
+													  text)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.rfm_summary_state_combine(post_purchase.rfm_summary_state, post_purchase.rfm_summary_state)
+	RETURNS post_purchase.rfm_summary_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION post_purchase.rfm_summary_serialize(internal) RETURNS bytea
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION post_purchase.rfm_summary_deserialize(bytea, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION post_purchase.rfm_summary_final(internal) RETURNS post_purchase.rfm_result
-	AS 'MODULE_PATHNAME' LANGUAGE C STABLE PARALLEL SAFE;
+-- the state's time zone decides T's day: nothing of the session's
+CREATE FUNCTION post_purchase.rfm_summary_state_final(post_purchase.rfm_summary_state) RETURNS post_purchase.rfm_result
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
 										   observed_until timestamptz) (
-	SFUNC = post_purchase.rfm_summary_accum,
-	STYPE = internal,
-	SSPACE = 128,
-	FINALFUNC = post_purchase.rfm_summary_final,
-	COMBINEFUNC = post_purchase.rfm_summary_combine,
-	SERIALFUNC = post_purchase.rfm_summary_serialize,
-	DESERIALFUNC = post_purchase.rfm_summary_deserialize,
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz) IS
@@ -41,14 +67,24 @@ COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz
 
 CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
 										   observed_until timestamptz, unit interval) (
-	SFUNC = post_purchase.rfm_summary_accum,
-	STYPE = internal,
-	SSPACE = 128,
-	FINALFUNC = post_purchase.rfm_summary_final,
-	COMBINEFUNC = post_purchase.rfm_summary_combine,
-	SERIALFUNC = post_purchase.rfm_summary_serialize,
-	DESERIALFUNC = post_purchase.rfm_summary_deserialize,
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
 	PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz, interval) IS
 	'BTYD summary (frequency, recency, T in units, monetary_value) of the orders up to observed_until';
+
+CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeric,
+										   observed_until timestamptz, unit interval, time_zone text) (
+	SFUNC = post_purchase.rfm_summary_state_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.rfm_summary_state_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz, interval, text) IS
+	'BTYD summary in units, with purchase days counted in the given time zone (an IANA name)';

@@ -35,6 +35,7 @@
 #include "utils/numeric.h"
 
 #include "aggregate.h"
+#include "state_type.h"
 
 /* the largest scale: the histogram's size */
 #define SURVEY_MAX_SCALE	10
@@ -68,6 +69,37 @@ PG_FUNCTION_INFO_V1(survey_deserialize);
 PG_FUNCTION_INFO_V1(csat_final);
 PG_FUNCTION_INFO_V1(csat_summary_final);
 PG_FUNCTION_INFO_V1(ces_summary_final);
+PG_FUNCTION_INFO_V1(survey_state_in);
+PG_FUNCTION_INFO_V1(survey_state_out);
+PG_FUNCTION_INFO_V1(survey_state_recv);
+PG_FUNCTION_INFO_V1(survey_state_send);
+PG_FUNCTION_INFO_V1(csat_state_accum);
+PG_FUNCTION_INFO_V1(ces_state_accum);
+PG_FUNCTION_INFO_V1(csat_state_combine);
+PG_FUNCTION_INFO_V1(ces_state_combine);
+PG_FUNCTION_INFO_V1(csat_state_final);
+PG_FUNCTION_INFO_V1(csat_summary_state_final);
+PG_FUNCTION_INFO_V1(ces_summary_state_final);
+
+/*
+ * The state as a value of the type survey_state (state_type.h): the
+ * histogram in a flat varlena, updated in place by the transition.  The
+ * functions on "internal" serve the aggregates of version 1.0.
+ */
+typedef struct SurveyStateDatum
+{
+	int32		vl_len_;		/* varlena header */
+	SurveyState histogram;
+} SurveyStateDatum;
+
+static void survey_add_answer(FunctionCallInfo fcinfo, SurveyState *state, SurveyMetric metric,
+							  int32 default_scale);
+static void survey_merge(SurveyState *left, const SurveyState *right, SurveyMetric metric);
+static void survey_read(StringInfo buf, SurveyState *state);
+static void survey_write(StringInfo buf, const SurveyState *state);
+static Datum csat_of(const SurveyState *state);
+static Datum csat_summary_of(FunctionCallInfo fcinfo, const SurveyState *state);
+static Datum ces_summary_of(FunctionCallInfo fcinfo, const SurveyState *state);
 
 static bool
 scale_supported(int32 scale)
@@ -126,8 +158,6 @@ survey_accum(FunctionCallInfo fcinfo, SurveyMetric metric, int32 default_scale,
 			 const char *function)
 {
 	SurveyState *state;
-	int32		scale = default_scale;
-	int32		score;
 
 	/* this runs once per answer: check the call context only once per group */
 	if (PG_ARGISNULL(0))
@@ -135,6 +165,17 @@ survey_accum(FunctionCallInfo fcinfo, SurveyMetric metric, int32 default_scale,
 														sizeof(SurveyState));
 	else
 		state = (SurveyState *) PG_GETARG_POINTER(0);
+	survey_add_answer(fcinfo, state, metric, default_scale);
+	PG_RETURN_POINTER(state);
+}
+
+/* Count the answer in arguments 1 and (if given) 2. */
+static void
+survey_add_answer(FunctionCallInfo fcinfo, SurveyState *state, SurveyMetric metric,
+				  int32 default_scale)
+{
+	int32		scale = default_scale;
+	int32		score;
 
 	/*
 	 * The scale is checked on every row that gives one, answered or not, so
@@ -146,7 +187,7 @@ survey_accum(FunctionCallInfo fcinfo, SurveyMetric metric, int32 default_scale,
 		{
 			/* a row without an answer needs no scale */
 			if (PG_ARGISNULL(1))
-				PG_RETURN_POINTER(state);
+				return;
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("%s scale must not be null", survey_metric_name[metric])));
@@ -157,7 +198,7 @@ survey_accum(FunctionCallInfo fcinfo, SurveyMetric metric, int32 default_scale,
 
 	/* like every SQL aggregate, ignore NULL inputs */
 	if (PG_ARGISNULL(1))
-		PG_RETURN_POINTER(state);
+		return;
 
 	score = PG_GETARG_INT32(1);
 	if (score < 1 || score > scale)
@@ -173,7 +214,6 @@ survey_accum(FunctionCallInfo fcinfo, SurveyMetric metric, int32 default_scale,
 		scales_differ(metric, state->scale, scale);
 	/* one counter per row cannot pass INT64_MAX, but a combined one could */
 	add_count(&state->counts[score - 1], 1);
-	PG_RETURN_POINTER(state);
 }
 
 Datum
@@ -194,7 +234,6 @@ survey_combine(FunctionCallInfo fcinfo, SurveyMetric metric, const char *functio
 	MemoryContext cxt = aggregate_context(fcinfo, function);
 	SurveyState *left = PG_ARGISNULL(0) ? NULL : (SurveyState *) PG_GETARG_POINTER(0);
 	SurveyState *right = PG_ARGISNULL(1) ? NULL : (SurveyState *) PG_GETARG_POINTER(1);
-	int			k;
 
 	/* a NULL pointer is no state: return SQL NULL, not a pointer to nothing */
 	if (right == NULL)
@@ -214,16 +253,22 @@ survey_combine(FunctionCallInfo fcinfo, SurveyMetric metric, const char *functio
 		memcpy(left, right, sizeof(SurveyState));
 		PG_RETURN_POINTER(left);
 	}
+	survey_merge(left, right, metric);
+	PG_RETURN_POINTER(left);
+}
+
+static void
+survey_merge(SurveyState *left, const SurveyState *right, SurveyMetric metric)
+{
 	/* a state that saw no answer takes the other's scale */
 	if (right->scale == 0)
-		PG_RETURN_POINTER(left);
+		return;
 	if (left->scale == 0)
 		left->scale = right->scale;
 	else if (left->scale != right->scale)
 		scales_differ(metric, left->scale, right->scale);
-	for (k = 0; k < right->scale; k++)
+	for (int k = 0; k < right->scale; k++)
 		add_count(&left->counts[k], right->counts[k]);
-	PG_RETURN_POINTER(left);
 }
 
 Datum
@@ -244,13 +289,18 @@ survey_serialize(PG_FUNCTION_ARGS)
 {
 	SurveyState *state = (SurveyState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
-	int			k;
 
 	pq_begintypsend(&buf);
-	pq_sendint32(&buf, state->scale);
-	for (k = 0; k < state->scale; k++)
-		pq_sendint64(&buf, state->counts[k]);
+	survey_write(&buf, state);
 	PG_RETURN_BYTEA_P(finish_serialized_state(&buf));
+}
+
+static void
+survey_write(StringInfo buf, const SurveyState *state)
+{
+	pq_sendint32(buf, state->scale);
+	for (int k = 0; k < state->scale; k++)
+		pq_sendint64(buf, state->counts[k]);
 }
 
 /*
@@ -264,31 +314,39 @@ survey_deserialize(PG_FUNCTION_ARGS)
 	MemoryContext cxt = aggregate_context(fcinfo, "survey_deserialize");
 	SurveyState *state = (SurveyState *) MemoryContextAllocZero(cxt, sizeof(SurveyState));
 	StringInfoData buf;
+
+	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
+	survey_read(&buf, state);
+	PG_RETURN_POINTER(state);
+}
+
+static void
+survey_read(StringInfo buf, SurveyState *state)
+{
 	bool		answered = false;
 	int			k;
 
-	start_deserializing_state(&buf, PG_GETARG_BYTEA_PP(0));
-	state->scale = pq_getmsgint(&buf, 4);
+	memset(state, 0, sizeof(SurveyState));
+	state->scale = pq_getmsgint(buf, 4);
 	if (state->scale != 0 && !scale_supported(state->scale))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid survey aggregate state: scale %d", state->scale)));
 	for (k = 0; k < state->scale; k++)
 	{
-		state->counts[k] = pq_getmsgint64(&buf);
+		state->counts[k] = pq_getmsgint64(buf);
 		if (state->counts[k] < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("invalid survey aggregate state: negative count")));
 		answered |= state->counts[k] > 0;
 	}
-	finish_deserializing_state(&buf);
+	finish_deserializing_state(buf);
 	/* the scale is set by the first answer: a scale without answers is forged */
 	if (state->scale != 0 && !answered)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid survey aggregate state: a scale without answers")));
-	PG_RETURN_POINTER(state);
 }
 
 /* What the final functions report, from the histogram. */
@@ -371,24 +429,37 @@ wilson_interval(int64 satisfied, int64 responses, double *low, double *high)
 	*high = 100.0 * Min(centre + half, 1.0);
 }
 
+/* csat() of a state with answers */
+static Datum
+csat_of(const SurveyState *state)
+{
+	SurveyTotals totals = survey_totals(state, SURVEY_CSAT);
+
+	return NumericGetDatum(percent_of(totals.favourable, totals.responses));
+}
+
 Datum
 csat_final(PG_FUNCTION_ARGS)
 {
 	SurveyState *state = PG_ARGISNULL(0) ? NULL : (SurveyState *) PG_GETARG_POINTER(0);
-	SurveyTotals totals;
 
 	/* like avg(), no answers means no score */
 	if (state == NULL || state->scale == 0)
 		PG_RETURN_NULL();
-	totals = survey_totals(state, SURVEY_CSAT);
-	PG_RETURN_NUMERIC(percent_of(totals.favourable, totals.responses));
+	PG_RETURN_DATUM(csat_of(state));
 }
 
 Datum
 csat_summary_final(PG_FUNCTION_ARGS)
 {
 	SurveyState empty = {0};
-	SurveyState *state = PG_ARGISNULL(0) ? &empty : (SurveyState *) PG_GETARG_POINTER(0);
+
+	PG_RETURN_DATUM(csat_summary_of(fcinfo, PG_ARGISNULL(0) ? &empty : (SurveyState *) PG_GETARG_POINTER(0)));
+}
+
+static Datum
+csat_summary_of(FunctionCallInfo fcinfo, const SurveyState *state)
+{
 	SurveyTotals totals = survey_totals(state, SURVEY_CSAT);
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
@@ -408,7 +479,7 @@ csat_summary_final(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[2] = nulls[3] = nulls[4] = nulls[5] = true;
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	return form_result_row(fcinfo, values, nulls);
 }
 
 /*
@@ -442,7 +513,13 @@ Datum
 ces_summary_final(PG_FUNCTION_ARGS)
 {
 	SurveyState empty = {0};
-	SurveyState *state = PG_ARGISNULL(0) ? &empty : (SurveyState *) PG_GETARG_POINTER(0);
+
+	PG_RETURN_DATUM(ces_summary_of(fcinfo, PG_ARGISNULL(0) ? &empty : (SurveyState *) PG_GETARG_POINTER(0)));
+}
+
+static Datum
+ces_summary_of(FunctionCallInfo fcinfo, const SurveyState *state)
+{
 	SurveyTotals totals = survey_totals(state, SURVEY_CES);
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
@@ -468,5 +545,162 @@ ces_summary_final(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[4] = nulls[5] = true;
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	return form_result_row(fcinfo, values, nulls);
+}
+
+/* survey_state: the type */
+
+static SurveyStateDatum *
+survey_datum_new(void)
+{
+	SurveyStateDatum *state = palloc0(sizeof(SurveyStateDatum));
+
+	SET_VARSIZE(state, sizeof(SurveyStateDatum));
+	return state;
+}
+
+static SurveyStateDatum *
+survey_datum_from_bytes(StringInfo buf)
+{
+	SurveyStateDatum *state = survey_datum_new();
+
+	survey_read(buf, &state->histogram);
+	return state;
+}
+
+Datum
+survey_state_in(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	state_text_to_bytes(PG_GETARG_CSTRING(0), &buf, "survey_state");
+	PG_RETURN_POINTER(survey_datum_from_bytes(&buf));
+}
+
+Datum
+survey_state_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_POINTER(survey_datum_from_bytes((StringInfo) PG_GETARG_POINTER(0)));
+}
+
+static const SurveyState *
+survey_datum_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return &((SurveyStateDatum *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno)))->histogram;
+}
+
+Datum
+survey_state_send(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	survey_write(&buf, survey_datum_arg(fcinfo, 0));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+Datum
+survey_state_out(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	survey_write(&buf, survey_datum_arg(fcinfo, 0));
+	PG_RETURN_CSTRING(state_bytes_to_text(buf.data, buf.len));
+}
+
+/*
+ * The state in argument 0, to update: the aggregate's own value in place,
+ * else a copy (a caller's value must not change); a group's first row
+ * starts one, which the executor copies into the aggregate's memory.
+ */
+static SurveyStateDatum *
+survey_datum_for_update(FunctionCallInfo fcinfo)
+{
+	SurveyStateDatum *state;
+
+	if (PG_ARGISNULL(0))
+		return survey_datum_new();
+	if (flat_state_updatable(fcinfo))
+		return (SurveyStateDatum *) PG_GETARG_POINTER(0);
+	state = (SurveyStateDatum *) PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(0));
+	Assert(VARSIZE(state) == sizeof(SurveyStateDatum));
+	return state;
+}
+
+Datum
+csat_state_accum(PG_FUNCTION_ARGS)
+{
+	SurveyStateDatum *state = survey_datum_for_update(fcinfo);
+
+	survey_add_answer(fcinfo, &state->histogram, SURVEY_CSAT, CSAT_DEFAULT_SCALE);
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+ces_state_accum(PG_FUNCTION_ARGS)
+{
+	SurveyStateDatum *state = survey_datum_for_update(fcinfo);
+
+	survey_add_answer(fcinfo, &state->histogram, SURVEY_CES, CES_DEFAULT_SCALE);
+	PG_RETURN_POINTER(state);
+}
+
+static Datum
+survey_state_combine(FunctionCallInfo fcinfo, SurveyMetric metric)
+{
+	SurveyStateDatum *state;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	}
+	state = survey_datum_for_update(fcinfo);
+	survey_merge(&state->histogram, survey_datum_arg(fcinfo, 1), metric);
+	PG_RETURN_POINTER(state);
+}
+
+Datum
+csat_state_combine(PG_FUNCTION_ARGS)
+{
+	return survey_state_combine(fcinfo, SURVEY_CSAT);
+}
+
+Datum
+ces_state_combine(PG_FUNCTION_ARGS)
+{
+	return survey_state_combine(fcinfo, SURVEY_CES);
+}
+
+Datum
+csat_state_final(PG_FUNCTION_ARGS)
+{
+	const SurveyState *state;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	state = survey_datum_arg(fcinfo, 0);
+	/* like avg(), no answers means no score */
+	if (state->scale == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(csat_of(state));
+}
+
+Datum
+csat_summary_state_final(PG_FUNCTION_ARGS)
+{
+	SurveyState empty = {0};
+
+	PG_RETURN_DATUM(csat_summary_of(fcinfo, PG_ARGISNULL(0) ? &empty : survey_datum_arg(fcinfo, 0)));
+}
+
+Datum
+ces_summary_state_final(PG_FUNCTION_ARGS)
+{
+	SurveyState empty = {0};
+
+	PG_RETURN_DATUM(ces_summary_of(fcinfo, PG_ARGISNULL(0) ? &empty : survey_datum_arg(fcinfo, 0)));
 }

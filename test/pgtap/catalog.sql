@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(70);
+SELECT plan(72);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -117,7 +117,9 @@ SELECT set_eq(
 	ARRAY['post_purchase.nps(integer)', 'post_purchase.nps_summary(integer)',
 		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone)',
 		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone,interval)',
+		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone,interval,text)',
 		  'post_purchase.purchase_cycle(timestamp with time zone)',
+		  'post_purchase.purchase_cycle(timestamp with time zone,text)',
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision)',
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision,double precision)',
 		  'post_purchase.gamma_gamma_fit(double precision,double precision)',
@@ -134,10 +136,28 @@ SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
 	  WHERE a.aggcombinefn = 0$$,
 	'every aggregate has a combine function');
+-- Issue 22: Citus splits an aggregate into a partial per shard and a combine
+-- only if its state type is not a pseudo-type ("internal" is one), and it
+-- ships the partial as text through the type's output and input functions
+-- (src/state_type.h).  Such a state needs no serialize functions: it
+-- crosses processes and nodes as a value of its type.
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
-	  WHERE a.aggtranstype = 'internal'::regtype AND (a.aggserialfn = 0 OR a.aggdeserialfn = 0)$$,
-	'every aggregate with an internal state has serialize and deserialize functions');
+	  JOIN pg_type t ON t.oid = a.aggtranstype
+	  WHERE t.typtype = 'p'$$,
+	'no aggregate has a pseudo-type (such as internal) as its state type');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
+	  JOIN pg_type t ON t.oid = a.aggtranstype
+	  WHERE t.typnamespace <> 'post_purchase'::regnamespace OR t.typtype <> 'b'
+		 OR t.typinput = 0 OR t.typoutput = 0 OR t.typreceive = 0 OR t.typsend = 0
+		 OR a.aggserialfn <> 0 OR a.aggdeserialfn <> 0$$,
+	'every state type is a base type of the extension with text and binary I/O, and no aggregate needs serialize functions');
+SELECT set_eq(
+	$$SELECT DISTINCT a.aggtranstype::regtype::text FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid$$,
+	ARRAY['post_purchase.nps_state', 'post_purchase.survey_state', 'post_purchase.rfm_summary_state',
+		  'post_purchase.purchase_cycle_state', 'post_purchase.model_fit_state'],
+	'the aggregates'' state types');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
 	  JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn)
@@ -145,7 +165,7 @@ SELECT is_empty(
 	'every aggregate support function is PARALLEL SAFE');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_aggregate a ON a.aggfnoid = p.oid
-	  WHERE a.aggkind <> 'n' OR a.aggfinalmodify <> 'r' AND a.aggtranstype = 'internal'::regtype$$,
+	  WHERE a.aggkind <> 'n' OR a.aggfinalmodify <> 'r'$$,
 	'aggregates are plain (not ordered-set) and their final functions leave the state read-only');
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc WHERE proparallel <> 's' AND provolatile = 'i'$$,

@@ -57,22 +57,23 @@ SELECT is_empty($$SELECT aggfnoid FROM survey_aggregate WHERE proparallel <> 's'
 	'every survey aggregate is PARALLEL SAFE');
 SELECT is_empty(
 	$$SELECT aggfnoid FROM survey_aggregate
-	  WHERE aggcombinefn = 0 OR aggserialfn = 0 OR aggdeserialfn = 0 OR aggtranstype <> 'internal'::regtype$$,
-	'every survey aggregate has an internal state with combine, serialize and deserialize functions');
+	  WHERE aggcombinefn = 0 OR aggserialfn <> 0 OR aggdeserialfn <> 0
+		 OR aggtranstype <> 'post_purchase.survey_state'::regtype$$,
+	'every survey aggregate has a survey_state state (not internal: issue 22) and a combine function');
 SELECT is_empty(
 	$$SELECT s.oid::regprocedure FROM survey_aggregate a
-	  JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn)
+	  JOIN pg_proc s ON s.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn)
 	  WHERE s.proparallel <> 's' OR s.provolatile <> 'i'$$,
 	'every survey support function is IMMUTABLE and PARALLEL SAFE');
 SELECT is(
-	(SELECT array_agg(DISTINCT aggserialfn::regproc::text || ' ' || aggdeserialfn::regproc::text) FROM survey_aggregate),
-	ARRAY['post_purchase.survey_serialize post_purchase.survey_deserialize'],
+	(SELECT array_agg(DISTINCT aggtranstype::regtype::text) FROM survey_aggregate),
+	ARRAY['post_purchase.survey_state'],
 	'the survey aggregates share one state format');
 SELECT is(
 	(SELECT array_agg(DISTINCT aggfnoid::regproc::text || ' ' || aggcombinefn::regproc::text
 					  ORDER BY aggfnoid::regproc::text || ' ' || aggcombinefn::regproc::text) FROM survey_aggregate),
-	ARRAY['post_purchase.ces_summary post_purchase.ces_combine', 'post_purchase.csat post_purchase.csat_combine',
-		  'post_purchase.csat_summary post_purchase.csat_combine'],
+	ARRAY['post_purchase.ces_summary post_purchase.ces_state_combine', 'post_purchase.csat post_purchase.csat_state_combine',
+		  'post_purchase.csat_summary post_purchase.csat_state_combine'],
 	'CSAT and CES combine with their own functions (their errors name the metric)');
 SELECT is_empty($$SELECT aggfnoid FROM survey_aggregate WHERE aggfinalmodify <> 'r'$$,
 	'the final functions leave the state read-only (window use)');

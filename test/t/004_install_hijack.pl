@@ -46,7 +46,7 @@ for my $file (@scripts)
 	my @bad;
 
 	# CREATE OR REPLACE replaces whatever is there.  An upgrade script may
-	# replace a function or view the script of the version it starts from
+	# replace a function, aggregate or view the script of the version it starts from
 	# created: that one is a member of the extension, and PostgreSQL refuses
 	# to replace an object that is not (the fix of CVE-2022-2625).
 	while ($sql =~ /\bCREATE\s+OR\s+REPLACE\s+(\w+)\s+([\w.]+)/gi)
@@ -54,7 +54,7 @@ for my $file (@scripts)
 		my ($kind, $object) = (uc $1, $2);
 		my $created_before =
 		  defined $from
-		  && ($kind eq 'FUNCTION' || $kind eq 'VIEW')
+		  && ($kind eq 'FUNCTION' || $kind eq 'VIEW' || $kind eq 'AGGREGATE')
 		  && -f "$extdir/post_purchase--$from.sql"
 		  && slurp_file("$extdir/post_purchase--$from.sql") =~ /\bCREATE\s+$kind\s+\Q$object\E[\s(]/i;
 		push @bad, "CREATE OR REPLACE $kind $object" unless $created_before;

@@ -126,21 +126,57 @@ SELECT m IS NULL OR (m.p > 0 AND m.p < 'Infinity' AND m.q > 0 AND m.q < 'Infinit
 	AND m.v > 0 AND m.v < 'Infinity' AND m.log_likelihood <> 'NaN'
 	AND m.customers > 0 AND m.customers < 'Infinity' AND m.converged IS NOT NULL)$$;
 
+-- The aggregates of 1.0 have "internal" states; 1.1's have types of their
+-- own (issue 22), but the module keeps 1.0's functions for databases still
+-- at 1.0.  They are declared here, as 1.0 declares them, to feed them
+-- states as bytes, as before.
+CREATE FUNCTION mut.nps_accum(internal, integer) RETURNS internal AS '$libdir/post_purchase', 'nps_accum' LANGUAGE C;
+CREATE FUNCTION mut.nps_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'nps_combine' LANGUAGE C;
+CREATE FUNCTION mut.nps_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'nps_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.nps_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'nps_deserialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.nps_final(internal) RETURNS numeric AS '$libdir/post_purchase', 'nps_final' LANGUAGE C;
+CREATE FUNCTION mut.nps_summary_final(internal) RETURNS post_purchase.nps_result AS '$libdir/post_purchase', 'nps_summary_final' LANGUAGE C;
+CREATE FUNCTION mut.rfm_summary_accum(internal, timestamptz, numeric, timestamptz, interval) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_accum' LANGUAGE C;
+CREATE FUNCTION mut.rfm_summary_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_combine' LANGUAGE C;
+CREATE FUNCTION mut.rfm_summary_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'rfm_summary_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.rfm_summary_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'rfm_summary_deserialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.rfm_summary_final(internal) RETURNS post_purchase.rfm_result AS '$libdir/post_purchase', 'rfm_summary_final' LANGUAGE C;
+CREATE FUNCTION mut.purchase_cycle_accum(internal, timestamptz) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_accum' LANGUAGE C;
+CREATE FUNCTION mut.purchase_cycle_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_combine' LANGUAGE C;
+CREATE FUNCTION mut.purchase_cycle_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'purchase_cycle_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.purchase_cycle_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'purchase_cycle_deserialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.purchase_cycle_final(internal) RETURNS post_purchase.purchase_cycle_result AS '$libdir/post_purchase', 'purchase_cycle_final' LANGUAGE C;
+CREATE FUNCTION mut.bgnbd_fit_accum(internal, float8, float8, float8, float8) RETURNS internal AS '$libdir/post_purchase', 'bgnbd_fit_accum' LANGUAGE C;
+CREATE FUNCTION mut.bgnbd_fit_final(internal) RETURNS post_purchase.bgnbd_model AS '$libdir/post_purchase', 'bgnbd_fit_final' LANGUAGE C;
+CREATE FUNCTION mut.gamma_gamma_fit_accum(internal, float8, float8, float8) RETURNS internal AS '$libdir/post_purchase', 'gamma_gamma_fit_accum' LANGUAGE C;
+CREATE FUNCTION mut.gamma_gamma_fit_final(internal) RETURNS post_purchase.gamma_gamma_model AS '$libdir/post_purchase', 'gamma_gamma_fit_final' LANGUAGE C;
+CREATE FUNCTION mut.model_fit_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'model_fit_combine' LANGUAGE C;
+CREATE FUNCTION mut.model_fit_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'model_fit_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.model_fit_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'model_fit_deserialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.csat_accum(internal, integer, integer) RETURNS internal AS '$libdir/post_purchase', 'csat_accum' LANGUAGE C;
+CREATE FUNCTION mut.csat_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'csat_combine' LANGUAGE C;
+CREATE FUNCTION mut.ces_combine(internal, internal) RETURNS internal AS '$libdir/post_purchase', 'ces_combine' LANGUAGE C;
+CREATE FUNCTION mut.survey_serialize(internal) RETURNS bytea AS '$libdir/post_purchase', 'survey_serialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.survey_deserialize(bytea, internal) RETURNS internal AS '$libdir/post_purchase', 'survey_deserialize' LANGUAGE C STRICT;
+CREATE FUNCTION mut.csat_final(internal) RETURNS numeric AS '$libdir/post_purchase', 'csat_final' LANGUAGE C;
+CREATE FUNCTION mut.csat_summary_final(internal) RETURNS post_purchase.csat_result AS '$libdir/post_purchase', 'csat_summary_final' LANGUAGE C;
+CREATE FUNCTION mut.ces_summary_final(internal) RETURNS post_purchase.ces_result AS '$libdir/post_purchase', 'ces_summary_final' LANGUAGE C;
+
 -- Aggregate states as bytes: an aggregate's own transition function, then
 -- its serialize function as the final function.
-CREATE AGGREGATE mut.nps_state(integer) (SFUNC = post_purchase.nps_accum, STYPE = internal,
-	FINALFUNC = post_purchase.nps_serialize);
+CREATE AGGREGATE mut.nps_state(integer) (SFUNC = mut.nps_accum, STYPE = internal,
+	FINALFUNC = mut.nps_serialize);
 CREATE AGGREGATE mut.rfm_state(timestamptz, numeric, timestamptz, interval) (
-	SFUNC = post_purchase.rfm_summary_accum, STYPE = internal,
-	FINALFUNC = post_purchase.rfm_summary_serialize);
-CREATE AGGREGATE mut.cycle_state(timestamptz) (SFUNC = post_purchase.purchase_cycle_accum,
-	STYPE = internal, FINALFUNC = post_purchase.purchase_cycle_serialize);
+	SFUNC = mut.rfm_summary_accum, STYPE = internal,
+	FINALFUNC = mut.rfm_summary_serialize);
+CREATE AGGREGATE mut.cycle_state(timestamptz) (SFUNC = mut.purchase_cycle_accum,
+	STYPE = internal, FINALFUNC = mut.purchase_cycle_serialize);
 CREATE AGGREGATE mut.bgnbd_state(float8, float8, float8, float8) (
-	SFUNC = post_purchase.bgnbd_fit_accum, STYPE = internal,
-	FINALFUNC = post_purchase.model_fit_serialize);
+	SFUNC = mut.bgnbd_fit_accum, STYPE = internal,
+	FINALFUNC = mut.model_fit_serialize);
 CREATE AGGREGATE mut.gg_state(float8, float8, float8) (
-	SFUNC = post_purchase.gamma_gamma_fit_accum, STYPE = internal,
-	FINALFUNC = post_purchase.model_fit_serialize);
+	SFUNC = mut.gamma_gamma_fit_accum, STYPE = internal,
+	FINALFUNC = mut.model_fit_serialize);
 CREATE FUNCTION mut.state_or_null(call text) RETURNS bytea LANGUAGE plpgsql AS $$
 DECLARE
 	b bytea;
@@ -195,8 +231,8 @@ SELECT r IS NULL OR (r.responses >= 0 AND r.low_effort BETWEEN 0 AND r.responses
 	AND coalesce(r.low_effort_percent BETWEEN 0 AND 100 AND r.mean BETWEEN 1 AND 10, true)
 	AND coalesce(r.ci_low <= r.mean + 1e-9 AND r.ci_high >= r.mean - 1e-9
 		AND r.ci_low > -1e6 AND r.ci_high < 1e6, true))$$;
-CREATE AGGREGATE mut.survey_state(integer, integer) (SFUNC = post_purchase.csat_accum, STYPE = internal,
-	FINALFUNC = post_purchase.survey_serialize);
+CREATE AGGREGATE mut.survey_state(integer, integer) (SFUNC = mut.csat_accum, STYPE = internal,
+	FINALFUNC = mut.survey_serialize);
 });
 $craft{csat_final} = [ 'survey', 'csat', 'csat_final', q{r IS NULL OR r BETWEEN 0 AND 100} ];
 $craft{csat_summary} = [ 'survey', 'csat', 'csat_summary_final', q{mut.sane(r)} ];
@@ -211,9 +247,9 @@ $craft{survey_serial} = [ 'survey', 'csat', 'survey_serialize', 'true' ];
 CREATE AGGREGATE mut.craft_$name(bytea, bytea) (
 	SFUNC = pg_catalog.bytea_string_agg_transfn, STYPE = internal,
 	SERIALFUNC = pg_catalog.bytea_string_agg_finalfn,
-	DESERIALFUNC = post_purchase.${fmt}_deserialize,
-	COMBINEFUNC = post_purchase.${combine}_combine,
-	FINALFUNC = post_purchase.$final, PARALLEL = SAFE);};
+	DESERIALFUNC = mut.${fmt}_deserialize,
+	COMBINEFUNC = mut.${combine}_combine,
+	FINALFUNC = mut.$final, PARALLEL = SAFE);};
 	}
 	$node->safe_psql('postgres', $sql);
 }
@@ -238,7 +274,20 @@ my %pure = map { $_ => 1 } qw(
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7
   csat csat_summary ces_summary csat_accum ces_accum csat_combine ces_combine survey_serialize
-  survey_deserialize csat_final csat_summary_final ces_summary_final);
+  survey_deserialize csat_final csat_summary_final ces_summary_final
+  nps_state_in nps_state_out nps_state_recv nps_state_send nps_state_accum nps_state_combine
+  nps_state_final nps_summary_state_final
+  survey_state_in survey_state_out survey_state_recv survey_state_send csat_state_accum
+  ces_state_accum csat_state_combine ces_state_combine csat_state_final csat_summary_state_final
+  ces_summary_state_final
+  rfm_summary_state_in rfm_summary_state_out rfm_summary_state_recv rfm_summary_state_send
+  rfm_summary_state_accum rfm_summary_state_combine rfm_summary_state_final
+  purchase_cycle_state_in purchase_cycle_state_out purchase_cycle_state_recv
+  purchase_cycle_state_send purchase_cycle_state_accum purchase_cycle_state_combine
+  purchase_cycle_state_final
+  model_fit_state_in model_fit_state_out model_fit_state_recv model_fit_state_send
+  model_fit_state_combine bgnbd_fit_state_accum bgnbd_fit_state_final gamma_gamma_fit_state_accum
+  gamma_gamma_fit_state_final);
 my %stateful = map { $_ => 1 } qw(
   track_orders_trigger track_orders_truncate recomputed_state_query recomputed_state
   customer_index ensure_customer_index track_orders tracked_column_type untrack_orders
@@ -874,14 +923,23 @@ sub craft_dayset
 	return pack('l>', $count) . pack('l>*', @days);
 }
 
+# the zone of a day-counting state: its name's length, then the name
+sub craft_zone
+{
+	my $zone = chance(0.8) ? pick(@zones) : pick('', 'No/Such_Zone', 'x' x 300, "UTC\0x");
+	my $len = chance(0.9) ? length $zone : pick(-1, 0, 256, 2147483647, length($zone) + 1);
+	return pack('l>', $len) . $zone;
+}
+
 sub craft_state
 {
 	my $fmt = pick('nps', 'rfm', 'cycle', 'fit');
 	return pack('q>q>q>', map { chance(0.5) ? below(100) : craft_i64() } 1 .. 3) if $fmt eq 'nps';
-	return pack('q>d>l>l>', craft_i64(), chance(0.7) ? pick(1, 7, 1e-11) : pick(@f64), craft_i32(), craft_i32())
+	return pack('q>d>', craft_i64(), chance(0.7) ? pick(1, 7, 1e-11) : pick(@f64)) . craft_zone()
+	  . pack('l>l>', craft_i32(), craft_i32())
 	  . craft_amount() . craft_amount() . craft_dayset()
 	  if $fmt eq 'rfm';
-	return pack('q>', craft_i64()) . craft_dayset() if $fmt eq 'cycle';
+	return pack('q>', craft_i64()) . craft_zone() . craft_dayset() if $fmt eq 'cycle';
 	my $n = below(8);
 	my $items = '';
 	for (1 .. $n)
@@ -963,6 +1021,35 @@ for my $i (1 .. n(1500))
 $t0 = time;
 run_calls(\@crafted, sub { judge($crafted[ $_[0] ], $_[1]); });
 note sprintf('%d crafted-state calls in %.1f s', scalar @crafted, time - $t0);
+
+# The same kinds of bytes as values of 1.1's state types (issue 22): the
+# text input reads and checks them (a Citus coordinator reads workers'
+# partial states so), then the combine and final functions run on them.
+my %typed = (
+	nps => [ 'nps_state', [ 'nps_state_final', q{r IS NULL OR r BETWEEN -100 AND 100} ],
+		[ 'nps_summary_state_final', q{mut.sane(r)} ] ],
+	rfm => [ 'rfm_summary_state', [ 'rfm_summary_state_final', q{mut.sane(r)} ] ],
+	cycle => [ 'purchase_cycle_state', [ 'purchase_cycle_state_final', q{mut.sane(r)} ] ],
+	fit => [ 'model_fit_state', [ 'bgnbd_fit_state_final', q{mut.sane(r)} ],
+		[ 'gamma_gamma_fit_state_final', q{mut.sane(r)} ] ],
+	survey => [ 'survey_state', [ 'csat_summary_state_final', q{mut.sane(r)} ],
+		[ 'ces_summary_state_final', q{mut.sane(r)} ] ],);
+my %typed_combine = (nps => 'nps_state_combine', rfm => 'rfm_summary_state_combine',
+	cycle => 'purchase_cycle_state_combine', fit => 'model_fit_state_combine', survey => 'csat_state_combine');
+my @typed_calls;
+for (1 .. n(1500))
+{
+	my $fmt = pick(sort keys %typed);
+	my ($type, @finals) = @{ $typed{$fmt} };
+	my ($final, $chk) = @{ pick(@finals) };
+	my @states = map { "('\\x' || '" . unpack('H*', random_blob()) . "')::post_purchase.$type" } 1 .. 1 + below(2);
+	my $state = @states == 1 ? $states[0] : "post_purchase.$typed_combine{$fmt}($states[0], $states[1])";
+	push @typed_calls, [ "typed_$final", "SELECT post_purchase.$final($state)", $chk, 'false',
+		chance(0.2) ? pick(@zones) : undef ];
+}
+$t0 = time;
+run_calls(\@typed_calls, sub { judge($typed_calls[ $_[0] ], $_[1]); });
+note sprintf('%d typed-state calls in %.1f s', scalar @typed_calls, time - $t0);
 
 # ---------------------------------------------------------------------------
 # Overflow and limits: each case must give exactly this outcome.
@@ -1047,12 +1134,12 @@ expect('csat_summary: two halves of INT64_MAX, half satisfied',
 expect('csat: a score of INT32_MAX', 'SELECT post_purchase.csat(2147483647)', 'true', 'error 22003');
 expect('ces_summary: a scale of INT32_MIN', 'SELECT post_purchase.ces_summary(1, -2147483648)', 'true', 'error 22023');
 
-# rfm_summary states: observed_until, unit, first and last day, two amounts, days
+# rfm_summary states: observed_until, unit, zone, first and last day, two amounts, days
 sub amount_bytes { my ($text, $scale) = @_; return pack('l>l>', $scale // 0, length $text) . $text; }
 sub rfm_bytes
 {
 	my ($observed, $unit, $first, $last, $total, $first_amount, @days) = @_;
-	return pack('q>d>l>l>', $observed, $unit, $first, $last) . amount_bytes($total)
+	return pack('q>d>l>a*l>l>', $observed, $unit, 3, 'UTC', $first, $last) . amount_bytes($total)
 	  . amount_bytes($first_amount) . pack('l>', scalar @days) . pack('l>*', @days);
 }
 my $obs2030 = 946684800000000;    # 2030-01-01 in microseconds since 2000
@@ -1092,7 +1179,7 @@ expect('rfm_summary: a unit that is negative on the whole',
 	'true', 'error 22023');
 
 # purchase_cycle states: last purchase, days
-sub cycle_bytes { my ($last, @days) = @_; return pack('q>l>', $last, scalar @days) . pack('l>*', @days); }
+sub cycle_bytes { my ($last, @days) = @_; return pack('q>l>a*l>', $last, 3, 'UTC', scalar @days) . pack('l>*', @days); }
 expect('purchase_cycle: a valid crafted state',
 	crafted_call('cycle_final', cycle_bytes($obs2030, 10950, 10960, 10980)),
 	q{(r).purchases = 3 AND (r).median_interval = '15 days' AND (r).mean_interval = '15 days'}, 'ok', 1);

@@ -165,9 +165,26 @@ $node->safe_psql('fresh', "CREATE EXTENSION post_purchase; $shop $fill");
 my ($oldest) = split /,/, $released;
 $node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 $node->safe_psql('upgraded', "CREATE EXTENSION post_purchase VERSION '$oldest'; $shop $fill");
+# The shop's own view over the aggregates: 1.1 gives them new state types
+# (issue 22) by CREATE OR REPLACE AGGREGATE, which keeps them, and the view
+# with them (DROP AGGREGATE would refuse to drop them under it).
+my $shop_view = q{SELECT * FROM public.customer_seven};
+$node->safe_psql('upgraded', q{
+CREATE VIEW public.customer_seven AS
+SELECT post_purchase.nps((order_id % 11)::int) AS nps, post_purchase.nps_summary((order_id % 11)::int) AS summary,
+	   post_purchase.rfm_summary(ordered_at, amount, '2024-06-01') AS rfm,
+	   post_purchase.purchase_cycle(ordered_at) AS cycle
+FROM public.orders WHERE customer_id = 7});
+my $view_before = $node->safe_psql('upgraded', $shop_view);
 $node->safe_psql('upgraded', 'ALTER EXTENSION post_purchase UPDATE');
 is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'post_purchase'}),
 	$current, "ALTER EXTENSION UPDATE took the database from $oldest to $current");
+is($node->safe_psql('upgraded', $shop_view), $view_before,
+	"the shop's view over the aggregates survives the update and answers as before");
+is( $node->safe_psql(
+		'upgraded', q{SELECT count(*) FROM pg_aggregate a JOIN pg_type t ON t.oid = a.aggtranstype
+		WHERE a.aggfnoid::regproc::text LIKE 'post_purchase.%' AND t.typtype = 'p'}),
+	'0', 'after the update no aggregate has an internal state');
 
 my $fresh_catalog = $node->safe_psql('fresh', $catalog_sql);
 my $upgraded_catalog = $node->safe_psql('upgraded', $catalog_sql);
