@@ -100,6 +100,14 @@ FROM (SELECT post_purchase.purchase_cycle(o, 'UTC') AS c
 SET TimeZone = 'Asia/Tokyo';
 SELECT post_purchase.rfm_summary_state_final(r), (post_purchase.purchase_cycle_state_final(p)).next_due FROM states_back;
 SET TimeZone = 'UTC';
+-- post_purchase.shop_time_zone is the default zone: set to Auckland, a UTC
+-- session counts Auckland's days (one day: frequency 0, T 9 as above); an
+-- unknown zone is refused when set
+SET post_purchase.shop_time_zone = 'Pacific/Auckland';
+SELECT (post_purchase.rfm_summary(ordered_at, amount, '2024-03-20 00:00+00')).* FROM near_midnight;
+SELECT (post_purchase.purchase_cycle(ordered_at)).purchases FROM near_midnight;
+SET post_purchase.shop_time_zone = 'Mars/Olympus_Mons';
+RESET post_purchase.shop_time_zone;
 -- bad zones
 SELECT post_purchase.rfm_summary(ordered_at, amount, '2024-03-20', '1 day', 'Mars/Olympus_Mons') FROM near_midnight;
 SELECT post_purchase.purchase_cycle(ordered_at, '') FROM near_midnight;

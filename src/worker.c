@@ -30,7 +30,8 @@
  * When the launcher exits, the registrations of its workers end with it.
  *
  * Worker 1 of a database also runs enroll_due() and the scheduled
- * refresh_segments(), refresh_models() and outbox_purge(): those work on the
+ * refresh_segments(), refresh_models(), refresh_product_affinity() and
+ * outbox_purge(): those work on the
  * whole database, and running them in every worker would only repeat the
  * work.  Every worker fires due steps; fire_due_steps() claims them with
  * FOR UPDATE SKIP LOCKED, so more workers fire more steps at once.
@@ -42,6 +43,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "pgtime.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -68,7 +70,11 @@ WorkerSettings worker_settings = {
 	.segments_refresh_interval = 3600,
 	.models_refresh_interval = 86400,
 	.outbox_purge_interval = 600,
+	.affinity_refresh_interval = 86400,
 };
+
+/* read by the day-bucketing aggregates with GetConfigOption (dayset.h) */
+static char *shop_time_zone = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -106,6 +112,16 @@ check_databases(char **newval, void **extra, GucSource source)
 	list_free(names);
 	pfree(rawstring);
 	return ok;
+}
+
+/* An empty zone (the session's) or one the server knows. */
+static bool
+check_shop_time_zone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || pg_tzset(*newval) != NULL)
+		return true;
+	GUC_check_errdetail("Time zone \"%s\" is not known.", *newval);
+	return false;
 }
 
 static void define_settings(void);
@@ -241,6 +257,22 @@ define_settings(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("post_purchase.affinity_refresh_interval",
+							"Time between two refresh_product_affinity() calls of the background worker.",
+							"0 never calls it.",
+							&worker_settings.affinity_refresh_interval,
+							86400, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("post_purchase.shop_time_zone",
+							   "Time zone in which rfm_summary and purchase_cycle count calendar days when not given one.",
+							   "Empty: the session's TimeZone.  Set it alike on every node of a distributed shop.",
+							   &shop_time_zone,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_shop_time_zone, NULL, NULL);
 	DefineCustomIntVariable("post_purchase.outbox_purge_interval",
 							"Time between two outbox_purge() calls of the background worker.",
 							"0 never calls it.",

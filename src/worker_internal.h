@@ -63,6 +63,7 @@ typedef struct WorkerSlot
 	TimestampTz segments_refreshed_at;
 	TimestampTz models_refreshed_at;
 	TimestampTz outbox_purged_at;
+	TimestampTz affinity_refreshed_at;
 } WorkerSlot;
 
 /* A database whose workers must stay stopped: DROP DATABASE is running. */
@@ -99,6 +100,7 @@ typedef struct WorkerSettings
 	int			segments_refresh_interval;
 	int			models_refresh_interval;
 	int			outbox_purge_interval;
+	int			affinity_refresh_interval;
 } WorkerSettings;
 
 extern WorkerSettings worker_settings;

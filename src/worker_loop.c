@@ -56,6 +56,9 @@ typedef struct WorkerCall
 	const char *name;
 	int			nargs;			/* 0, or 1: an integer */
 	const char *sql;			/* its first column, if any, as int8 or timestamptz */
+	/* the signature that must exist, when the call leaves arguments to their defaults */
+	int			signature_nargs;
+	Oid			signature[3];
 } WorkerCall;
 
 static const WorkerCall call_enroll_due =
@@ -68,6 +71,9 @@ static const WorkerCall call_refresh_segments =
 {"refresh_segments", 0, "SELECT post_purchase.refresh_segments()"};
 static const WorkerCall call_refresh_models =
 {"refresh_models", 0, "SELECT post_purchase.refresh_models()"};
+static const WorkerCall call_refresh_product_affinity =
+{"refresh_product_affinity", 0, "SELECT post_purchase.refresh_product_affinity()",
+3, {INTERVALOID, FLOAT8OID, FLOAT8OID}};
 static const WorkerCall call_outbox_purge =
 {"outbox_purge", 0, "SELECT post_purchase.outbox_purge()"};
 static const WorkerCall call_process_changes =
@@ -107,6 +113,8 @@ function_exists(const WorkerCall *call)
 	List	   *name = list_make2(makeString("post_purchase"),
 								  makeString(pstrdup(call->name)));
 
+	if (call->signature_nargs > 0)
+		return OidIsValid(LookupFuncName(name, call->signature_nargs, call->signature, true));
 	return OidIsValid(LookupFuncName(name, call->nargs, argtypes, true));
 }
 
@@ -368,6 +376,9 @@ worker_iteration(void)
 										&my_slot->segments_refreshed_at);
 		failed |= worker_call_scheduled(&call_refresh_models, worker_settings.models_refresh_interval,
 										&my_slot->models_refreshed_at);
+		failed |= worker_call_scheduled(&call_refresh_product_affinity,
+										worker_settings.affinity_refresh_interval,
+										&my_slot->affinity_refreshed_at);
 		failed |= worker_call_scheduled(&call_outbox_purge, worker_settings.outbox_purge_interval,
 										&my_slot->outbox_purged_at);
 	}
