@@ -28,7 +28,8 @@ DECLARE
 BEGIN
 	INSERT INTO plain_orders (customer_id, ordered_at, amount) VALUES (nextval('customers'), clock_timestamp(), 10)
 	RETURNING customer_id::text, order_id INTO c, o;
-	INSERT INTO floor.customer_state VALUES (c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0);
+	INSERT INTO floor.customer_state (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq)
+		VALUES (c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0);
 	INSERT INTO floor.segment_memberships (customer_id, segment) VALUES (c, 'lifecycle_new');
 	INSERT INTO floor.enrollments (journey, customer_id, anchor_at, context, holdout, next_position, next_fire_at)
 	SELECT v.journey, c, now(),
@@ -55,6 +56,7 @@ $$;
 CREATE FUNCTION floor.order_write() RETURNS void LANGUAGE sql AS $$
 	WITH o AS (INSERT INTO plain_orders (customer_id, ordered_at, amount)
 			   VALUES (nextval('customers'), clock_timestamp(), 10) RETURNING customer_id::text AS c)
-	INSERT INTO floor.customer_state SELECT o.c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0
+	INSERT INTO floor.customer_state (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq)
+	SELECT o.c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0
 	FROM o;
 $$;
