@@ -10,10 +10,11 @@
  * order_seq past decided_seq for each inserted order).  The mark commits
  * with the order, so no committed order loses its decision.  The workers
  * take marked customers in batches, oldest mark first, with FOR UPDATE SKIP
- * LOCKED (process_changes()), decide each, and clear the mark in the same
- * transaction: the row stays locked until then, so the state cannot change
- * between the decision and the clearing, and two workers never decide one
- * customer at once.  An order of a customer being decided waits for that
+ * LOCKED (process_changes()), decide the batch set-based (each step one
+ * statement over the batch: order_journeys.c, then segments.c), and clear
+ * the marks in the same transaction: the rows stay locked until then, so
+ * the states cannot change between the decision and the clearing, and two
+ * workers never decide one customer at once.  An order of a customer being decided waits for that
  * transaction, then marks the customer again.
  *
  * post_purchase.decide_in = order keeps the decisions in the order's own

@@ -222,16 +222,7 @@ track_items_trigger(PG_FUNCTION_ARGS)
 				new_item = {false};
 	TriggerEvent event;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("track_items_trigger can only be called as a trigger")));
-	event = trigdata->tg_event;
-	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event) ||
-		trigdata->tg_trigger->tgnargs != ITEM_TRIGGER_ARGS)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("track_items_trigger must be the AFTER ... FOR EACH ROW trigger that track_order_items creates")));
+	event = check_tracking_trigger(fcinfo, "track_items_trigger", "track_order_items", ITEM_TRIGGER_ARGS);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -610,15 +610,7 @@ track_orders_trigger(PG_FUNCTION_ARGS)
 	bool		counted = false;	/* the new version is in the state already */
 	bool		decide_now;
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("track_orders_trigger can only be called as a trigger")));
-	event = trigdata->tg_event;
-	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("track_orders_trigger must be an AFTER ... FOR EACH ROW trigger")));
+	event = check_tracking_trigger(fcinfo, "track_orders_trigger", "track_orders", -1);
 
 	desc = RelationGetDescr(trigdata->tg_relation);
 	read_columns(trigdata, &cols);

@@ -59,6 +59,29 @@ value_as_text(Datum value, Oid type)
 }
 
 /*
+ * An error unless the call is the AFTER ... FOR EACH ROW trigger a track_*
+ * function created (with nargs arguments, -1 for any): the functions are
+ * callable, and a hand-made trigger must not reach their reading of the
+ * row.  function names the trigger function, creator what creates it.
+ */
+TriggerEvent
+check_tracking_trigger(FunctionCallInfo fcinfo, const char *function, const char *creator, int nargs)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s can only be called as a trigger", function)));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		(nargs >= 0 && trigdata->tg_trigger->tgnargs != nargs))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be the AFTER ... FOR EACH ROW trigger that %s creates", function, creator)));
+	return trigdata->tg_event;
+}
+
+/*
  * For a statement trigger on a table whose rows backends keep copies or
  * plans of: a relcache invalidation of the table, which every backend takes
  * in once the change commits.  function names the trigger function.

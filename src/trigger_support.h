@@ -9,6 +9,7 @@
 #define POST_PURCHASE_TRIGGER_SUPPORT_H
 
 #include "executor/spi.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/relcache.h"
 
@@ -16,5 +17,7 @@ extern SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *a
 extern int	tracked_column(Relation rel, const char *name, const char *retrack_hint);
 extern Datum value_as_text(Datum value, Oid type);
 extern void invalidate_trigger_table(FunctionCallInfo fcinfo, const char *function);
+extern TriggerEvent check_tracking_trigger(FunctionCallInfo fcinfo, const char *function, const char *creator,
+										   int nargs);
 
 #endif							/* POST_PURCHASE_TRIGGER_SUPPORT_H */
