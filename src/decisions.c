@@ -137,6 +137,7 @@ typedef struct MarkedBatch
 	Datum	   *states;			/* their customer_state rows */
 	int64	   *orders;
 	int64	   *new_orders;		/* inserted since the last decision */
+	Datum	   *row_ids;		/* their state rows' ctids, locked by the claim */
 } MarkedBatch;
 
 /* The newest orders of the customers with new orders, as enroll_for_orders() takes them. */
@@ -281,7 +282,8 @@ process_changes(PG_FUNCTION_ARGS)
 	AcceptInvalidationMessages();
 
 	if (SPI_execute_plan(kept_plan(&claim_plan,
-								   "SELECT s.customer_id, s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq, s "
+								   "SELECT s.customer_id, s.orders, s.order_seq OPERATOR(pg_catalog.-) s.decided_seq, s, "
+								   "s.ctid "
 								   "FROM post_purchase.customer_state s "
 								   "WHERE s.changed_at IS NOT NULL ORDER BY s.changed_at "
 								   "LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -295,6 +297,7 @@ process_changes(PG_FUNCTION_ARGS)
 	marked.states = palloc(Max(n, 1) * sizeof(Datum));
 	marked.orders = palloc(Max(n, 1) * sizeof(int64));
 	marked.new_orders = palloc(Max(n, 1) * sizeof(int64));
+	marked.row_ids = palloc(Max(n, 1) * sizeof(Datum));
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
@@ -306,22 +309,32 @@ process_changes(PG_FUNCTION_ARGS)
 		marked.new_orders[i] = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull));
 		marked.states[i] = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull),
 											 false, -1);
+		marked.row_ids[i] = SPI_datumTransfer(SPI_getbinval(row, SPI_tuptable->tupdesc, 5, &isnull),
+											  false, sizeof(ItemPointerData));
 	}
 	if (n > 0)
 	{
-		Oid			clear_types[1] = {TEXTARRAYOID};
-		Datum		batch_ids = PointerGetDatum(construct_array(marked.customers, (int) n, TEXTOID, -1, false,
-																TYPALIGN_INT));
+		Oid			clear_types[1] = {get_array_type(TIDOID)};
+		Datum		row_ids = PointerGetDatum(construct_array(marked.row_ids, (int) n, TIDOID,
+															  sizeof(ItemPointerData), false, TYPALIGN_SHORT));
 
 		decide_new_orders(&marked);
 		update_segments_of(marked.n, marked.customers, marked.states);
-		/* the rows stayed locked: nothing changed them since the claim */
+
+		/*
+		 * The rows stayed locked, so nothing moved them since the claim:
+		 * cleared by their ctids, a TID scan whatever the plan cache holds.
+		 * By customer_id = ANY, a generic plan made while the state was
+		 * small (autovacuum had not analyzed it yet) stayed a sequential
+		 * scan comparing every state row with every customer of the batch:
+		 * at 70,000 customers most of a worker's time.
+		 */
 		if (SPI_execute_plan(kept_plan(&clear_marks_plan,
 									   "UPDATE post_purchase.customer_state s "
 									   "SET changed_at = NULL, decided_seq = s.order_seq "
-									   "WHERE s.customer_id OPERATOR(pg_catalog.=) ANY ($1)",
+									   "WHERE s.ctid OPERATOR(pg_catalog.=) ANY ($1)",
 									   1, clear_types),
-							 &batch_ids, NULL, false, 0) != SPI_OK_UPDATE)
+							 &row_ids, NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != n)
 			elog(ERROR, "could not clear the change marks");
 	}
 	SPI_finish();

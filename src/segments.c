@@ -63,6 +63,8 @@ static bool rules_stale = false;
 /* whether the rules run over metrics_of() (1.1), or over customer_metrics (a 1.0 schema) */
 static bool rules_over_state = false;
 static Oid	segments_relid = InvalidOid;
+/* customer_state's row type, which the rules' state arrays are made of (1.1) */
+static Oid	state_type = InvalidOid;
 static SPIPlanPtr state_plan = NULL;
 static SPIPlanPtr open_memberships_plan = NULL;
 static SPIPlanPtr exit_plan = NULL;
@@ -256,8 +258,7 @@ plan_rules(Datum rules)
 		appendStringInfoString(&sql, "FROM (SELECT m.* FROM pg_catalog.unnest($1) u "
 							   "CROSS JOIN LATERAL post_purchase.metrics_of(u, "
 							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8, NULL) m OFFSET 0) c");
-		types[0] = get_array_type(get_rel_type_id(get_relname_relid("customer_state",
-																	get_namespace_oid("post_purchase", false))));
+		types[0] = get_array_type(state_type);
 		metrics_context_types(types + 1);
 	}
 	else
@@ -287,6 +288,7 @@ prepare_rules(void)
 	segments_relid = get_relname_relid("segments", get_namespace_oid("post_purchase", false));
 	rules_stale = false;
 	rules_over_state = metrics_context_exists();
+	state_type = get_rel_type_id(get_relname_relid("customer_state", get_namespace_oid("post_purchase", false)));
 	/* not read-only: a fresh snapshot, which sees a rule committed while a batch waited for it */
 	if (SPI_execute("SELECT s.owner, pg_catalog.array_agg(s.name ORDER BY s.name), "
 					"pg_catalog.array_agg(s.rule ORDER BY s.name) "
@@ -445,9 +447,6 @@ evaluate_rules(SegmentBatch *batch)
 	memset(batch->member, 0, (size_t) batch->n * rule_count * sizeof(bool));
 	if (rules_over_state)
 	{
-		Oid			state_type = get_rel_type_id(get_relname_relid("customer_state",
-																   get_namespace_oid("post_purchase", false)));
-
 		for (int k = 0; k < batch->n; k++)
 		{
 			if (batch->states[k] == (Datum) 0)
@@ -481,12 +480,16 @@ rule_index(const char *segment)
 	return -1;
 }
 
-/* A membership a decision changes: customer k enters or leaves a segment. */
+/*
+ * A membership a decision changes: customer k enters or leaves a segment;
+ * leaving, row_id is the open membership's ctid.
+ */
 typedef struct MembershipChange
 {
 	const char *segment;
 	int			k;
 	bool		entering;
+	Datum		row_id;
 	const SegmentBatch *batch;
 } MembershipChange;
 
@@ -516,13 +519,25 @@ compare_changes(const void *a, const void *b)
 					  DEFAULT_COLLATION_OID);
 }
 
-/* Open the memberships of the customers given in one segment, or close them (entering false). */
+/*
+ * Open the memberships of the customers given (text) in one segment, or
+ * close the open memberships given by their ctids (entering false).  By
+ * ctid, the exits are a TID scan whatever the plan cache holds: by
+ * customer_id = ANY, a generic plan made while the table was small read
+ * every open membership of the segment for each batch.  The tests of
+ * segment and exited_at are for a membership another transaction changed
+ * since it was read (refresh_segments() closing it): the update rechecks
+ * them on the newest version, and leaves a closed one alone.
+ */
 static void
-write_changes(const char *segment, Datum *customers, int n, bool entering)
+write_changes(const char *segment, Datum *rows, int n, bool entering)
 {
-	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Oid			types[2] = {TEXTOID, entering ? TEXTARRAYOID : get_array_type(TIDOID)};
 	Datum		values[2] = {CStringGetTextDatum(segment),
-							 PointerGetDatum(construct_array(customers, n, TEXTOID, -1, false, TYPALIGN_INT))};
+							 PointerGetDatum(entering ?
+											 construct_array(rows, n, TEXTOID, -1, false, TYPALIGN_INT) :
+											 construct_array(rows, n, TIDOID, sizeof(ItemPointerData), false,
+															 TYPALIGN_SHORT))};
 	SPIPlanPtr	plan = entering ?
 		kept_plan(&enter_plan,
 				  "INSERT INTO post_purchase.segment_memberships (customer_id, segment) "
@@ -532,12 +547,19 @@ write_changes(const char *segment, Datum *customers, int n, bool entering)
 		kept_plan(&exit_plan,
 				  "UPDATE post_purchase.segment_memberships m "
 				  "SET exited_at = GREATEST(pg_catalog.now(), m.entered_at) "
-				  "WHERE m.segment OPERATOR(pg_catalog.=) $1 "
-				  "AND m.customer_id OPERATOR(pg_catalog.=) ANY ($2) AND m.exited_at IS NULL",
+				  "WHERE m.ctid OPERATOR(pg_catalog.=) ANY ($2) "
+				  "AND m.segment OPERATOR(pg_catalog.=) $1 AND m.exited_at IS NULL",
 				  2, types);
 
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != (entering ? SPI_OK_INSERT : SPI_OK_UPDATE))
 		elog(ERROR, "could not record the customers' segment %s", entering ? "entries" : "exits");
+}
+
+/* What write_changes() takes for a change: the customer entering, the membership left. */
+static Datum
+change_row(const MembershipChange *change)
+{
+	return change->entering ? change->batch->customers[change->k] : change->row_id;
 }
 
 /*
@@ -570,13 +592,17 @@ record_memberships(const SegmentBatch *batch)
 
 	/*
 	 * Not read-only: a fresh snapshot, which sees orders committed
-	 * meanwhile.  LATERAL: an index lookup per customer, where a join
-	 * planned for the array's default 10 rows hashed every open membership.
+	 * meanwhile.  LATERAL, and OFFSET 0 so that the planner keeps it so: an
+	 * index lookup per customer.  Pulled up into a join, planned for the
+	 * array's default 10 rows (and, in a generic plan made early, a small
+	 * table), it hashed every open membership of the shop for each batch.
 	 */
 	if (SPI_execute_plan(kept_plan(&open_memberships_plan,
-								   "SELECT c.i, m.segment FROM pg_catalog.unnest($1) WITH ORDINALITY c(id, i) "
-								   "CROSS JOIN LATERAL (SELECT m.segment FROM post_purchase.segment_memberships m "
-								   "WHERE m.customer_id OPERATOR(pg_catalog.=) c.id AND m.exited_at IS NULL) m",
+								   "SELECT c.i, m.segment, m.ctid FROM pg_catalog.unnest($1) WITH ORDINALITY c(id, i) "
+								   "CROSS JOIN LATERAL (SELECT m.segment, m.ctid "
+								   "FROM post_purchase.segment_memberships m "
+								   "WHERE m.customer_id OPERATOR(pg_catalog.=) c.id AND m.exited_at IS NULL "
+								   "OFFSET 0) m",
 								   1, types),
 						 &ids, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the customers' segment memberships");
@@ -595,7 +621,9 @@ record_memberships(const SegmentBatch *batch)
 			continue;
 		}
 		change = palloc(sizeof(MembershipChange));
-		*change = (MembershipChange) {segment, k, false, batch};
+		*change = (MembershipChange) {segment, k, false,
+			SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 3, &isnull),
+							  false, sizeof(ItemPointerData)), batch};
 		changes = lappend(changes, change);
 	}
 	for (int k = 0; k < batch->n; k++)
@@ -607,7 +635,7 @@ record_memberships(const SegmentBatch *batch)
 			if (!MEMBER_ROW(batch, k)[i] || open[(size_t) k * rule_count + i])
 				continue;
 			change = palloc(sizeof(MembershipChange));
-			*change = (MembershipChange) {rule_cstrings[i], k, true, batch};
+			*change = (MembershipChange) {rule_cstrings[i], k, true, (Datum) 0, batch};
 			changes = lappend(changes, change);
 		}
 	}
@@ -627,14 +655,14 @@ record_memberships(const SegmentBatch *batch)
 		if (i < n && (i == start || (strcmp(sorted[i].segment, sorted[start].segment) == 0 &&
 									 sorted[i].entering == sorted[start].entering)))
 		{
-			run[i - start] = batch->customers[sorted[i].k];
+			run[i - start] = change_row(&sorted[i]);
 			continue;
 		}
 		write_changes(sorted[start].segment, run, i - start, sorted[start].entering);
 		if (i < n)
 		{
 			start = i;
-			run[0] = batch->customers[sorted[i].k];
+			run[0] = change_row(&sorted[i]);
 		}
 	}
 }
