@@ -689,6 +689,11 @@ affinity_pairs(PG_FUNCTION_ARGS)
 	state->frequent_follow = palloc(sizeof(bool) * state->n_products);
 	state->partition = palloc(sizeof(int32) * state->n_products);
 	partitions = plan_partitions(state);
+	/* at DEBUG1, for the tests that force partitions with a small work_mem */
+	ereport(DEBUG1,
+			(errmsg_internal("affinity_pairs: %lld items, %lld orders, %lld customers, %d products, %d partitions",
+							 (long long) state->n_items, (long long) state->n_orders,
+							 (long long) state->n_customers, state->n_products, partitions)));
 
 	/* the count passes, one per partition of the products A */
 	state->counting = true;

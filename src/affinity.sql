@@ -119,7 +119,7 @@ CREATE FUNCTION post_purchase.affinity_pairs(affinity_window interval, min_suppo
 											 min_confidence double precision)
 	RETURNS TABLE (product_a text, kind text, product_b text, pair_count bigint, a_count bigint, b_count bigint,
 				   total bigint)
-	AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 10000 SET TimeZone = 'UTC';
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 10000 SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC';
 REVOKE ALL ON FUNCTION post_purchase.affinity_pairs(interval, double precision, double precision) FROM PUBLIC;
 
 -- Recompute product_affinity from customer_product_orders, in one
