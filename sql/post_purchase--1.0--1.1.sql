@@ -1187,9 +1187,11 @@ CREATE FUNCTION post_purchase.customer_index(orders regclass, customer_column na
 $$;
 REVOKE ALL ON FUNCTION post_purchase.customer_index(regclass, name) FROM PUBLIC;
 
--- The customer index of the orders table, created when there is none, or
--- an error with a hint when the caller may not create it.
-CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name)
+-- The customer index of a tracked table (the orders, or the survey
+-- answers), created when there is none, or an error with a hint when the
+-- caller may not create it; for_trigger ('order' or 'survey answers') says
+-- whose trigger needs it, in the NOTICE and the error.
+CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name, for_trigger text)
 	RETURNS regclass
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -1204,17 +1206,19 @@ BEGIN
 	EXCEPTION WHEN insufficient_privilege THEN
 		RAISE EXCEPTION '% has no index on its column "%"', orders, customer_column
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.',
+				  DETAIL = CASE for_trigger
+							   WHEN 'survey answers' THEN 'An updated or deleted answer that was the customer''s latest makes the survey answers trigger find the customer''s latest answer again, through such an index.'
+							   ELSE 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.' END,
 				  HINT = format('Have the table''s owner run: CREATE INDEX ON %s (%I);', orders, customer_column);
 	END;
 	found := post_purchase.customer_index(orders, customer_column);
-	RAISE NOTICE 'created index % on %(%) for the order trigger', found, orders, customer_column;
+	RAISE NOTICE 'created index % on %(%) for the % trigger', found, orders, customer_column, for_trigger;
 	RETURN found;
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name, text) FROM PUBLIC;
 
-SELECT post_purchase.ensure_customer_index(t.orders, t.customer_column) FROM post_purchase.tracked_orders t;
+SELECT post_purchase.ensure_customer_index(t.orders, t.customer_column, 'order') FROM post_purchase.tracked_orders t;
 
 -- TRUNCATE of the orders table empties the state with it.
 CREATE OR REPLACE FUNCTION post_purchase.track_orders_truncate() RETURNS trigger
@@ -1283,7 +1287,7 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_orders_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
 
-	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column, 'order');
 
 	IF backfill THEN
 		-- set-based and executed directly: a set-returning function in
@@ -2301,7 +2305,7 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_answers_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_answers_truncate()', answers);
 	-- a delete of the kept answer recomputes its customer through it
-	PERFORM post_purchase.ensure_customer_index(answers, customer_column);
+	PERFORM post_purchase.ensure_customer_index(answers, customer_column, 'survey answers');
 	PERFORM post_purchase.refresh_survey_answers();
 END
 $$;
@@ -2570,7 +2574,7 @@ BEGIN
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
 
 	PERFORM post_purchase.progress_phase('ensuring the customer index');
-	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column, 'order');
 
 	IF backfill THEN
 		-- the orders read count against the planner's estimate (no scan
