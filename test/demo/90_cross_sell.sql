@@ -53,7 +53,7 @@ UNION ALL
 SELECT order_id, 'cd-case', 1 FROM o WHERE customer_id % 5 = 3 AND h % 12 = 1
 UNION ALL
 SELECT order_id, 'gift-card', 1 FROM o WHERE h % 50 = 7;
-SELECT p.name, count(*) AS items, count(DISTINCT i.order_id) AS orders
+SELECT p.name, count(*) AS items, sum(i.quantity) AS units
 FROM shop.order_items i JOIN shop.products p USING (product_id)
 GROUP BY p.name ORDER BY items DESC, p.name;
 
@@ -70,15 +70,18 @@ JOIN post_purchase.products pb ON pb.product_id = a.product_b
 ORDER BY a.lift DESC, a.product_a, a.kind, a.product_b LIMIT 10;
 
 \echo
-\echo '== A customer who bought a CD player once: what recommend_products() suggests =='
+\echo '== A customer who bought a CD player, without batteries: what recommend_products() suggests =='
 -- opted in to email, not in the cross-sell holdout, never messaged (so no
--- frequency cap), a player bought in their first and only order
+-- frequency cap), a player bought in their first and only order, no
+-- batteries with it
 SELECT s.customer_id AS shopper
 FROM post_purchase.customer_state s
 JOIN post_purchase.customer_channels c ON c.customer_id = s.customer_id AND c.channel = 'email' AND c.opted_in
 WHERE s.orders = 1
   AND EXISTS (SELECT FROM post_purchase.customer_product_orders p
 			  WHERE p.customer_id = s.customer_id AND p.product_id = 'cd-player')
+  AND NOT EXISTS (SELECT FROM post_purchase.customer_product_orders p
+				  WHERE p.customer_id = s.customer_id AND p.product_id = 'batteries')
   AND NOT post_purchase.in_holdout('cross_sell', s.customer_id, 10)
   AND NOT EXISTS (SELECT FROM post_purchase.outbox x WHERE x.aggregateid = s.customer_id)
 ORDER BY s.customer_id::bigint LIMIT 1 \gset
