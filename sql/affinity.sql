@@ -155,6 +155,7 @@ FROM post_purchase.journey_steps s WHERE s.journey = 'cross_sell';
 \set VERBOSITY sqlstate
 SELECT post_purchase.refresh_product_affinity('0');
 SELECT post_purchase.refresh_product_affinity('-1 day');
+SELECT post_purchase.refresh_product_affinity('1 mon -31 days');
 SELECT post_purchase.refresh_product_affinity('101 years');
 SELECT post_purchase.refresh_product_affinity('1 day', 1.5);
 SELECT post_purchase.refresh_product_affinity('1 day', -0.1);
