@@ -53,7 +53,8 @@ OBJS = \
 	src/payload.o \
 	src/message_id.o \
 	src/progress.o \
-	src/answers.o
+	src/answers.o \
+	src/affinity.o
 
 # The install script is built from each concern's SQL, in dependency order.
 SQL_PARTS = \

@@ -75,6 +75,16 @@ SELECT post_purchase.refresh_product_affinity('35 days', 0, 0) AS pairs_kept;
 SELECT product_a, product_b, pair_count, a_count, b_count, total
 FROM post_purchase.product_affinity WHERE kind = 'sequence' ORDER BY product_a, product_b;
 
+-- a window in months is calendar months (affinity_pairs adds it with the
+-- calendar, in UTC): 1 month holds c1's 20 and c3's 10 days but never c4's
+-- 35, 2 months always do
+SELECT post_purchase.refresh_product_affinity('1 mon', 0, 0) AS pairs_kept;
+SELECT product_a, product_b, pair_count, window_length
+FROM post_purchase.product_affinity WHERE kind = 'sequence' ORDER BY product_a, product_b;
+SELECT post_purchase.refresh_product_affinity('2 mons', 0, 0) AS pairs_kept;
+SELECT product_a, product_b, pair_count, window_length
+FROM post_purchase.product_affinity WHERE kind = 'sequence' ORDER BY product_a, product_b;
+
 -- thresholds: support >= 0.2 leaves coffee+filters (0.25) among same-order
 -- pairs, confidence >= 0.5 only filters -> coffee (2/3); the sequences'
 -- confidences (1/5, 1/3) are all below
@@ -145,12 +155,16 @@ FROM post_purchase.journey_steps s WHERE s.journey = 'cross_sell';
 \set VERBOSITY sqlstate
 SELECT post_purchase.refresh_product_affinity('0');
 SELECT post_purchase.refresh_product_affinity('-1 day');
+SELECT post_purchase.refresh_product_affinity('1 mon -31 days');
 SELECT post_purchase.refresh_product_affinity('101 years');
 SELECT post_purchase.refresh_product_affinity('1 day', 1.5);
 SELECT post_purchase.refresh_product_affinity('1 day', -0.1);
 SELECT post_purchase.refresh_product_affinity('1 day', 'NaN');
 SELECT post_purchase.refresh_product_affinity('1 day', 0, 2);
 SELECT post_purchase.refresh_product_affinity('1 day', 0, 'NaN');
+-- the C counter behind it checks what it relies on, if called directly
+SELECT count(*) FROM post_purchase.affinity_pairs(NULL, 0, 0);
+SELECT count(*) FROM post_purchase.affinity_pairs('-1 day', 0, 0);
 \set VERBOSITY default
 SELECT post_purchase.refresh_product_affinity('0');
 SELECT post_purchase.refresh_product_affinity('1 day', 1.5);

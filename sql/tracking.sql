@@ -135,10 +135,10 @@ CREATE INDEX ON shop.guarded (buyer) WHERE buyer > 0;
 SELECT post_purchase.customer_index('shop.guarded', 'buyer') IS NULL AS no_usable_index;
 CREATE ROLE tracking_non_owner;
 GRANT USAGE ON SCHEMA shop TO tracking_non_owner;
-GRANT EXECUTE ON FUNCTION post_purchase.ensure_customer_index(regclass, name),
+GRANT EXECUTE ON FUNCTION post_purchase.ensure_customer_index(regclass, name, text),
 	post_purchase.customer_index(regclass, name) TO tracking_non_owner;
 SET ROLE tracking_non_owner;
-SELECT post_purchase.ensure_customer_index('shop.guarded', 'buyer');
+SELECT post_purchase.ensure_customer_index('shop.guarded', 'buyer', 'order');
 \set SHOW_CONTEXT never
 RESET ROLE;
 DROP OWNED BY tracking_non_owner;

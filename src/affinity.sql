@@ -109,28 +109,43 @@ END
 $$;
 REVOKE ALL ON FUNCTION post_purchase.affinity_parameters(interval, double precision, double precision) FROM PUBLIC;
 
--- Recompute product_affinity from customer_product_orders, set-based, in
--- one transaction (readers see the old pairs until it commits).  Returns
--- the number of pairs kept (both kinds, both directions).
+-- The kept pairs of both kinds with their counts (src/affinity.c): one
+-- read of customer_product_orders sorted by customer, time and order, each
+-- customer's items walked once in time order; the pairs counted on product
+-- numbers in a hash table per partition of the products A, each partition
+-- sized to fit in work_mem x hash_mem_multiplier.  Same-order pairs come in
+-- both directions.
+CREATE FUNCTION post_purchase.affinity_pairs(affinity_window interval, min_support double precision,
+											 min_confidence double precision)
+	RETURNS TABLE (product_a text, kind text, product_b text, pair_count bigint, a_count bigint, b_count bigint,
+				   total bigint)
+	AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 10000 SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC';
+REVOKE ALL ON FUNCTION post_purchase.affinity_pairs(interval, double precision, double precision) FROM PUBLIC;
+
+-- Recompute product_affinity from customer_product_orders, in one
+-- transaction (readers see the old pairs until it commits).  Returns the
+-- number of pairs kept (both kinds, both directions).
 --
--- Cost, per order item: a same-order item meets the other items of its
--- order (a hash join on the order key, o items per order: o - 1 pairs per
--- item); a sequence item meets the customer's items within the window
--- after it (one sort of the items by customer and time, then a moving
--- window frame: w later items per item).  The pairs are counted by hash
--- aggregates.  So the work is O(items x (o + w)) plus the sort, O(items
--- log items); nothing is per pair of all products.
+-- Cost, per order item (src/affinity.c): its share of one sort of the
+-- items by customer, time and order (O(log items) comparisons; the
+-- executor's sort, spilling past work_mem), a product lookup, 16 bytes
+-- written to a temporary file and read back once per partition, and a hash
+-- increment per pair it is in: (o - 1) / 2 same-order pairs (o items in its
+-- order) and w follow pairs (w of its customer's items within the window
+-- after it, made distinct per customer by a sort of the customer's pairs).
+-- So O(items x (log items + o + w)); nothing is per pair of all products.
 --
--- Memory: every step is a PostgreSQL executor node that spills to disk
--- past work_mem (sorts, the window's partition buffer) or work_mem x
--- hash_mem_multiplier (hash joins in batches, hash aggregates by
--- partitions since PostgreSQL 13): no step needs all pairs of all products
--- in memory at once.  The largest in-memory objects besides those are one
--- item's window frame (the products a customer bought within the window
--- after it) and the list of products above min_support.
+-- Memory: the products (their text and counts), one customer's items and
+-- distinct follow pairs, and one partition's pair hash table.  The
+-- products A are split into partitions whose upper bound of distinct pairs
+-- (a product's pair occurrences, at most the number of frequent products)
+-- fits in work_mem x hash_mem_multiplier, and the items are read again
+-- from the temporary file for each: no pass needs all pairs of all
+-- products in memory at once.  The kept rows go through a tuplestore
+-- (spilling past work_mem).
 --
 -- Products below min_support cannot be in a kept pair (a pair's count is
--- at most either product's), so they are dropped before any join.
+-- at most either product's), so their pairs are never counted.
 CREATE FUNCTION post_purchase.refresh_product_affinity(affinity_window interval DEFAULT NULL,
 													   min_support double precision DEFAULT NULL,
 													   min_confidence double precision DEFAULT NULL)
@@ -139,92 +154,25 @@ CREATE FUNCTION post_purchase.refresh_product_affinity(affinity_window interval 
 	AS $$
 DECLARE
 	p record;
-	n_orders bigint;
-	n_customers bigint;
-	kept_same_order bigint;
-	kept_sequence bigint;
+	kept bigint;
 BEGIN
 	SELECT * INTO p FROM post_purchase.affinity_parameters(affinity_window, min_support, min_confidence);
 	-- one refresh at a time: a second would only delete the first's rows
 	LOCK TABLE post_purchase.product_affinity IN SHARE ROW EXCLUSIVE MODE;
 	DELETE FROM post_purchase.product_affinity;
-
-	SELECT count(*) INTO n_orders FROM (SELECT DISTINCT i.order_key FROM post_purchase.customer_product_orders i) o;
-	SELECT count(*) INTO n_customers FROM (SELECT DISTINCT i.customer_id FROM post_purchase.customer_product_orders i) c;
-	IF n_orders = 0 THEN
-		RETURN 0;
-	END IF;
-
-	-- same order: the self-join on the order key, each unordered pair once
-	-- (A < B in byte order), then stored in both directions
-	INSERT INTO post_purchase.product_affinity (product_a, kind, product_b, pair_count, a_count, b_count, total,
-												support, confidence, lift)
-	WITH frequent AS MATERIALIZED (
-		SELECT i.product_id, count(*) AS orders
-		FROM post_purchase.customer_product_orders i
-		GROUP BY i.product_id
-		HAVING count(*)::double precision / n_orders >= p.min_support
-	), pairs AS (
-		SELECT a.product_id AS x, b.product_id AS y, count(*) AS both_count
-		FROM post_purchase.customer_product_orders a
-		JOIN post_purchase.customer_product_orders b
-		  ON b.order_key = a.order_key AND a.product_id COLLATE "C" < b.product_id COLLATE "C"
-		WHERE a.product_id IN (SELECT f.product_id FROM frequent f)
-		  AND b.product_id IN (SELECT f.product_id FROM frequent f)
-		GROUP BY a.product_id, b.product_id
-		HAVING count(*)::double precision / n_orders >= p.min_support
-	)
-	SELECT d.a, 'same_order', d.b, x.both_count, fa.orders, fb.orders, n_orders,
-		   x.both_count::double precision / n_orders::double precision,
-		   x.both_count::double precision / fa.orders::double precision,
-		   (x.both_count::double precision * n_orders::double precision)
-			   / (fa.orders::double precision * fb.orders::double precision)
-	FROM pairs x
-	CROSS JOIN LATERAL (VALUES (x.x, x.y), (x.y, x.x)) d(a, b)
-	JOIN frequent fa ON fa.product_id = d.a
-	JOIN frequent fb ON fb.product_id = d.b
-	WHERE x.both_count::double precision / fa.orders::double precision >= p.min_confidence;
-	GET DIAGNOSTICS kept_same_order = ROW_COUNT;
-
-	-- B follows A: each item with the products its customer bought in
-	-- (t, t + window], by a moving frame over the customer's items in time
-	-- order (no join: only the pairs inside the window are ever formed)
+	-- the ratios as the float8 division of the exact counts; affinity_pairs
+	-- kept the pairs on the same two divisions
 	INSERT INTO post_purchase.product_affinity (product_a, kind, product_b, pair_count, a_count, b_count, total,
 												support, confidence, lift, window_length)
-	WITH frequent AS MATERIALIZED (
-		SELECT c.product_id, count(*) AS customers
-		FROM (SELECT DISTINCT i.product_id, i.customer_id FROM post_purchase.customer_product_orders i) c
-		GROUP BY c.product_id
-		HAVING count(*)::double precision / n_customers >= p.min_support
-	), later AS (
-		SELECT i.customer_id, i.product_id AS a,
-			   array_agg(i.product_id) OVER (PARTITION BY i.customer_id COLLATE "C" ORDER BY i.ordered_at
-											RANGE BETWEEN interval '1 microsecond' FOLLOWING
-												  AND p.affinity_window FOLLOWING) AS bs
-		FROM post_purchase.customer_product_orders i
-		WHERE i.product_id IN (SELECT f.product_id FROM frequent f)
-	), followed AS (
-		SELECT DISTINCT l.customer_id, l.a, b
-		FROM later l CROSS JOIN LATERAL unnest(l.bs) b
-		WHERE b <> l.a
-	), pairs AS (
-		SELECT f.a, f.b, count(*) AS both_count
-		FROM followed f
-		GROUP BY f.a, f.b
-		HAVING count(*)::double precision / n_customers >= p.min_support
-	)
-	SELECT x.a, 'sequence', x.b, x.both_count, fa.customers, fb.customers, n_customers,
-		   x.both_count::double precision / n_customers::double precision,
-		   x.both_count::double precision / fa.customers::double precision,
-		   (x.both_count::double precision * n_customers::double precision)
-			   / (fa.customers::double precision * fb.customers::double precision),
-		   p.affinity_window
-	FROM pairs x
-	JOIN frequent fa ON fa.product_id = x.a
-	JOIN frequent fb ON fb.product_id = x.b
-	WHERE x.both_count::double precision / fa.customers::double precision >= p.min_confidence;
-	GET DIAGNOSTICS kept_sequence = ROW_COUNT;
-	RETURN kept_same_order + kept_sequence;
+	SELECT x.product_a, x.kind, x.product_b, x.pair_count, x.a_count, x.b_count, x.total,
+		   x.pair_count::double precision / x.total::double precision,
+		   x.pair_count::double precision / x.a_count::double precision,
+		   (x.pair_count::double precision * x.total::double precision)
+			   / (x.a_count::double precision * x.b_count::double precision),
+		   CASE WHEN x.kind OPERATOR(pg_catalog.=) 'sequence' THEN p.affinity_window END
+	FROM post_purchase.affinity_pairs(p.affinity_window, p.min_support, p.min_confidence) x;
+	GET DIAGNOSTICS kept = ROW_COUNT;
+	RETURN kept;
 END
 $$;
 COMMENT ON FUNCTION post_purchase.refresh_product_affinity(interval, double precision, double precision) IS

@@ -165,7 +165,7 @@ BEGIN
 	EXECUTE format('CREATE TRIGGER post_purchase_track_answers_truncate AFTER TRUNCATE ON %s
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_answers_truncate()', answers);
 	-- a delete of the kept answer recomputes its customer through it
-	PERFORM post_purchase.ensure_customer_index(answers, customer_column);
+	PERFORM post_purchase.ensure_customer_index(answers, customer_column, 'survey answers');
 	PERFORM post_purchase.refresh_survey_answers();
 END
 $$;

@@ -154,9 +154,11 @@ CREATE FUNCTION post_purchase.customer_index(orders regclass, customer_column na
 $$;
 REVOKE ALL ON FUNCTION post_purchase.customer_index(regclass, name) FROM PUBLIC;
 
--- The customer index of the orders table, created when there is none, or
--- an error with a hint when the caller may not create it.
-CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name)
+-- The customer index of a tracked table (the orders, or the survey
+-- answers), created when there is none, or an error with a hint when the
+-- caller may not create it; for_trigger ('order' or 'survey answers') says
+-- whose trigger needs it, in the NOTICE and the error.
+CREATE FUNCTION post_purchase.ensure_customer_index(orders regclass, customer_column name, for_trigger text)
 	RETURNS regclass
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -171,15 +173,17 @@ BEGIN
 	EXCEPTION WHEN insufficient_privilege THEN
 		RAISE EXCEPTION '% has no index on its column "%"', orders, customer_column
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.',
+				  DETAIL = CASE for_trigger
+							   WHEN 'survey answers' THEN 'An updated or deleted answer that was the customer''s latest makes the survey answers trigger find the customer''s latest answer again, through such an index.'
+							   ELSE 'A late, updated or deleted order makes the trigger recompute its customer from the orders table, through such an index.' END,
 				  HINT = format('Have the table''s owner run: CREATE INDEX ON %s (%I);', orders, customer_column);
 	END;
 	found := post_purchase.customer_index(orders, customer_column);
-	RAISE NOTICE 'created index % on %(%) for the order trigger', found, orders, customer_column;
+	RAISE NOTICE 'created index % on %(%) for the % trigger', found, orders, customer_column, for_trigger;
 	RETURN found;
 END
 $$;
-REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_purchase.ensure_customer_index(regclass, name, text) FROM PUBLIC;
 
 -- Citus (README, "Citus"): a table Citus manages (distributed, reference,
 -- or a Citus local table) cannot be tracked.  Citus refuses triggers on
@@ -276,7 +280,7 @@ BEGIN
 					FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.track_orders_truncate()', orders);
 
 	PERFORM post_purchase.progress_phase('ensuring the customer index');
-	PERFORM post_purchase.ensure_customer_index(orders, customer_column);
+	PERFORM post_purchase.ensure_customer_index(orders, customer_column, 'order');
 
 	IF backfill THEN
 		-- the orders read count against the planner's estimate (no scan

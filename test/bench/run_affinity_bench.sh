@@ -156,6 +156,26 @@ else
 	fi
 	agree="the analyst SQL's $kept rows equal product_affinity's exactly"
 fi
+# The refresh once more, untimed, for its memory: the backend's resident
+# anonymous memory (RssAnon: its own, not the shared buffers it touched),
+# sampled every 50 ms, and affinity_pairs' DEBUG1 line (its partitions).
+probe_err=$(mktemp)
+PGAPPNAME=affinity_probe "${psql[@]}" -At -c "SET client_min_messages = debug1" -c "$refresh_sql" \
+	>/dev/null 2>"$probe_err" &
+probe_job=$! probe_pid= peak_kb=0
+while kill -0 "$probe_job" 2>/dev/null; do
+	[ -n "$probe_pid" ] || probe_pid=$(sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'affinity_probe'")
+	if [ -n "$probe_pid" ] && [ -r "/proc/$probe_pid/status" ]; then
+		kb=$(awk '/^RssAnon:/ {print $2}' "/proc/$probe_pid/status" 2>/dev/null || true)
+		[ -n "$kb" ] && [ "$kb" -gt "$peak_kb" ] && peak_kb=$kb
+	fi
+	sleep 0.05
+done
+wait "$probe_job"
+partitions_line=$(grep -o 'affinity_pairs: .*' "$probe_err" | head -1)
+rm -f "$probe_err"
+hash_mib=$(sql "SELECT pg_size_bytes(current_setting('work_mem')) * current_setting('hash_mem_multiplier')::float8 / 1048576")
+per_item() { awk -v s="$1" -v n="$n_items" 'BEGIN { printf("%.2f", n > 0 ? s * 1e6 / n : 0) }'; }
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 refresh_ratio=$(ratio "$refresh_s" "$baseline_s")
@@ -166,6 +186,8 @@ report=$(
 	echo "- size: $n_items order items, $n_orders orders, $n_customers customers, $n_products products (generated in ${gen_s}s)"
 	echo "- refresh: window '$AFF_BENCH_WINDOW', min_support $AFF_BENCH_MIN_SUPPORT, min_confidence $AFF_BENCH_MIN_CONFIDENCE: $kept pairs kept ($kinds); the bare self-join has $baseline_pairs unordered pairs"
 	echo "- check: $agree"
+	echo "- memory: the refresh's backend peaked at $((peak_kb / 1024)) MiB resident anonymous memory (RssAnon sampled every 50 ms; shared buffers not counted); ${partitions_line:-no affinity_pairs line} (each partition's pairs bounded by work_mem x hash_mem_multiplier = ${hash_mib%.*} MiB); temporary files as in the table"
+	echo "- cost per order item: refresh $(per_item "$refresh_s") µs, baseline $(per_item "$baseline_s") µs$([ "$AFF_BENCH_SKIP_ANALYST" = 1 ] || echo ", analyst $(per_item "$analyst_s") µs")"
 	echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))," \
 		"$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory;" \
 		"load average $load_before at the start, $load_after at the end"

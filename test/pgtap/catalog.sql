@@ -281,7 +281,7 @@ SELECT is(ARRAY(SELECT to_regprocedure(f)::text FROM unnest(ARRAY[
 SELECT is_empty(
 	$$SELECT oid::regprocedure FROM ext_proc
 	  WHERE proname IN ('refresh_product_affinity', 'recommend_products', 'recommendations_json',
-						'affinity_setting', 'affinity_parameters')
+						'affinity_setting', 'affinity_parameters', 'affinity_pairs')
 		AND (has_function_privilege('public', oid, 'EXECUTE')
 			 OR provolatile <> CASE WHEN proname = 'refresh_product_affinity' THEN 'v' ELSE 's' END)$$,
 	'they are not executable by PUBLIC; the refresh is VOLATILE, the rest STABLE');

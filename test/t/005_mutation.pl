@@ -306,7 +306,7 @@ my %stateful = map { $_ => 1 } qw(
   progress_estimated_rows check_not_distributed
   track_answers_trigger track_answers_truncate forget_survey_answers refresh_survey_answers
   track_survey_answers untrack_survey_answers
-  affinity_setting affinity_parameters refresh_product_affinity recommend_products recommendations_json);
+  affinity_setting affinity_parameters affinity_pairs refresh_product_affinity recommend_products recommendations_json);
 {
 	my @unlisted = grep { !$pure{$_} && !$stateful{$_} } split /\n/,
 	  $node->safe_psql(

@@ -46,5 +46,23 @@ is( $node->safe_psql(
 	'same_order,sequence',
 	'the unfiltered case kept pairs of both kinds');
 
+# The same with the least hash memory there is (64 kB): affinity_pairs()
+# splits the products A into partitions and reads the items once per
+# partition, and must still agree; the tuplestore of kept rows spills too.
+my $small = q{SET work_mem = '64kB'; SET hash_mem_multiplier = 1; };
+$node->safe_psql('postgres', 'CREATE DATABASE small_memory');
+$node->safe_psql('small_memory', 'CREATE EXTENSION post_purchase');
+@rows = split /\n/, $node->safe_psql('small_memory', $small . $stdout);
+is(scalar @rows, $cases, 'small memory: one comparison per case and check');
+for my $row (@rows)
+{
+	my ($name, $agrees, $detail) = split /\|/, $row, 3;
+	ok($agrees eq 't', "small memory: $name agrees with the reference") or diag($detail);
+}
+my ($ret, $out, $err) = $node->psql('small_memory',
+	$small . q{SET client_min_messages = debug1; SELECT post_purchase.refresh_product_affinity('30 days', 0, 0)});
+my ($partitions) = $err =~ /affinity_pairs: .* (\d+) partitions/;
+cmp_ok($partitions // 0, ">", 1, "small memory: the pairs were counted in partitions") or diag($err);
+
 $node->stop;
 done_testing();
