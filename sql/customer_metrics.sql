@@ -175,3 +175,29 @@ DELETE FROM post_purchase.models;
 DELETE FROM post_purchase.rfm_cuts;
 UPDATE post_purchase.settings SET value = '' WHERE name = 'today';
 DROP SCHEMA shop CASCADE;
+
+-- Each metric's one definition, on hand-computed cases (the view and
+-- metrics_of() both call these functions).
+-- lifecycle_stage: thresholds are strict (more than 180 days is lapsed,
+-- more than 90 at_risk), vip needs a clv_12m at or above the cut (NULL
+-- clv or no cut is not vip), then one purchase day is new, more returning
+SELECT d, purchase_days, clv, post_purchase.lifecycle_stage(d, purchase_days, clv, 500, 180, 90) AS stage
+FROM (VALUES (181, 1::bigint, 900::float8), (180, 1, 900), (91, 2, NULL), (90, 2, 500), (90, 2, 499.99),
+			 (0, 1, NULL), (0, 3, NULL)) v(d, purchase_days, clv);
+SELECT post_purchase.lifecycle_stage(10, 2, 900, NULL, 180, 90) AS without_vip_cut;
+-- monetary_value: the repeat days' mean, the first day left out; 0 with
+-- one day; refunds beyond the repeat purchases give a negative mean
+SELECT post_purchase.monetary_value(100, 40, 3) AS mean_of_two_repeat_days,
+	   post_purchase.monetary_value(10.50, 0, 2) AS trailing_zero_trimmed,
+	   post_purchase.monetary_value(40, 40, 1) AS one_day,
+	   post_purchase.monetary_value(10, 40, 3) AS refunded;
+-- customer_age_days: to today, or to a last purchase day after today
+SELECT post_purchase.customer_age_days('2024-01-31', '2024-01-01', '2024-01-10') AS thirty_days,
+	   post_purchase.customer_age_days('2024-01-31', '2024-01-01', '2024-02-10') AS future_order;
+-- recency_score: 1 + the cuts below the days, reversed (5 most recent)
+SELECT d, post_purchase.recency_score(d, '{10,20,30,40}') AS r
+FROM unnest(ARRAY[0, 10, 11, 40, 41]) d;
+-- next_replenishment_due: the last order plus the mean gap between the
+-- purchase days (60 days over 2 gaps); NULL with one purchase day
+SELECT post_purchase.next_replenishment_due('2024-03-01 10:00+00', '2024-01-01', '2024-03-01', 3) AS due,
+	   post_purchase.next_replenishment_due('2024-03-01 10:00+00', '2024-03-01', '2024-03-01', 1) AS one_day;

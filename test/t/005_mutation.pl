@@ -271,6 +271,7 @@ my %pure = map { $_ => 1 } qw(
   gamma_gamma_fit_final model_fit_combine model_fit_serialize model_fit_deserialize
   bgnbd_p_alive bgnbd_expected_purchases bgnbd_probability_of_purchases
   gamma_gamma_expected_value clv bgnbd_simulate predicted_clv_12m today_in_zone metrics_of
+  monetary_value customer_age_days recency_score lifecycle_stage next_replenishment_due
   render_payload render_message stable_bucket in_holdout pick_variant check_variants
   setting setting_list shop_today quiet_hours_end uuid_v7
   csat csat_summary ces_summary csat_accum ces_accum csat_combine ces_combine survey_serialize
@@ -679,6 +680,20 @@ for (1 .. n(200))
 		  . "${\ int_lit()}, ${\ int_lit()}, ${\ float_lit()}::float8, ${model}::post_purchase.models, "
 		  . "${cuts}::post_purchase.rfm_cuts, NULL) m",
 		q{(r).r_score IS NULL OR (r).r_score BETWEEN 1 AND 5});
+	# the metrics' one definitions, which the view and metrics_of() call
+	add_call('monetary_value',
+		"SELECT post_purchase.monetary_value(${\ numeric_lit()}, ${\ numeric_lit()}, ${\ int8_lit()}::int8)", 'true');
+	add_call('customer_age_days',
+		"SELECT post_purchase.customer_age_days(${\ date_lit()}, ${\ date_lit()}, ${\ date_lit()})", 'true');
+	add_call('recency_score', "SELECT post_purchase.recency_score(${\ int_lit()}, ${\ cuts_lit()})",
+		q{r IS NULL OR r BETWEEN 1 AND 5});
+	add_call('lifecycle_stage',
+		"SELECT post_purchase.lifecycle_stage(${\ int_lit()}, ${\ int8_lit()}::int8, ${\ float_lit()}::float8, "
+		  . "${\ float_lit()}::float8, ${\ int_lit()}, ${\ int_lit()})",
+		q{r IN ('lapsed', 'at_risk', 'vip', 'new', 'returning')});
+	add_call('next_replenishment_due',
+		"SELECT post_purchase.next_replenishment_due(${\ ts_lit()}::timestamptz, ${\ date_lit()}, ${\ date_lit()}, "
+		  . "${\ int8_lit()}::int8)", 'true', tz => pick(@zones));
 	add_call('today_in_zone', "SELECT post_purchase.today_in_zone(${\ date_lit()}, ${\ pick(text_lit(), map { qq{'$_'} } @zones)})",
 		'true', tz => pick(@zones));
 }
