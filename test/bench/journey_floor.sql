@@ -7,6 +7,12 @@
 --   floor.order_write(): what an order's transaction writes when a worker
 --     decides (post_purchase.decide_in = worker, or auto with workers): the
 --     order and the customer's state row, with its change mark.
+--   floor.decide_batch(n): what the workers write for n first orders, set-based
+--     in one transaction: n lifecycle_new memberships, the 5 enrollments of
+--     each, the thank-you's outbox row and outcome.  Less than the workers
+--     write: the thank-you's enrollment is written completed at once (the
+--     workers insert it, then complete it when they fire it), and no change
+--     mark is cleared.
 --   floor.first_order(): everything a first order leads to with the 8 seed
 --     journeys enabled, as the order's transaction wrote it when it decided
 --     itself: the order, the state, its lifecycle_new membership, the 5
@@ -59,4 +65,31 @@ CREATE FUNCTION floor.order_write() RETURNS void LANGUAGE sql AS $$
 	INSERT INTO floor.customer_state (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq)
 	SELECT o.c, 1, 10, now(), now(), 1, current_date, current_date, 10, now(), now(), 1, 0
 	FROM o;
+$$;
+
+CREATE FUNCTION floor.decide_batch(n integer) RETURNS void LANGUAGE sql AS $$
+	WITH c AS (SELECT nextval('customers')::text AS id FROM generate_series(1, n)),
+	m AS (INSERT INTO floor.segment_memberships (customer_id, segment) SELECT c.id, 'lifecycle_new' FROM c),
+	e AS (
+		INSERT INTO floor.enrollments (journey, customer_id, anchor_at, context, holdout, status, next_position,
+									   next_fire_at, ended_at, end_reason)
+		SELECT v.journey, c.id, now(),
+			   jsonb_build_object('order', jsonb_build_object('order_id', 0, 'customer_id', c.id::bigint,
+															  'ordered_at', now(), 'amount', 10)),
+			   false, CASE WHEN v.fired THEN 'completed' ELSE 'active' END, CASE WHEN NOT v.fired THEN 1 END,
+			   CASE WHEN NOT v.fired THEN now() + v.delay END, CASE WHEN v.fired THEN now() END,
+			   CASE WHEN v.fired THEN 'completed' END
+		FROM c CROSS JOIN (VALUES ('thank_you', interval '0', true), ('how_to_guide', '2 days', false),
+								  ('nps_survey', '7 days', false), ('review_request', '14 days', false),
+								  ('cross_sell', '30 days', false)) v(journey, delay, fired)
+		RETURNING enrollment_id, journey, customer_id, context),
+	fired AS (
+		INSERT INTO floor.outbox (aggregateid, type, payload, channel, journey, step, enrollment_id)
+		SELECT e.customer_id, 'thank_you', jsonb_build_object('subject', 'Thank you for your order',
+			   'customer_id', e.customer_id, 'order', e.context -> 'order'), 'webhook', 'thank_you', 'thank_you',
+			   e.enrollment_id
+		FROM e WHERE e.journey = 'thank_you'
+		RETURNING id, enrollment_id, step, journey, aggregateid, channel)
+	INSERT INTO floor.step_outcomes (enrollment_id, step, journey, customer_id, holdout, outcome, channel, outbox_id)
+	SELECT f.enrollment_id, f.step, f.journey, f.aggregateid, false, 'fired', f.channel, f.id FROM fired f;
 $$;

@@ -119,6 +119,8 @@ echo "== inserts: TPS untracked / tracked with the seed journeys enabled / untra
 sql "SELECT post_purchase.enable_journey(name) FROM post_purchase.journeys WHERE name <> 'drain' AND NOT enabled" >/dev/null
 "${psql[@]}" -f "$here/journey_floor.sql"
 echo 'SELECT floor.order_write();' > "$report.floor.sql"
+echo 'SELECT floor.first_order();' > "$report.first.sql"
+echo 'SELECT floor.decide_batch(100);' > "$report.decide.sql"
 # pgbench_tps CLIENTS ARGS...: one pgbench run of the insert clients, its TPS
 pgbench_tps() {
 	local clients=$1
@@ -147,17 +149,28 @@ for clients in $JOURNEY_BENCH_CLIENTS; do
 	tps_after=$(tps "$clients" plain_orders)
 	floor_before=$(tps "$clients" plain_orders)
 	tps_floor=$(pgbench_tps "$clients" -M prepared -f "$report.floor.sql")
+	tps_first=$(pgbench_tps "$clients" -M prepared -f "$report.first.sql")
+	# customers per second whose decisions' rows plain SQL writes, 100 a transaction
+	decide_floor=$(awk -v t="$(pgbench_tps "$clients" -M prepared -f "$report.decide.sql")" 'BEGIN { printf "%.0f", t * 100 }')
 	floor_after=$(tps "$clients" plain_orders)
 	tps_ratio=$(ratio "$tps_tracked" "$(mean "$tps_before" "$tps_after")")
 	floor_ratio=$(ratio "$tps_floor" "$(mean "$floor_before" "$floor_after")")
+	first_ratio=$(ratio "$tps_first" "$(mean "$floor_before" "$floor_after")")
+	# the most orders per second the machine can take while deciding as many:
+	# each costs an order's own writes plus its share of a decision batch
+	ceiling=$(awk -v o="$tps_floor" -v d="$decide_floor" 'BEGIN { printf "%.0f", 1 / (1 / o + 1 / d) }')
+	ceiling_ratio=$(ratio "$ceiling" "$(mean "$floor_before" "$floor_after")")
 	decide_rate=$(awk -v n="$decided" -v s="$JOURNEY_BENCH_DURATION" -v ms="$backlog_drain_ms" 'BEGIN { printf "%.0f", n / (s + ms / 1000) }')
 	rows+=("| insert TPS tracked with the built-in segments and seed journeys, workers deciding / untracked ($clients clients) | $tps_ratio | >= 0.70 | $(verdict "$tps_ratio" 0.7 min) |"
 		"| backlog at the end of the $clients-client run: customers / oldest change ms / drained in ms | $backlog / $lag_ms / $backlog_drain_ms | drained < 1000 | $(verdict "$backlog_drain_ms" 1000 max) |"
 		"| info ($clients clients): TPS untracked before / tracked / untracked after | $tps_before / $tps_tracked / $tps_after | | |"
 		"| info ($clients clients): the order's own writes by plain SQL (floor.order_write) / untracked | $floor_ratio ($floor_before / $tps_floor / $floor_after) | | |"
+		"| info ($clients clients): the order and every row its decision writes, by plain SQL in one transaction (floor.first_order) / untracked | $first_ratio ($tps_first) | | |"
+		"| info ($clients clients): the rows of the decisions alone, by plain SQL 100 customers a transaction (floor.decide_batch): customers/s | $decide_floor | | |"
+		"| info ($clients clients): the ceiling of orders/s with every order decided, 1 / (1 / order_write + 1 / decide_batch), / untracked | $ceiling_ratio ($ceiling) | | |"
 		"| info ($clients clients): customers decided per second by the workers, while following the orders | $decide_rate | | |")
 done
-rm -f "$report.order.sql" "$report.floor.sql"
+rm -f "$report.order.sql" "$report.floor.sql" "$report.first.sql" "$report.decide.sql"
 
 rate=$(awk -v n="$steps" -v ms="$drain_ms" 'BEGIN { printf "%.0f", n / ms * 1000 }')
 drain_ratio=$(ratio "$drain_ms" "$base_ms")
