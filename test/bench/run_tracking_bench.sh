@@ -140,7 +140,7 @@ measure() {
 		run "DROP TABLE IF EXISTS bench.floor_state_load" \
 			"CREATE TABLE bench.floor_state_load (LIKE post_purchase.customer_state)" "CHECKPOINT"
 		PGOPTIONS="$PGOPTIONS -c enable_hashagg=off" timed "$label" floor_state_load "$i" \
-			"INSERT INTO bench.floor_state_load $(sql "SELECT post_purchase.recomputed_state_query(t)
+			"INSERT INTO bench.floor_state_load (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq) $(sql "SELECT post_purchase.recomputed_state_query(t)
 				FROM post_purchase.tracked_orders t")"
 	done
 	run "DROP TABLE bench.floor_state_load"
