@@ -45,6 +45,35 @@ flat_state_updatable(FunctionCallInfo fcinfo)
 	return true;
 }
 
+ZonedCallSite *
+zoned_call_site(FunctionCallInfo fcinfo)
+{
+	ZonedCallSite *site = (ZonedCallSite *) fcinfo->flinfo->fn_extra;
+
+	/* Citus makes a new FmgrInfo for every call: one per call then */
+	if (site == NULL)
+	{
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ZonedCallSite));
+		fcinfo->flinfo->fn_extra = site;
+	}
+	return site;
+}
+
+/* the largest chunk aset.c rounds up to a power of two */
+#define FLAT_STATE_POWER_OF_TWO_LIMIT 8192
+
+Size
+flat_state_size(Size need)
+{
+	Size		size = 64;
+
+	if (need > FLAT_STATE_POWER_OF_TWO_LIMIT)
+		return MAXALIGN(need);
+	while (size < need)
+		size *= 2;
+	return size;
+}
+
 /*
  * The context for new states of groups of the aggregate context aggcxt.
  * Resetting the aggregate context (the end of a sorted group, a hash batch,
