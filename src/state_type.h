@@ -116,9 +116,21 @@ extern bool in_aggregate(FunctionCallInfo fcinfo, MemoryContext *aggcxt);
 /*
  * Whether argument 0, a flat state, is the aggregate's own transition value
  * that this call may update in place; remembered per call site, since a
- * transition runs once per row.
+ * transition runs once per row.  Inline: for a counter like nps's, a
+ * function call per row cost a measurable share (test/bench/
+ * RESULTS_state_types.md).
  */
-extern bool flat_state_updatable(FunctionCallInfo fcinfo);
+extern const char flat_state_aggregate_call_site;
+extern bool flat_state_updatable_first(FunctionCallInfo fcinfo);
+
+static inline bool
+flat_state_updatable(FunctionCallInfo fcinfo)
+{
+	if (likely(fcinfo->flinfo != NULL &&
+			   fcinfo->flinfo->fn_extra == &flat_state_aggregate_call_site))
+		return true;
+	return flat_state_updatable_first(fcinfo);
+}
 
 /*
  * What the support functions of a flat state with a time zone keep per call
