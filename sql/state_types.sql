@@ -131,3 +131,73 @@ SELECT (n).* FROM (SELECT post_purchase.nps_summary(s + 0 * nextval('calls')::in
 SELECT last_value AS calls_once FROM calls;
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT (n).* FROM (SELECT post_purchase.nps_summary(s) AS n FROM generate_series(8, 10) s) q;
+
+-- Flat states (rfm_summary_state, purchase_cycle_state) keep their days in
+-- room at the end of the value and grow it when full; amounts that do not
+-- fit the fixed-point sums go to numerics inside the value.  Three
+-- customers with 600 orders each on 187 distinct days (day (i*37 mod 200)^2
+-- / 50 repeats and collides), in shuffled order, several orders a day:
+-- amounts 1.25, of 10 decimals (past the fixed point; every hundredth fits
+-- it), and over 10^30; against plain SQL over the distinct days.
+CREATE TABLE many_days AS
+SELECT c, i, timestamptz '2020-01-01 00:00+00' + (((i * 37) % 200) ^ 2 / 50)::int * interval '1 day'
+			 + (i % 3) * interval '1 hour' AS ordered_at,
+	   CASE c WHEN 1 THEN 1.25 WHEN 2 THEN 0.0000000001 * i ELSE 1e30 + i END AS amount
+FROM generate_series(1, 3) c, generate_series(1, 600) i;
+CREATE VIEW many_days_reference AS
+WITH d AS (SELECT c, (ordered_at AT TIME ZONE 'UTC')::date AS day, sum(amount) AS spend
+		   FROM many_days GROUP BY c, day),
+	 f AS (SELECT c, min(day) AS first_day FROM d GROUP BY c),
+	 g AS (SELECT c, day - lag(day) OVER (PARTITION BY c ORDER BY day) AS gap FROM d)
+SELECT f.c, count(*) AS days, count(*) - 1 AS frequency, max(day) - min(day) AS recency,
+	   date '2023-01-01' - min(day) AS t,
+	   (sum(spend) - sum(spend) FILTER (WHERE day = f.first_day)) / (count(*) - 1) AS monetary_value,
+	   (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FROM g WHERE g.c = f.c) AS median_gap,
+	   (max(day) - min(day))::numeric / (count(*) - 1) AS mean_gap
+FROM d JOIN f USING (c) GROUP BY f.c;
+SELECT r.c, r.days, (s).monetary_value AS m, (s).frequency = r.frequency AS frequency, (s).recency = r.recency AS recency, (s).t = r.t AS t,
+	   (s).monetary_value = r.monetary_value AS monetary_value,
+	   (p).purchases = r.days AS purchases, (p).median_interval = r.median_gap * interval '1 day' AS median,
+	   abs(extract(epoch FROM (p).mean_interval) - r.mean_gap * 86400) < 1e-3 AS mean,
+	   (p).last_purchase = (SELECT max(ordered_at) FROM many_days m WHERE m.c = r.c) AS last_purchase
+FROM many_days_reference r
+JOIN (SELECT c, post_purchase.rfm_summary(ordered_at, amount, '2023-01-01') AS s,
+			 post_purchase.purchase_cycle(ordered_at) AS p
+	  FROM many_days GROUP BY c) a USING (c)
+ORDER BY c;
+-- split in two partial states (odd and even orders) and combined, and
+-- through the text form: the same answers, and the same state's text as in
+-- one pass (the text form is canonical: sorted days, exact sums)
+CREATE TABLE many_days_partial AS
+SELECT c, i % 2 AS half, rfm_partial(ordered_at, amount, '2023-01-01', '1 day', 'UTC') AS r,
+	   cycle_partial(ordered_at, 'UTC') AS p
+FROM many_days GROUP BY c, i % 2;
+SELECT a.c, post_purchase.rfm_summary_state_final(post_purchase.rfm_summary_state_combine(a.r, b.r))
+			= (SELECT post_purchase.rfm_summary(ordered_at, amount, '2023-01-01') FROM many_days m WHERE m.c = a.c) AS rfm,
+	   post_purchase.purchase_cycle_state_final(post_purchase.purchase_cycle_state_combine(a.p::text::post_purchase.purchase_cycle_state, b.p))
+			= (SELECT post_purchase.purchase_cycle(ordered_at) FROM many_days m WHERE m.c = a.c) AS cycle,
+	   post_purchase.rfm_summary_state_combine(a.r, b.r)::text
+			= (SELECT rfm_partial(ordered_at, amount, '2023-01-01', '1 day', 'UTC') FROM many_days m WHERE m.c = a.c)::text AS rfm_text,
+	   post_purchase.purchase_cycle_state_combine(b.p, a.p)::text
+			= (SELECT cycle_partial(ordered_at, 'UTC') FROM many_days m WHERE m.c = a.c)::text AS cycle_text
+FROM many_days_partial a JOIN many_days_partial b ON b.c = a.c AND b.half = 1
+WHERE a.half = 0 ORDER BY a.c;
+-- calling a transition or combine function directly leaves its arguments
+-- alone (only an aggregate's own state is updated in place)
+SELECT a.r::text = a2.r::text AS rfm_accum_kept, a.p::text = a2.p::text AS cycle_accum_kept,
+	   b.r::text = b2.r::text AS rfm_combine_kept, b.p::text = b2.p::text AS cycle_combine_kept
+FROM many_days_partial a, many_days_partial a2, many_days_partial b, many_days_partial b2,
+	 LATERAL (SELECT post_purchase.rfm_summary_state_accum(a.r, '2022-12-31', 1, '2023-01-01', '1 day', 'UTC'),
+					 post_purchase.purchase_cycle_state_accum(a.p, '2022-12-31', 'UTC'),
+					 post_purchase.rfm_summary_state_combine(a.r, b.r),
+					 post_purchase.purchase_cycle_state_combine(a.p, b.p)) calls
+WHERE a.c = 3 AND a.half = 0 AND a2.c = 3 AND a2.half = 0 AND b.c = 3 AND b.half = 1 AND b2.c = 3 AND b2.half = 1;
+-- a running window aggregate finalizes the state after every row and goes
+-- on updating it: each row's summary is that of the orders up to it
+SELECT count(*) AS rows, count(*) FILTER (WHERE w.s = (SELECT post_purchase.rfm_summary(ordered_at, amount, '2023-01-01')
+													  FROM many_days m WHERE m.c = 2 AND m.i <= w.i)
+											 AND w.p = (SELECT post_purchase.purchase_cycle(ordered_at)
+														FROM many_days m WHERE m.c = 2 AND m.i <= w.i)) AS same
+FROM (SELECT i, post_purchase.rfm_summary(ordered_at, amount, '2023-01-01') OVER (ORDER BY i) AS s,
+			 post_purchase.purchase_cycle(ordered_at) OVER (ORDER BY i) AS p
+	  FROM many_days WHERE c = 2 AND i <= 120) w;

@@ -38,11 +38,19 @@
 #define FIXED_INT_DIGITS	7
 
 void
-amount_sum_init(AmountSum *sum)
+amount_fixed_zero(AmountFixed *fixed)
 {
 #ifdef HAVE_INT128
-	sum->fixed = 0;
+	*fixed = 0;
+#else
+	memset(fixed, 0, sizeof(AmountFixed));
 #endif
+}
+
+void
+amount_sum_init(AmountSum *sum)
+{
+	amount_fixed_zero(&sum->fixed);
 	sum->overflow = NULL;
 	sum->dscale = 0;
 }
@@ -129,11 +137,13 @@ numeric_to_fixed(uint16 header, const char *data, int datalen, int128 *out)
 #endif
 
 /*
- * Add one amount.  The datum may be a packed (short-header) numeric straight
- * from a tuple: reading it in place avoids the copy PG_GETARG_NUMERIC makes.
+ * Add one amount to the fixed part and count its display scale; false when
+ * it does not fit there.  The datum may be a packed (short-header) numeric
+ * straight from a tuple: reading it in place avoids the copy
+ * PG_GETARG_NUMERIC makes.
  */
-void
-amount_sum_add(AmountSum *sum, MemoryContext cxt, Datum amount)
+bool
+amount_fixed_add(AmountFixed *sum, int32 *sum_dscale, Datum amount)
 {
 	struct varlena *packed = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(amount));
 	const char *data = VARDATA_ANY(packed);
@@ -150,7 +160,7 @@ amount_sum_add(AmountSum *sum, MemoryContext cxt, Datum amount)
 		dscale = (header & NUM_SHORT_DSCALE) >> NUM_SHORT_DSCALE_SHIFT;
 	else
 		dscale = header & NUM_LONG_DSCALE;
-	sum->dscale = Max(sum->dscale, dscale);
+	*sum_dscale = Max(*sum_dscale, dscale);
 
 #ifdef HAVE_INT128
 	{
@@ -158,14 +168,22 @@ amount_sum_add(AmountSum *sum, MemoryContext cxt, Datum amount)
 		int128		total;
 
 		if (numeric_to_fixed(header, data, datalen, &fixed) &&
-			!__builtin_add_overflow(sum->fixed, fixed, &total))
+			!__builtin_add_overflow(*sum, fixed, &total))
 		{
-			sum->fixed = total;
-			return;
+			*sum = total;
+			return true;
 		}
 	}
 #endif
-	overflow_add(sum, cxt, DatumGetNumeric(amount));
+	return false;
+}
+
+/* Add one amount. */
+void
+amount_sum_add(AmountSum *sum, MemoryContext cxt, Datum amount)
+{
+	if (!amount_fixed_add(&sum->fixed, &sum->dscale, amount))
+		overflow_add(sum, cxt, DatumGetNumeric(amount));
 }
 
 #ifdef HAVE_INT128
@@ -196,19 +214,40 @@ fixed_to_numeric(int128 fixed)
 }
 #endif
 
+/* The fixed part as a numeric. */
+Numeric
+amount_fixed_numeric(const AmountFixed *fixed)
+{
+#ifdef HAVE_INT128
+	return fixed_to_numeric(*fixed);
+#else
+	return int64_to_numeric(0);
+#endif
+}
+
+/* Add another fixed part; false, leaving "fixed" alone, when the sum overflows. */
+bool
+amount_fixed_add_fixed(AmountFixed *fixed, const AmountFixed *other)
+{
+#ifdef HAVE_INT128
+	int128		total;
+
+	if (__builtin_add_overflow(*fixed, *other, &total))
+		return false;
+	*fixed = total;
+#endif
+	return true;
+}
+
 /* The exact sum, at the largest display scale of the amounts added. */
 Numeric
 amount_sum_value(const AmountSum *sum)
 {
 	Numeric		result;
 
-#ifdef HAVE_INT128
-	result = fixed_to_numeric(sum->fixed);
+	result = amount_fixed_numeric(&sum->fixed);
 	if (sum->overflow)
 		result = numeric_add_opt_error(result, sum->overflow, NULL);
-#else
-	result = sum->overflow ? sum->overflow : int64_to_numeric(0);
-#endif
 	return DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(result),
 											   Int32GetDatum(sum->dscale)));
 }
@@ -216,14 +255,8 @@ amount_sum_value(const AmountSum *sum)
 void
 amount_sum_add_sum(AmountSum *sum, MemoryContext cxt, const AmountSum *other)
 {
-#ifdef HAVE_INT128
-	int128		total;
-
-	if (__builtin_add_overflow(sum->fixed, other->fixed, &total))
-		overflow_add(sum, cxt, fixed_to_numeric(other->fixed));
-	else
-		sum->fixed = total;
-#endif
+	if (!amount_fixed_add_fixed(&sum->fixed, &other->fixed))
+		overflow_add(sum, cxt, amount_fixed_numeric(&other->fixed));
 	if (other->overflow)
 		overflow_add(sum, cxt, other->overflow);
 	sum->dscale = Max(sum->dscale, other->dscale);

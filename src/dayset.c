@@ -91,25 +91,15 @@ purchase_zone_default(void)
 	return purchase_zone_named(name, strlen(name));
 }
 
-/* the last zone name an argument gave at a call site, in fn_extra */
-typedef struct ZoneArgCache
-{
-	int			len;
-	char		name[TZ_STRLEN_MAX + 1];
-	pg_tz	   *zone;
-} ZoneArgCache;
-
 /*
  * The zone in argument argno, or the default when the function has no such
- * argument.  A transition runs once per row with the same zone: the name's
- * last resolution is kept for the call site.
+ * argument, through the call site's cache.
  */
 pg_tz *
-purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function)
+purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function, ZoneCache *cache)
 {
 	text	   *name;
 	int			len;
-	ZoneArgCache *cache = (ZoneArgCache *) fcinfo->flinfo->fn_extra;
 
 	/*
 	 * The default, looked up once per call site: a setting's lookup costs
@@ -118,12 +108,10 @@ purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function)
 	 */
 	if (PG_NARGS() <= argno)
 	{
-		if (cache == NULL)
+		if (cache->zone == NULL || cache->len != -1)
 		{
-			cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ZoneArgCache));
-			cache->len = -1;
 			cache->zone = purchase_zone_default();
-			fcinfo->flinfo->fn_extra = cache;
+			cache->len = -1;
 		}
 		return cache->zone;
 	}
@@ -133,17 +121,31 @@ purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function)
 				 errmsg("%s time zone must not be null", function)));
 	name = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(name);
-	if (cache != NULL && cache->len == len && memcmp(cache->name, VARDATA_ANY(name), len) == 0)
+	return purchase_zone_cached(cache, VARDATA_ANY(name), len);
+}
+
+/* A zone by name through a cache of the last one. */
+pg_tz *
+purchase_zone_cached(ZoneCache *cache, const char *name, int len)
+{
+	pg_tz	   *zone;
+
+	if (cache->zone != NULL && cache->len == len && memcmp(cache->name, name, len) == 0)
 		return cache->zone;
-	if (cache == NULL)
-	{
-		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ZoneArgCache));
-		fcinfo->flinfo->fn_extra = cache;
-	}
-	cache->zone = purchase_zone_named(VARDATA_ANY(name), len);
+	/* resolved first: an unknown name leaves the cache as it was */
+	zone = purchase_zone_named(name, len);
+	cache->zone = zone;
 	cache->len = len;
-	memcpy(cache->name, VARDATA_ANY(name), len);
-	return cache->zone;
+	memcpy(cache->name, name, len);
+	cache->name[len] = '\0';
+	return zone;
+}
+
+/* Whether two zone names name one zone, as purchase_zones_equal decides. */
+bool
+purchase_zone_names_equal(const char *a, int alen, const char *b, int blen)
+{
+	return alen == blen && (memcmp(a, b, alen) == 0 || pg_strncasecmp(a, b, alen) == 0);
 }
 
 bool
@@ -330,4 +332,113 @@ dayset_deserialize(StringInfo buf, DaySet *set, MemoryContext cxt)
 					 errmsg("invalid purchase day %d in aggregate state", set->days[i]),
 					 errdetail("Serialized purchase days are distinct, in order, and days of the timestamp range.")));
 	}
+}
+
+/* The distinct days of an array, sorted, in place; returns their count. */
+int32
+flat_days_compact(PurchaseDay *days, int32 count)
+{
+	int32		kept = 0;
+
+	qsort(days, count, sizeof(PurchaseDay), day_cmp);
+	for (int32 i = 0; i < count; i++)
+	{
+		if (kept == 0 || days[kept - 1] != days[i])
+			days[kept++] = days[i];
+	}
+	return kept;
+}
+
+/*
+ * Room for "needed" more days, as dayset_reserve makes it: 0 when there is
+ * (perhaps after compacting), else the capacity to grow to.
+ */
+static int32
+flat_days_room(PurchaseDay *days, int32 *count, int32 capacity, bool *compact, int32 needed)
+{
+	int64		want;
+
+	if ((int64) *count + needed <= capacity)
+		return 0;
+	if (!*compact)
+	{
+		*count = flat_days_compact(days, *count);
+		*compact = true;
+	}
+	if ((int64) *count + needed <= capacity && *count <= capacity / 2)
+		return 0;
+	want = Max((int64) capacity * 2, (int64) *count + needed);
+	/* the state holds more than the days: keep well inside a varlena */
+	if (want > (int64) (MaxAllocSize / sizeof(PurchaseDay) / 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct purchase days in one group")));
+	return (int32) want;
+}
+
+int32
+flat_days_add(PurchaseDay *days, int32 *count, int32 capacity, bool *compact, PurchaseDay day)
+{
+	int32		want;
+
+	/* the common case: orders in time order, several on the same day */
+	if (*count > 0 && days[*count - 1] == day)
+		return 0;
+	if (*count < capacity)
+	{
+		if (*count > 0 && days[*count - 1] > day)
+			*compact = false;
+		days[(*count)++] = day;
+		return 0;
+	}
+	want = flat_days_room(days, count, capacity, compact, 1);
+	if (want != 0)
+		return want;
+	/* compacting may have moved this very day to the end */
+	if (*count > 0 && days[*count - 1] == day)
+		return 0;
+	if (*count > 0 && days[*count - 1] > day)
+		*compact = false;
+	days[(*count)++] = day;
+	return 0;
+}
+
+int32
+flat_days_add_all(PurchaseDay *days, int32 *count, int32 capacity, bool *compact,
+				  const PurchaseDay *other, int32 other_count, bool other_compact)
+{
+	int32		want;
+
+	if (other_count == 0)
+		return 0;
+	want = flat_days_room(days, count, capacity, compact, other_count);
+	if (want != 0)
+		return want;
+	*compact = *count > 0 ? false : other_compact;
+	memcpy(days + *count, other, other_count * sizeof(PurchaseDay));
+	*count += other_count;
+	return 0;
+}
+
+/*
+ * A DaySet that reads a flat state's days, for the code the "internal"
+ * states share (serializing, final functions), which compacts the set: the
+ * days are copied first unless they are compact already, since the state
+ * is not the caller's to change.
+ */
+void
+flat_days_view(DaySet *set, const PurchaseDay *days, int32 count, bool compact)
+{
+	dayset_init(set, CurrentMemoryContext);
+	if (compact)
+		set->days = (PurchaseDay *) days;
+	else if (count > 0)
+	{
+		set->days = palloc(count * sizeof(PurchaseDay));
+		memcpy(set->days, days, count * sizeof(PurchaseDay));
+	}
+	if (set->days != set->inline_days)
+		set->capacity = count;
+	set->count = count;
+	set->compact = compact;
 }

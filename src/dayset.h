@@ -48,10 +48,24 @@ extern PurchaseDay timestamptz_to_day_in(TimestampTz ts, pg_tz *tz);
 
 #include "fmgr.h"
 
+/*
+ * A zone's last resolution, kept per call site: a transition runs once per
+ * row with the same zone, and a flat state names its zone.
+ */
+typedef struct ZoneCache
+{
+	pg_tz	   *zone;			/* NULL: nothing cached */
+	int			len;			/* of name; -1 for the default zone */
+	char		name[TZ_STRLEN_MAX + 1];
+} ZoneCache;
+
 extern pg_tz *purchase_zone_default(void);
 extern pg_tz *purchase_zone_named(const char *name, int len);
-extern pg_tz *purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function);
+extern pg_tz *purchase_zone_arg(FunctionCallInfo fcinfo, int argno, const char *function,
+								ZoneCache *cache);
+extern pg_tz *purchase_zone_cached(ZoneCache *cache, const char *name, int len);
 extern bool purchase_zones_equal(pg_tz *a, pg_tz *b);
+extern bool purchase_zone_names_equal(const char *a, int alen, const char *b, int blen);
 extern void purchase_zone_write(StringInfo buf, pg_tz *zone);
 extern pg_tz *purchase_zone_read(StringInfo buf);
 extern bool purchase_day_is_valid(int64 day);
@@ -61,5 +75,18 @@ extern void dayset_add_all(DaySet *set, const DaySet *other);
 extern void dayset_compact(DaySet *set);
 extern void dayset_serialize(StringInfo buf, DaySet *set);
 extern void dayset_deserialize(StringInfo buf, DaySet *set, MemoryContext cxt);
+
+/*
+ * The days of a flat aggregate state (state_type.h): an array inside the
+ * value, "capacity" entries long, "count" of them used, kept as DaySet
+ * keeps its own.  Adding returns 0 when there was room, else the capacity
+ * the state must grow to before it adds again.
+ */
+extern int32 flat_days_compact(PurchaseDay *days, int32 count);
+extern int32 flat_days_add(PurchaseDay *days, int32 *count, int32 capacity, bool *compact,
+						   PurchaseDay day);
+extern int32 flat_days_add_all(PurchaseDay *days, int32 *count, int32 capacity, bool *compact,
+							   const PurchaseDay *other, int32 other_count, bool other_compact);
+extern void flat_days_view(DaySet *set, const PurchaseDay *days, int32 count, bool compact);
 
 #endif							/* POST_PURCHASE_DAYSET_H */

@@ -19,6 +19,7 @@
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -47,18 +48,28 @@ PG_FUNCTION_INFO_V1(purchase_cycle_state_accum);
 PG_FUNCTION_INFO_V1(purchase_cycle_state_combine);
 PG_FUNCTION_INFO_V1(purchase_cycle_state_final);
 
+/*
+ * purchase_cycle_state, the state of the 1.1 aggregates, in memory: a flat
+ * value (state_type.h) the transition updates in place.  After the struct
+ * come the zone's name and a NUL, then room for "capacity" purchase days.
+ * The type's binary and text forms are what purchase_cycle_serialize
+ * writes for the "internal" state of 1.0 (cycle_write), not this struct.
+ */
+#define CYCLE_FLAT_VERSION 1
+
+typedef struct CycleFlat
+{
+	int32		vl_len_;		/* varlena header: the whole value, room included */
+	uint8		version;		/* CYCLE_FLAT_VERSION */
+	uint8		zone_len;		/* of the zone's name */
+	bool		compact;		/* the days are sorted and distinct */
+	int32		count;			/* days used */
+	int32		capacity;		/* days room */
+	TimestampTz last_purchase;	/* exact time of the latest order */
+} CycleFlat;
+
 static void cycle_write(StringInfo buf, void *state);
 static void cycle_read(StringInfo buf, void *state, MemoryContext cxt);
-static void cycle_kind_init(void *state, MemoryContext cxt);
-
-/*
- * purchase_cycle_state, the state of the 1.1 aggregate (state_type.h): an
- * expanded object over CycleState, whose flat form is what
- * purchase_cycle_serialize writes for the "internal" state of 1.0.
- */
-static const AggStateKind cycle_kind = {
-	AGG_STATE_METHODS, "purchase_cycle_state", sizeof(CycleState), cycle_kind_init, cycle_write, cycle_read
-};
 
 static bool
 numeric_is_negative(Numeric value)
@@ -67,34 +78,32 @@ numeric_is_negative(Numeric value)
 											 NumericGetDatum(int64_to_numeric(0)))) < 0;
 }
 
-static void
-cycle_kind_init(void *arg, MemoryContext cxt)
-{
-	CycleState *state = (CycleState *) arg;
-
-	state->zone = session_timezone;
-	dayset_init(&state->days, cxt);
-}
-
+/* 1.0's state: days of the session's TimeZone */
 static CycleState *
 cycle_state_new(MemoryContext cxt)
 {
 	CycleState *state = MemoryContextAllocZero(cxt, sizeof(CycleState));
 
-	cycle_kind_init(state, cxt);
+	state->zone = session_timezone;
+	dayset_init(&state->days, cxt);
 	return state;
+}
+
+static void
+report_other_zone(const char *zone, const char *other)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("purchase_cycle time zone must be the same for every row of a group"),
+			 errdetail("The group has days of time zone \"%s\" and of \"%s\".", zone, other),
+			 errhint("Give the zone as purchase_cycle's last argument, or set post_purchase.shop_time_zone alike on every node.")));
 }
 
 static void
 check_same_zone(const CycleState *state, pg_tz *zone)
 {
 	if (!purchase_zones_equal(state->zone, zone))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("purchase_cycle time zone must be the same for every row of a group"),
-				 errdetail("The group has days of time zone \"%s\" and of \"%s\".",
-						   pg_get_timezone_name(state->zone), pg_get_timezone_name(zone)),
-				 errhint("Give the zone as purchase_cycle's last argument, or set post_purchase.shop_time_zone alike on every node.")));
+		report_other_zone(pg_get_timezone_name(state->zone), pg_get_timezone_name(zone));
 }
 
 static void
@@ -318,55 +327,255 @@ purchase_cycle_of(FunctionCallInfo fcinfo, CycleState *state)
 
 /* purchase_cycle_state: the type and the 1.1 aggregate's functions */
 
+static inline char *
+cycle_zone_name(const CycleFlat *s)
+{
+	return (char *) s + sizeof(CycleFlat);
+}
+
+static inline Size
+cycle_days_offset(int zone_len)
+{
+	return INTALIGN(sizeof(CycleFlat) + zone_len + 1);
+}
+
+static inline PurchaseDay *
+cycle_days(const CycleFlat *s)
+{
+	return (PurchaseDay *) ((char *) s + cycle_days_offset(s->zone_len));
+}
+
+/*
+ * A new value with room for at least min_capacity days, zeroed but for its
+ * layout and zone, in the current memory context: the executor copies a
+ * new value into the aggregate's memory.
+ */
+static CycleFlat *
+cycle_flat_alloc(const char *zone, int zone_len, int32 min_capacity)
+{
+	Size		size = flat_state_size(cycle_days_offset(zone_len) + (Size) min_capacity * sizeof(PurchaseDay));
+	CycleFlat  *s;
+
+	if (zone_len < 1 || zone_len > TZ_STRLEN_MAX)
+		elog(ERROR, "time zone name of unexpected length %d", zone_len);
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct purchase days in one group")));
+	s = palloc0(size);
+	SET_VARSIZE(s, size);
+	s->version = CYCLE_FLAT_VERSION;
+	s->zone_len = zone_len;
+	s->compact = true;
+	s->capacity = (int32) ((size - cycle_days_offset(zone_len)) / sizeof(PurchaseDay));
+	memcpy(cycle_zone_name(s), zone, zone_len);
+	return s;
+}
+
+static CycleFlat *
+cycle_flat_new(pg_tz *zone)
+{
+	const char *name = pg_get_timezone_name(zone);
+
+	return cycle_flat_alloc(name, strlen(name), DAYSET_INLINE_DAYS);
+}
+
+/*
+ * A copy of s with room for min_capacity days.  s stays as it was: in an
+ * aggregate it is the executor's to free once the copy is returned.
+ */
+static CycleFlat *
+cycle_flat_grow(const CycleFlat *s, int32 min_capacity)
+{
+	CycleFlat  *n = cycle_flat_alloc(cycle_zone_name(s), s->zone_len, Max(min_capacity, s->count));
+
+	n->compact = s->compact;
+	n->count = s->count;
+	n->last_purchase = s->last_purchase;
+	memcpy(cycle_days(n), cycle_days(s), s->count * sizeof(PurchaseDay));
+	return n;
+}
+
+/*
+ * A state value made by someone else (a table's, an argument's): the
+ * struct is what this code wrote, or the type's input function, so only
+ * its layout's version and bounds are checked.
+ */
+static const CycleFlat *
+cycle_flat_arg(FunctionCallInfo fcinfo, int argno)
+{
+	CycleFlat  *s = (CycleFlat *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno));
+
+	if (VARSIZE(s) < sizeof(CycleFlat) || s->version != CYCLE_FLAT_VERSION || s->zone_len == 0 ||
+		s->count < 0 || s->count > s->capacity ||
+		cycle_days_offset(s->zone_len) + (Size) s->capacity * sizeof(PurchaseDay) > VARSIZE(s))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("purchase_cycle_state value of an unknown layout")));
+	return s;
+}
+
+/*
+ * The state in argument argno, to update: in an aggregate, its own
+ * transition value, in place; otherwise a copy, since a caller's value must
+ * not change.
+ */
+static CycleFlat *
+cycle_flat_for_update(FunctionCallInfo fcinfo, int argno)
+{
+	const CycleFlat *s;
+	CycleFlat  *copy;
+
+	if (AggCheckCallContext(fcinfo, NULL))
+		return (CycleFlat *) PG_GETARG_POINTER(argno);
+	s = cycle_flat_arg(fcinfo, argno);
+	copy = palloc(VARSIZE(s));
+	memcpy(copy, s, VARSIZE(s));
+	return copy;
+}
+
+/*
+ * The state as a CycleState that reads it, for the code the "internal"
+ * state shares: the binary form and the final function.
+ */
+static void
+cycle_flat_view(FunctionCallInfo fcinfo, const CycleFlat *s, CycleState *view)
+{
+	memset(view, 0, sizeof(CycleState));
+	view->last_purchase = s->last_purchase;
+	view->zone = purchase_zone_cached(&zoned_call_site(fcinfo)->state, cycle_zone_name(s), s->zone_len);
+	flat_days_view(&view->days, cycle_days(s), s->count, s->compact);
+}
+
+/* The state from its binary form, checked by cycle_read. */
+static CycleFlat *
+cycle_flat_from_bytes(StringInfo buf)
+{
+	CycleState	state;
+	CycleFlat  *s;
+	const char *zone;
+
+	memset(&state, 0, sizeof(CycleState));
+	cycle_read(buf, &state, CurrentMemoryContext);
+	finish_deserializing_state(buf);
+	zone = pg_get_timezone_name(state.zone);
+	s = cycle_flat_alloc(zone, strlen(zone), Max(state.days.count, DAYSET_INLINE_DAYS));
+	s->last_purchase = state.last_purchase;
+	/* the binary form's days are distinct and in order */
+	memcpy(cycle_days(s), state.days.days, state.days.count * sizeof(PurchaseDay));
+	s->count = state.days.count;
+	return s;
+}
+
+static void
+cycle_flat_write(FunctionCallInfo fcinfo, StringInfo buf, const CycleFlat *s)
+{
+	CycleState	view;
+
+	cycle_flat_view(fcinfo, s, &view);
+	cycle_write(buf, &view);
+}
+
 Datum
 purchase_cycle_state_in(PG_FUNCTION_ARGS)
 {
-	return agg_state_in(fcinfo, &cycle_kind);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	state_text_to_bytes(PG_GETARG_CSTRING(0), &buf, "purchase_cycle_state");
+	PG_RETURN_POINTER(cycle_flat_from_bytes(&buf));
 }
 
 Datum
 purchase_cycle_state_out(PG_FUNCTION_ARGS)
 {
-	return agg_state_out(fcinfo, &cycle_kind);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	cycle_flat_write(fcinfo, &buf, cycle_flat_arg(fcinfo, 0));
+	PG_RETURN_CSTRING(state_bytes_to_text(buf.data, buf.len));
 }
 
 Datum
 purchase_cycle_state_recv(PG_FUNCTION_ARGS)
 {
-	return agg_state_recv(fcinfo, &cycle_kind);
+	PG_RETURN_POINTER(cycle_flat_from_bytes((StringInfo) PG_GETARG_POINTER(0)));
 }
 
 Datum
 purchase_cycle_state_send(PG_FUNCTION_ARGS)
 {
-	return agg_state_send(fcinfo, &cycle_kind);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	cycle_flat_write(fcinfo, &buf, cycle_flat_arg(fcinfo, 0));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+static void
+check_same_zone_name(const CycleFlat *s, const char *name, int len)
+{
+	if (!purchase_zone_names_equal(cycle_zone_name(s), s->zone_len, name, len))
+		report_other_zone(cycle_zone_name(s), name);
 }
 
 /*
  * (state, ordered_at [, zone]): the state, updated in place in an
  * aggregate (state_type.h).  The zone is resolved on a group's first row,
- * or when the row names one.
+ * or when the row names one; the other rows find the state's zone by its
+ * name in the call site's cache.
  */
 Datum
 purchase_cycle_state_accum(PG_FUNCTION_ARGS)
 {
-	bool		first = PG_ARGISNULL(0);
-	ExpandedAggState *e = agg_state_for_update(fcinfo, 0, &cycle_kind);
-	CycleState *state = (CycleState *) EXPANDED_AGG_STATE_DATA(e);
+	ZonedCallSite *site = zoned_call_site(fcinfo);
+	CycleFlat  *s;
+	pg_tz	   *zone = NULL;
+	TimestampTz ordered_at;
+	int32		want;
+	PurchaseDay day;
 
-	if (first)
-		state->zone = purchase_zone_arg(fcinfo, 2, "purchase_cycle");
-	else if (PG_NARGS() > 2)
-		check_same_zone(state, purchase_zone_arg(fcinfo, 2, "purchase_cycle"));
-	cycle_add_row(fcinfo, state);
-	return agg_state_result(fcinfo, e);
+	if (PG_ARGISNULL(0))
+	{
+		zone = purchase_zone_arg(fcinfo, 2, "purchase_cycle", &site->arg);
+		s = cycle_flat_new(zone);
+	}
+	else
+	{
+		s = cycle_flat_for_update(fcinfo, 0);
+		if (PG_NARGS() > 2)
+		{
+			const char *name;
+
+			zone = purchase_zone_arg(fcinfo, 2, "purchase_cycle", &site->arg);
+			name = pg_get_timezone_name(zone);
+			check_same_zone_name(s, name, strlen(name));
+		}
+	}
+	if (PG_ARGISNULL(1))
+		PG_RETURN_POINTER(s);
+	ordered_at = PG_GETARG_TIMESTAMPTZ(1);
+	if (s->count == 0 || ordered_at > s->last_purchase)
+		s->last_purchase = ordered_at;
+	if (zone == NULL)
+		zone = purchase_zone_cached(&site->state, cycle_zone_name(s), s->zone_len);
+	day = timestamptz_to_day_in(ordered_at, zone);
+	want = flat_days_add(cycle_days(s), &s->count, s->capacity, &s->compact, day);
+	if (unlikely(want != 0))
+	{
+		s = cycle_flat_grow(s, want);
+		(void) flat_days_add(cycle_days(s), &s->count, s->capacity, &s->compact, day);
+	}
+	PG_RETURN_POINTER(s);
 }
 
+/* Fold the right state into the left, as cycle_merge does. */
 Datum
 purchase_cycle_state_combine(PG_FUNCTION_ARGS)
 {
-	ExpandedAggState *e;
-	CycleState *right;
+	const CycleFlat *right;
+	CycleFlat  *left;
+	int32		want;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -374,18 +583,43 @@ purchase_cycle_state_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	right = (CycleState *) agg_state_read(fcinfo, 1, &cycle_kind);
-	e = agg_state_for_update(fcinfo, 0, &cycle_kind);
-	cycle_merge((CycleState *) EXPANDED_AGG_STATE_DATA(e), right);
-	return agg_state_result(fcinfo, e);
+	right = cycle_flat_arg(fcinfo, 1);
+	/* the executor copies a returned value that is not its own */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_POINTER(right);
+	if (right->count == 0)
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	/* a state without days takes the other's zone, so it becomes the other */
+	if (cycle_flat_arg(fcinfo, 0)->count == 0)
+		PG_RETURN_POINTER(right);
+	left = cycle_flat_for_update(fcinfo, 0);
+	check_same_zone_name(left, cycle_zone_name(right), right->zone_len);
+	if (right->last_purchase > left->last_purchase)
+		left->last_purchase = right->last_purchase;
+	want = flat_days_add_all(cycle_days(left), &left->count, left->capacity, &left->compact,
+							 cycle_days(right), right->count, right->compact);
+	if (want != 0)
+	{
+		left = cycle_flat_grow(left, want);
+		(void) flat_days_add_all(cycle_days(left), &left->count, left->capacity, &left->compact,
+								 cycle_days(right), right->count, right->compact);
+	}
+	PG_RETURN_POINTER(left);
 }
 
 Datum
 purchase_cycle_state_final(PG_FUNCTION_ARGS)
 {
+	const CycleFlat *s;
+	CycleState	view;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	return purchase_cycle_of(fcinfo, (CycleState *) agg_state_read(fcinfo, 0, &cycle_kind));
+	s = cycle_flat_arg(fcinfo, 0);
+	if (s->count == 0)
+		PG_RETURN_NULL();
+	cycle_flat_view(fcinfo, s, &view);
+	return purchase_cycle_of(fcinfo, &view);
 }
 
 /*

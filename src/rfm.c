@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -86,18 +87,50 @@ rfm_state_new(MemoryContext cxt, const RfmParameters *params)
 	return state;
 }
 
+/*
+ * rfm_summary_state, the state of the 1.1 aggregates, in memory: a flat
+ * value (state_type.h) the transition updates in place.  After the struct
+ * come the zone's name and a NUL; then, once an amount did not fit the
+ * fixed-point sums, the overflow area (MAXALIGNed: RfmOverflow and a slot
+ * for each sum's numeric); then room for "capacity" purchase days.  The
+ * type's binary and text forms are what rfm_summary_serialize writes for
+ * the "internal" state of 1.0 (rfm_write), not this struct.
+ */
+#define RFM_FLAT_VERSION 1
+
+typedef struct RfmFlat
+{
+	int32		vl_len_;		/* varlena header: the whole value, room included */
+	uint8		version;		/* RFM_FLAT_VERSION */
+	uint8		zone_len;		/* of the zone's name */
+	bool		compact;		/* the days are sorted and distinct */
+	bool		overflow;		/* the overflow area is there */
+	int32		count;			/* days used */
+	int32		capacity;		/* days room */
+	PurchaseDay first_day;
+	PurchaseDay last_day;
+	int32		total_dscale;
+	int32		first_dscale;
+	TimestampTz observed_until;
+	double		unit_days;
+	AmountFixed total;			/* every order */
+	AmountFixed first;			/* the orders on first_day */
+} RfmFlat;
+
+/* the sums, in the order of the overflow area's slots */
+#define RFM_TOTAL	0
+#define RFM_FIRST	1
+
+typedef struct RfmOverflow
+{
+	uint32		slot[2];		/* bytes of each slot: a numeric, or zeros for none */
+} RfmOverflow;
+
+/* room a slot leaves for its numeric to grow: a rebuild per 16 digits or so */
+#define RFM_SLOT_ROOM 8
+
 static void rfm_write(StringInfo buf, void *state);
 static void rfm_read(StringInfo buf, void *state, MemoryContext cxt);
-static void rfm_kind_init(void *state, MemoryContext cxt);
-
-/*
- * rfm_summary_state, the state of the 1.1 aggregates (state_type.h): an
- * expanded object over RfmState, whose flat form is what
- * rfm_summary_serialize writes for the "internal" state of 1.0.
- */
-static const AggStateKind rfm_kind = {
-	AGG_STATE_METHODS, "rfm_summary_state", sizeof(RfmState), rfm_kind_init, rfm_write, rfm_read
-};
 
 /* An interval as a number of days, months counted as 30 days like SQL does. */
 static double
@@ -115,14 +148,11 @@ unit_in_days(const Interval *unit)
 }
 
 /*
- * The row's parameters.  The zone is resolved only on a group's first row
- * (state NULL) or when the row names one: the default cannot change within
- * a statement.  The 1.0 functions (zone_arg false) count in the session's
- * TimeZone, as 1.0 did.
+ * The row's observed_until and unit (the zone is the caller's: the 1.0
+ * functions count in the session's TimeZone, as 1.0 did).
  */
 static void
-check_parameters(FunctionCallInfo fcinfo, RfmParameters *params, const RfmState *state,
-				 bool zone_arg)
+check_parameters(FunctionCallInfo fcinfo, RfmParameters *params)
 {
 	if (PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -143,28 +173,34 @@ check_parameters(FunctionCallInfo fcinfo, RfmParameters *params, const RfmState 
 	}
 	else
 		params->unit_days = 1.0;
-	if (!zone_arg)
-		params->zone = session_timezone;
-	else if (state == NULL || PG_NARGS() > 5)
-		params->zone = purchase_zone_arg(fcinfo, 5, "rfm_summary");
-	else
-		params->zone = state->zone;
+	params->zone = session_timezone;
+}
+
+static void
+report_other_parameters(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("rfm_summary observed_until and unit must be the same for every row of a group")));
+}
+
+static void
+report_other_zone(const char *zone, const char *other)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("rfm_summary time zone must be the same for every row of a group"),
+			 errdetail("The group has days of time zone \"%s\" and of \"%s\".", zone, other),
+			 errhint("Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node.")));
 }
 
 static void
 check_same_parameters(const RfmState *a, const RfmParameters *params)
 {
 	if (a->observed_until != params->observed_until || a->unit_days != params->unit_days)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rfm_summary observed_until and unit must be the same for every row of a group")));
+		report_other_parameters();
 	if (!purchase_zones_equal(a->zone, params->zone))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rfm_summary time zone must be the same for every row of a group"),
-				 errdetail("The group has days of time zone \"%s\" and of \"%s\".",
-						   pg_get_timezone_name(a->zone), pg_get_timezone_name(params->zone)),
-				 errhint("Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node.")));
+		report_other_zone(pg_get_timezone_name(a->zone), pg_get_timezone_name(params->zone));
 }
 
 /* Record one purchase day and its amount. */
@@ -211,7 +247,7 @@ rfm_summary_accum(PG_FUNCTION_ARGS)
 	RfmState   *state = PG_ARGISNULL(0) ? NULL : (RfmState *) PG_GETARG_POINTER(0);
 	RfmParameters params;
 
-	check_parameters(fcinfo, &params, state, false);
+	check_parameters(fcinfo, &params);
 	/* this runs once per order: check the call context only once per group */
 	if (state == NULL)
 		state = rfm_state_new(aggregate_context(fcinfo, "rfm_summary_accum"), &params);
@@ -377,88 +413,503 @@ rfm_summary_of(FunctionCallInfo fcinfo, RfmState *state)
 
 /* rfm_summary_state: the type and the 1.1 aggregates' functions */
 
-static void
-rfm_kind_init(void *state, MemoryContext cxt)
+static inline char *
+rfm_zone_name(const RfmFlat *s)
 {
-	RfmParameters none = {0, 1.0, NULL};
+	return (char *) s + sizeof(RfmFlat);
+}
 
-	rfm_state_init((RfmState *) state, cxt, &none);
+static inline Size
+rfm_overflow_offset(int zone_len)
+{
+	return MAXALIGN(sizeof(RfmFlat) + zone_len + 1);
+}
+
+static inline RfmOverflow *
+rfm_overflow_area(const RfmFlat *s)
+{
+	return (RfmOverflow *) ((char *) s + rfm_overflow_offset(s->zone_len));
+}
+
+/* Where the days start, for a zone name's length and the slots' sizes. */
+static inline Size
+rfm_days_offset_for(int zone_len, uint32 slot0, uint32 slot1)
+{
+	if (slot0 + slot1 == 0)
+		return INTALIGN(sizeof(RfmFlat) + zone_len + 1);
+	return rfm_overflow_offset(zone_len) + MAXALIGN(sizeof(RfmOverflow)) + slot0 + slot1;
+}
+
+static inline PurchaseDay *
+rfm_days(const RfmFlat *s)
+{
+	RfmOverflow *o;
+
+	if (likely(!s->overflow))
+		return (PurchaseDay *) ((char *) s + INTALIGN(sizeof(RfmFlat) + s->zone_len + 1));
+	o = rfm_overflow_area(s);
+	return (PurchaseDay *) ((char *) s + rfm_days_offset_for(s->zone_len, o->slot[0], o->slot[1]));
+}
+
+static inline char *
+rfm_slot(const RfmFlat *s, int which)
+{
+	RfmOverflow *o = rfm_overflow_area(s);
+
+	return (char *) o + MAXALIGN(sizeof(RfmOverflow)) + (which == RFM_FIRST ? o->slot[0] : 0);
+}
+
+/* A sum's overflow numeric, or NULL. */
+static Numeric
+rfm_overflow_sum(const RfmFlat *s, int which)
+{
+	char	   *slot;
+
+	if (likely(!s->overflow) || rfm_overflow_area(s)->slot[which] == 0)
+		return NULL;
+	slot = rfm_slot(s, which);
+	return VARSIZE(slot) == 0 ? NULL : (Numeric) slot;
+}
+
+/*
+ * A new value with room for at least min_capacity days and the given slots,
+ * zeroed but for its layout, in the current memory context: the executor
+ * copies a new value into the aggregate's memory.
+ */
+static RfmFlat *
+rfm_flat_alloc(int zone_len, int32 min_capacity, uint32 slot0, uint32 slot1)
+{
+	Size		days_offset = rfm_days_offset_for(zone_len, slot0, slot1);
+	Size		size = flat_state_size(days_offset + (Size) min_capacity * sizeof(PurchaseDay));
+	RfmFlat    *s;
+
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct purchase days in one group")));
+	s = palloc0(size);
+	SET_VARSIZE(s, size);
+	s->version = RFM_FLAT_VERSION;
+	s->zone_len = zone_len;
+	s->compact = true;
+	s->capacity = (int32) ((size - days_offset) / sizeof(PurchaseDay));
+	if (slot0 + slot1 > 0)
+	{
+		s->overflow = true;
+		rfm_overflow_area(s)->slot[0] = slot0;
+		rfm_overflow_area(s)->slot[1] = slot1;
+	}
+	return s;
+}
+
+static uint32
+rfm_slot_for(Numeric sum)
+{
+	return sum == NULL ? 0 : MAXALIGN(VARSIZE(sum) + RFM_SLOT_ROOM);
+}
+
+/*
+ * A copy of s with room for min_capacity days and the overflow sums given
+ * (NULL: none), for when s has no room for them.  s stays as it was: in an
+ * aggregate it is the executor's to free once the copy is returned.
+ */
+static RfmFlat *
+rfm_flat_rebuild(const RfmFlat *s, int32 min_capacity, Numeric total, Numeric first)
+{
+	RfmFlat    *n = rfm_flat_alloc(s->zone_len, Max(min_capacity, s->count),
+								   rfm_slot_for(total), rfm_slot_for(first));
+	RfmFlat		layout = *n;
+
+	memcpy(n, s, sizeof(RfmFlat));
+	n->vl_len_ = layout.vl_len_;
+	n->capacity = layout.capacity;
+	n->overflow = layout.overflow;
+	memcpy(rfm_zone_name(n), rfm_zone_name(s), s->zone_len + 1);
+	if (total != NULL)
+		memcpy(rfm_slot(n, RFM_TOTAL), total, VARSIZE(total));
+	if (first != NULL)
+		memcpy(rfm_slot(n, RFM_FIRST), first, VARSIZE(first));
+	memcpy(rfm_days(n), rfm_days(s), s->count * sizeof(PurchaseDay));
+	return n;
+}
+
+/* Set a sum's overflow numeric: in place when its slot has room. */
+static RfmFlat *
+rfm_set_overflow(RfmFlat *s, int which, Numeric sum)
+{
+	Numeric		total;
+	Numeric		first;
+
+	if (s->overflow && rfm_overflow_area(s)->slot[which] >= VARSIZE(sum))
+	{
+		memcpy(rfm_slot(s, which), sum, VARSIZE(sum));
+		return s;
+	}
+	total = which == RFM_TOTAL ? sum : rfm_overflow_sum(s, RFM_TOTAL);
+	first = which == RFM_FIRST ? sum : rfm_overflow_sum(s, RFM_FIRST);
+	return rfm_flat_rebuild(s, s->count, total, first);
+}
+
+static AmountFixed *
+rfm_fixed(RfmFlat *s, int which)
+{
+	return which == RFM_TOTAL ? &s->total : &s->first;
+}
+
+static int32 *
+rfm_dscale(RfmFlat *s, int which)
+{
+	return which == RFM_TOTAL ? &s->total_dscale : &s->first_dscale;
+}
+
+/* Add one order's amount to a sum; the exact numeric path is the rare one. */
+static RfmFlat *
+rfm_add_amount(RfmFlat *s, int which, Datum amount)
+{
+	Numeric		prev;
+
+	if (likely(amount_fixed_add(rfm_fixed(s, which), rfm_dscale(s, which), amount)))
+		return s;
+	prev = rfm_overflow_sum(s, which);
+	return rfm_set_overflow(s, which, prev == NULL ? DatumGetNumeric(amount) :
+							numeric_add_opt_error(prev, DatumGetNumeric(amount), NULL));
+}
+
+/* Add another state's sum (its fixed part, scale and overflow) to a sum. */
+static RfmFlat *
+rfm_add_sum(RfmFlat *s, int which, const AmountFixed *fixed, int32 dscale, Numeric overflow)
+{
+	Numeric		extra = NULL;
+	Numeric		prev;
+
+	if (!amount_fixed_add_fixed(rfm_fixed(s, which), fixed))
+		extra = amount_fixed_numeric(fixed);
+	if (overflow != NULL)
+		extra = extra == NULL ? overflow : numeric_add_opt_error(extra, overflow, NULL);
+	*rfm_dscale(s, which) = Max(*rfm_dscale(s, which), dscale);
+	if (extra == NULL)
+		return s;
+	prev = rfm_overflow_sum(s, which);
+	return rfm_set_overflow(s, which, prev == NULL ? extra : numeric_add_opt_error(prev, extra, NULL));
+}
+
+/* A new first purchase day: its spend starts from nothing. */
+static void
+rfm_reset_first(RfmFlat *s)
+{
+	amount_fixed_zero(&s->first);
+	s->first_dscale = 0;
+	if (rfm_overflow_sum(s, RFM_FIRST) != NULL)
+		memset(rfm_slot(s, RFM_FIRST), 0, VARHDRSZ);
+}
+
+/* Record one purchase day and its amount, as rfm_add_order does. */
+static RfmFlat *
+rfm_flat_add_order(RfmFlat *s, PurchaseDay day, Datum amount)
+{
+	/* the first and the last day are in the set already: skip touching it */
+	bool		known_day = s->count > 0 && (day == s->first_day || day == s->last_day);
+	int32		want;
+
+	if (s->count == 0 || day < s->first_day)
+	{
+		s->first_day = day;
+		rfm_reset_first(s);
+	}
+	if (day == s->first_day)
+		s = rfm_add_amount(s, RFM_FIRST, amount);
+	if (s->count == 0 || day > s->last_day)
+		s->last_day = day;
+	s = rfm_add_amount(s, RFM_TOTAL, amount);
+	if (known_day)
+		return s;
+	want = flat_days_add(rfm_days(s), &s->count, s->capacity, &s->compact, day);
+	if (unlikely(want != 0))
+	{
+		s = rfm_flat_rebuild(s, want, rfm_overflow_sum(s, RFM_TOTAL), rfm_overflow_sum(s, RFM_FIRST));
+		(void) flat_days_add(rfm_days(s), &s->count, s->capacity, &s->compact, day);
+	}
+	return s;
+}
+
+/* Fold "right" into "left", as rfm_merge does. */
+static RfmFlat *
+rfm_flat_merge(RfmFlat *left, const RfmFlat *right)
+{
+	int32		want;
+
+	if (right->count == 0)
+		return left;
+	if (left->count == 0 || right->first_day < left->first_day)
+	{
+		left->first_day = right->first_day;
+		rfm_reset_first(left);
+	}
+	if (right->first_day == left->first_day)
+		left = rfm_add_sum(left, RFM_FIRST, &right->first, right->first_dscale,
+						   rfm_overflow_sum(right, RFM_FIRST));
+	if (left->count == 0 || right->last_day > left->last_day)
+		left->last_day = right->last_day;
+	left = rfm_add_sum(left, RFM_TOTAL, &right->total, right->total_dscale,
+					   rfm_overflow_sum(right, RFM_TOTAL));
+	want = flat_days_add_all(rfm_days(left), &left->count, left->capacity, &left->compact,
+							 rfm_days(right), right->count, right->compact);
+	if (want != 0)
+	{
+		left = rfm_flat_rebuild(left, want, rfm_overflow_sum(left, RFM_TOTAL),
+								rfm_overflow_sum(left, RFM_FIRST));
+		(void) flat_days_add_all(rfm_days(left), &left->count, left->capacity, &left->compact,
+								 rfm_days(right), right->count, right->compact);
+	}
+	return left;
+}
+
+/* A group's state on its first row. */
+static RfmFlat *
+rfm_flat_new(const RfmParameters *params)
+{
+	const char *zone = pg_get_timezone_name(params->zone);
+	int			zone_len = strlen(zone);
+	RfmFlat    *s;
+
+	if (zone_len < 1 || zone_len > TZ_STRLEN_MAX)
+		elog(ERROR, "time zone name of unexpected length %d", zone_len);
+	s = rfm_flat_alloc(zone_len, DAYSET_INLINE_DAYS, 0, 0);
+	s->observed_until = params->observed_until;
+	s->unit_days = params->unit_days;
+	memcpy(rfm_zone_name(s), zone, zone_len + 1);
+	return s;
+}
+
+/*
+ * A state value made by someone else (a table's, an argument's): the
+ * struct is what this code wrote, or the type's input function, so only
+ * its layout's version and bounds are checked.
+ */
+static const RfmFlat *
+rfm_flat_arg(FunctionCallInfo fcinfo, int argno)
+{
+	RfmFlat    *s = (RfmFlat *) PG_DETOAST_DATUM(PG_GETARG_DATUM(argno));
+
+	if (VARSIZE(s) < sizeof(RfmFlat) || s->version != RFM_FLAT_VERSION || s->zone_len == 0 ||
+		s->count < 0 || s->count > s->capacity ||
+		(s->overflow && rfm_overflow_offset(s->zone_len) + sizeof(RfmOverflow) > VARSIZE(s)) ||
+		(char *) (rfm_days(s) + s->capacity) > (char *) s + VARSIZE(s))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("rfm_summary_state value of an unknown layout")));
+	return s;
+}
+
+/*
+ * The state in argument argno, to update: in an aggregate, its own
+ * transition value, in place; otherwise a copy, since a caller's value must
+ * not change.
+ */
+static RfmFlat *
+rfm_flat_for_update(FunctionCallInfo fcinfo, int argno)
+{
+	const RfmFlat *s;
+	RfmFlat    *copy;
+
+	if (AggCheckCallContext(fcinfo, NULL))
+		return (RfmFlat *) PG_GETARG_POINTER(argno);
+	s = rfm_flat_arg(fcinfo, argno);
+	copy = palloc(VARSIZE(s));
+	memcpy(copy, s, VARSIZE(s));
+	return copy;
+}
+
+/*
+ * The state as an RfmState that reads it, for the code the "internal"
+ * state shares: the binary form and the final function.
+ */
+static void
+rfm_flat_view(FunctionCallInfo fcinfo, const RfmFlat *s, RfmState *view)
+{
+	memset(view, 0, sizeof(RfmState));
+	view->cxt = CurrentMemoryContext;
+	view->observed_until = s->observed_until;
+	view->unit_days = s->unit_days;
+	view->zone = purchase_zone_cached(&zoned_call_site(fcinfo)->state, rfm_zone_name(s), s->zone_len);
+	view->first_day = s->first_day;
+	view->last_day = s->last_day;
+	view->total.fixed = s->total;
+	view->total.overflow = rfm_overflow_sum(s, RFM_TOTAL);
+	view->total.dscale = s->total_dscale;
+	view->first.fixed = s->first;
+	view->first.overflow = rfm_overflow_sum(s, RFM_FIRST);
+	view->first.dscale = s->first_dscale;
+	flat_days_view(&view->days, rfm_days(s), s->count, s->compact);
+}
+
+/* The state from its binary form, checked by rfm_read. */
+static RfmFlat *
+rfm_flat_from_bytes(StringInfo buf)
+{
+	RfmState	state;
+	const char *zone;
+	int			zone_len;
+	RfmFlat    *s;
+
+	memset(&state, 0, sizeof(RfmState));
+	rfm_read(buf, &state, CurrentMemoryContext);
+	finish_deserializing_state(buf);
+	zone = pg_get_timezone_name(state.zone);
+	zone_len = strlen(zone);
+	if (zone_len < 1 || zone_len > TZ_STRLEN_MAX)
+		elog(ERROR, "time zone name of unexpected length %d", zone_len);
+	s = rfm_flat_alloc(zone_len, Max(state.days.count, DAYSET_INLINE_DAYS),
+					   rfm_slot_for(state.total.overflow), rfm_slot_for(state.first.overflow));
+	s->observed_until = state.observed_until;
+	s->unit_days = state.unit_days;
+	memcpy(rfm_zone_name(s), zone, zone_len + 1);
+	s->first_day = state.first_day;
+	s->last_day = state.last_day;
+	s->total = state.total.fixed;
+	s->total_dscale = state.total.dscale;
+	s->first = state.first.fixed;
+	s->first_dscale = state.first.dscale;
+	if (state.total.overflow != NULL)
+		memcpy(rfm_slot(s, RFM_TOTAL), state.total.overflow, VARSIZE(state.total.overflow));
+	if (state.first.overflow != NULL)
+		memcpy(rfm_slot(s, RFM_FIRST), state.first.overflow, VARSIZE(state.first.overflow));
+	/* the binary form's days are distinct and in order */
+	memcpy(rfm_days(s), state.days.days, state.days.count * sizeof(PurchaseDay));
+	s->count = state.days.count;
+	return s;
+}
+
+/* The binary form, into buf. */
+static void
+rfm_flat_write(FunctionCallInfo fcinfo, StringInfo buf, const RfmFlat *s)
+{
+	RfmState	view;
+
+	rfm_flat_view(fcinfo, s, &view);
+	rfm_write(buf, &view);
 }
 
 Datum
 rfm_summary_state_in(PG_FUNCTION_ARGS)
 {
-	return agg_state_in(fcinfo, &rfm_kind);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	state_text_to_bytes(PG_GETARG_CSTRING(0), &buf, "rfm_summary_state");
+	PG_RETURN_POINTER(rfm_flat_from_bytes(&buf));
 }
 
 Datum
 rfm_summary_state_out(PG_FUNCTION_ARGS)
 {
-	return agg_state_out(fcinfo, &rfm_kind);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	rfm_flat_write(fcinfo, &buf, rfm_flat_arg(fcinfo, 0));
+	PG_RETURN_CSTRING(state_bytes_to_text(buf.data, buf.len));
 }
 
 Datum
 rfm_summary_state_recv(PG_FUNCTION_ARGS)
 {
-	return agg_state_recv(fcinfo, &rfm_kind);
+	PG_RETURN_POINTER(rfm_flat_from_bytes((StringInfo) PG_GETARG_POINTER(0)));
 }
 
 Datum
 rfm_summary_state_send(PG_FUNCTION_ARGS)
 {
-	return agg_state_send(fcinfo, &rfm_kind);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	rfm_flat_write(fcinfo, &buf, rfm_flat_arg(fcinfo, 0));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
 /*
  * (state, ordered_at, amount, observed_until [, unit [, zone]]): the state,
- * updated in place in an aggregate (state_type.h).
+ * updated in place in an aggregate (state_type.h).  The zone is resolved
+ * on a group's first row, or when the row names one (the default cannot
+ * change within a statement); the other rows find the state's zone by its
+ * name in the call site's cache.
  */
 Datum
 rfm_summary_state_accum(PG_FUNCTION_ARGS)
 {
-	bool		first = PG_ARGISNULL(0);
-	ExpandedAggState *e = agg_state_for_update(fcinfo, 0, &rfm_kind);
-	RfmState   *state = (RfmState *) EXPANDED_AGG_STATE_DATA(e);
+	ZonedCallSite *site = zoned_call_site(fcinfo);
 	RfmParameters params;
+	RfmFlat    *s;
+	pg_tz	   *zone = NULL;
+	TimestampTz ordered_at;
 
-	check_parameters(fcinfo, &params, first ? NULL : state, true);
-	if (first)
-		rfm_state_init(state, agg_state_context(e), &params);
+	check_parameters(fcinfo, &params);
+	if (PG_ARGISNULL(0))
+	{
+		params.zone = zone = purchase_zone_arg(fcinfo, 5, "rfm_summary", &site->arg);
+		s = rfm_flat_new(&params);
+	}
 	else
-		check_same_parameters(state, &params);
-	rfm_add_row(fcinfo, state);
-	return agg_state_result(fcinfo, e);
+	{
+		s = rfm_flat_for_update(fcinfo, 0);
+		if (s->observed_until != params.observed_until || s->unit_days != params.unit_days)
+			report_other_parameters();
+		if (PG_NARGS() > 5)
+		{
+			const char *name;
+
+			zone = purchase_zone_arg(fcinfo, 5, "rfm_summary", &site->arg);
+			name = pg_get_timezone_name(zone);
+			if (!purchase_zone_names_equal(rfm_zone_name(s), s->zone_len, name, strlen(name)))
+				report_other_zone(rfm_zone_name(s), name);
+		}
+	}
+	/* NULL inputs are ignored, as by every SQL aggregate */
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_POINTER(s);
+	ordered_at = PG_GETARG_TIMESTAMPTZ(1);
+	if (ordered_at > s->observed_until)
+		PG_RETURN_POINTER(s);
+	if (zone == NULL)
+		zone = purchase_zone_cached(&site->state, rfm_zone_name(s), s->zone_len);
+	PG_RETURN_POINTER(rfm_flat_add_order(s, timestamptz_to_day_in(ordered_at, zone), PG_GETARG_DATUM(2)));
 }
 
 Datum
 rfm_summary_state_combine(PG_FUNCTION_ARGS)
 {
-	bool		first = PG_ARGISNULL(0);
-	ExpandedAggState *e;
-	RfmState   *left;
-	RfmState   *right;
+	const RfmFlat *right;
+	RfmFlat    *left;
 
 	if (PG_ARGISNULL(1))
 	{
-		if (first)
+		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	right = (RfmState *) agg_state_read(fcinfo, 1, &rfm_kind);
-	e = agg_state_for_update(fcinfo, 0, &rfm_kind);
-	left = (RfmState *) EXPANDED_AGG_STATE_DATA(e);
-	if (first)
-		rfm_state_init(left, agg_state_context(e), &(RfmParameters) {right->observed_until, right->unit_days, right->zone});
-	else
-		check_same_parameters(left, &(RfmParameters) {right->observed_until, right->unit_days, right->zone});
-	rfm_merge(left, right);
-	return agg_state_result(fcinfo, e);
+	right = rfm_flat_arg(fcinfo, 1);
+	/* the executor copies a returned value that is not its own */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_POINTER(right);
+	left = rfm_flat_for_update(fcinfo, 0);
+	if (left->observed_until != right->observed_until || left->unit_days != right->unit_days)
+		report_other_parameters();
+	if (!purchase_zone_names_equal(rfm_zone_name(left), left->zone_len, rfm_zone_name(right), right->zone_len))
+		report_other_zone(rfm_zone_name(left), rfm_zone_name(right));
+	PG_RETURN_POINTER(rfm_flat_merge(left, right));
 }
 
 Datum
 rfm_summary_state_final(PG_FUNCTION_ARGS)
 {
+	const RfmFlat *s;
+	RfmState	view;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	return rfm_summary_of(fcinfo, (RfmState *) agg_state_read(fcinfo, 0, &rfm_kind));
+	s = rfm_flat_arg(fcinfo, 0);
+	/* no order up to observed_until: the customer is not a customer yet */
+	if (s->count == 0)
+		PG_RETURN_NULL();
+	rfm_flat_view(fcinfo, s, &view);
+	return rfm_summary_of(fcinfo, &view);
 }

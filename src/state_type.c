@@ -30,19 +30,47 @@ in_aggregate(FunctionCallInfo fcinfo, MemoryContext *aggcxt)
 }
 
 /* fn_extra of a transition's call site once it was seen in an aggregate */
-static const char aggregate_call_site = 0;
+const char	flat_state_aggregate_call_site = 0;
 
+/* flat_state_updatable's answer when the call site is not known yet */
 bool
-flat_state_updatable(FunctionCallInfo fcinfo)
+flat_state_updatable_first(FunctionCallInfo fcinfo)
 {
-	if (fcinfo->flinfo != NULL && fcinfo->flinfo->fn_extra == &aggregate_call_site)
-		return true;
 	if (!AggCheckCallContext(fcinfo, NULL))
 		return false;
 	/* Citus makes a new FmgrInfo for every call: it is asked again then */
 	if (fcinfo->flinfo != NULL && fcinfo->flinfo->fn_extra == NULL)
-		fcinfo->flinfo->fn_extra = (void *) &aggregate_call_site;
+		fcinfo->flinfo->fn_extra = (void *) &flat_state_aggregate_call_site;
 	return true;
+}
+
+ZonedCallSite *
+zoned_call_site(FunctionCallInfo fcinfo)
+{
+	ZonedCallSite *site = (ZonedCallSite *) fcinfo->flinfo->fn_extra;
+
+	/* Citus makes a new FmgrInfo for every call: one per call then */
+	if (site == NULL)
+	{
+		site = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ZonedCallSite));
+		fcinfo->flinfo->fn_extra = site;
+	}
+	return site;
+}
+
+/* the largest chunk aset.c rounds up to a power of two */
+#define FLAT_STATE_POWER_OF_TWO_LIMIT 8192
+
+Size
+flat_state_size(Size need)
+{
+	Size		size = 64;
+
+	if (need > FLAT_STATE_POWER_OF_TWO_LIMIT)
+		return MAXALIGN(need);
+	while (size < need)
+		size *= 2;
+	return size;
 }
 
 /*

@@ -30,28 +30,38 @@
  * Two kinds of state, for speed (an "internal" state is fast because the
  * transition updates a struct in place; these do too):
  *
- * - fixed-size counters (nps, csat/ces): a flat varlena, updated in place
- *   when the function runs as an aggregate's transition, as PostgreSQL's
+ * - flat states (nps, csat/ces, rfm_summary, purchase_cycle): a plain
+ *   varlena holding the C struct, updated in place when the function runs
+ *   as an aggregate's transition or combine step, as PostgreSQL's
  *   float8_accum does with its array; the aggregate owns that copy.  The
+ *   counters of nps and the survey metrics are of fixed size, and their
  *   aggregates give an INITCOND (the empty state), so the executor makes
  *   each group's state in the aggregate's memory, with one allocation as
  *   before; without it, the first row's new state would be copied again.
+ *   The growing states (rfm_summary, purchase_cycle) keep their purchase
+ *   days in room at the end of the value, whose size counts the room, so
+ *   that the executor's copy of it keeps the room; the rare transition
+ *   that needs more returns a bigger value, which the executor copies into
+ *   the aggregate's memory in place of the old (freeing that one: the old
+ *   value is never freed or reallocated here).  Their time zone travels by
+ *   name, resolved through a per-call-site cache (ZonedCallSite).  No
+ *   expanded-object header sits in front of the struct: with 200,000
+ *   groups that header's cache line per row had cost about 20% (test/bench/
+ *   RESULTS_state_types.md).  The type's binary and text forms are not the
+ *   struct but the forms the "internal" states serialized to, written and
+ *   read by the same code, so the struct may change without changing them.
  *
- * - growing states (rfm_summary, purchase_cycle, the model fits): an
- *   expanded object (utils/expandeddatum.h) wrapping the same C structs as
- *   before; transitions receive a read-write pointer and update in place.
- *   Its flat form is the binary form the internal states serialized to.
- *   The executor (and Citus) keep a returned read-write object without
- *   copying it only if its memory context is a child of the aggregate
- *   context; one such child holds every group's states (a context per
- *   group would cost a kilobyte per customer), which is safe because a
- *   state's transition returns the very pointer it was given, so nothing
- *   ever deletes one group's object (DeleteExpandedObject would delete the
- *   shared context).  XXX The header (48 bytes) in front of the struct
- *   costs about one more cache line per row than an "internal" state: with
- *   200,000 groups, rfm_summary and purchase_cycle run about 20% slower in
- *   serial plans (test/bench/RESULTS_state_types.md).  A flat state with
- *   the zone carried by name would not.
+ * - the model fits' states: an expanded object (utils/expandeddatum.h)
+ *   wrapping the same C structs as before; transitions receive a
+ *   read-write pointer and update in place.  Its flat form is the binary
+ *   form the internal states serialized to.  The executor (and Citus) keep
+ *   a returned read-write object without copying it only if its memory
+ *   context is a child of the aggregate context; one such child holds
+ *   every group's states (a context per group would cost a kilobyte per
+ *   group), which is safe because a state's transition returns the very
+ *   pointer it was given, so nothing ever deletes one group's object
+ *   (DeleteExpandedObject would delete the shared context).  A fit is one
+ *   group over many rows, where the header costs nothing measurable.
  */
 #ifndef POST_PURCHASE_STATE_TYPE_H
 #define POST_PURCHASE_STATE_TYPE_H
@@ -59,6 +69,8 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/expandeddatum.h"
+
+#include "dayset.h"
 
 /*
  * A growing state's kind: how its C struct reads and writes its flat form.
@@ -104,11 +116,42 @@ extern bool in_aggregate(FunctionCallInfo fcinfo, MemoryContext *aggcxt);
 /*
  * Whether argument 0, a flat state, is the aggregate's own transition value
  * that this call may update in place; remembered per call site, since a
- * transition runs once per row.
+ * transition runs once per row.  Inline: for a counter like nps's, a
+ * function call per row cost a measurable share (test/bench/
+ * RESULTS_state_types.md).
  */
-extern bool flat_state_updatable(FunctionCallInfo fcinfo);
+extern const char flat_state_aggregate_call_site;
+extern bool flat_state_updatable_first(FunctionCallInfo fcinfo);
 
-/* growing states */
+static inline bool
+flat_state_updatable(FunctionCallInfo fcinfo)
+{
+	if (likely(fcinfo->flinfo != NULL &&
+			   fcinfo->flinfo->fn_extra == &flat_state_aggregate_call_site))
+		return true;
+	return flat_state_updatable_first(fcinfo);
+}
+
+/*
+ * What the support functions of a flat state with a time zone keep per call
+ * site (fn_extra): the zone argument's last resolution, and the zone the
+ * last state named.
+ */
+typedef struct ZonedCallSite
+{
+	ZoneCache	arg;
+	ZoneCache	state;
+} ZonedCallSite;
+
+extern ZonedCallSite *zoned_call_site(FunctionCallInfo fcinfo);
+
+/*
+ * The size to allocate for a flat state that needs "need" bytes: small
+ * chunks come in powers of two anyway, so the room is free.
+ */
+extern Size flat_state_size(Size need);
+
+/* expanded states */
 extern ExpandedAggState *agg_state_new(FunctionCallInfo fcinfo, const AggStateKind *kind);
 extern ExpandedAggState *agg_state_for_update(FunctionCallInfo fcinfo, int argno,
 											  const AggStateKind *kind);
