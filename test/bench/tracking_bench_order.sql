@@ -25,7 +25,7 @@ WITH o AS (
 	INSERT INTO bench.orders_copy (order_id, customer_id, ordered_at, quantity, amount)
 	VALUES (nextval('bench.order_id'), :customer, timestamptz '2024-01-01 00:00:00+00' + :second * interval '1 second',
 			:quantity, :cents / 100.0)
-	RETURNING customer_id::text AS customer_id, ordered_at, (ordered_at AT TIME ZONE 'UTC')::date AS day, amount),
+	RETURNING customer_id::text AS customer_id, ordered_at, (ordered_at AT TIME ZONE 'UTC')::date AS day, amount)
 INSERT INTO bench.floor_state AS s (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days,
 	first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq)
 SELECT o.customer_id, 1, o.amount, o.ordered_at, o.ordered_at, 1, o.day, o.day, o.amount, now(), now(), 1, 0 FROM o
