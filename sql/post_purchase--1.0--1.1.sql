@@ -232,6 +232,68 @@ ALTER TABLE post_purchase.customer_state
 	ADD COLUMN last_csat integer,
 	ADD COLUMN last_csat_at timestamptz;
 
+-- The per-customer metrics, each defined once: customer_summaries_in_context
+-- and customer_metrics compute them over the state table, metrics_of() over
+-- one state row (the segment rules); all three call these.  SQL bodies,
+-- parsed at creation (immune to the caller's search_path) and inlined into
+-- the caller's plan.
+
+-- The mean value of the repeat purchase days: the Gamma-Gamma model's
+-- monetary value (the first day is left out, as in Fader, Hardie and Lee
+-- 2005); 0 for a customer with one purchase day.
+CREATE FUNCTION post_purchase.monetary_value(revenue numeric, first_day_revenue numeric, purchase_days bigint)
+	RETURNS numeric
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN purchase_days > 1
+				THEN pg_catalog.trim_scale((revenue - first_day_revenue) / (purchase_days - 1)) ELSE 0 END;
+COMMENT ON FUNCTION post_purchase.monetary_value(numeric, numeric, bigint) IS
+	'mean revenue of the repeat purchase days (the first day left out); 0 with one purchase day';
+
+-- The customer's age in days, the BTYD T: from the first purchase day to
+-- today, or to the last purchase day if that is later (an order dated in
+-- the future counts from its own day).
+CREATE FUNCTION post_purchase.customer_age_days(today date, first_day date, last_day date) RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN GREATEST(today, last_day) - first_day;
+COMMENT ON FUNCTION post_purchase.customer_age_days(date, date, date) IS
+	'the BTYD T in days: first purchase day to today (or to the last purchase day if later)';
+
+-- The recency score: the quintile of the days since the last order,
+-- reversed (5 is the most recent).
+CREATE FUNCTION post_purchase.recency_score(days_since_last_order integer, cuts double precision[]) RETURNS integer
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN 6 - post_purchase.rfm_score(days_since_last_order, cuts);
+COMMENT ON FUNCTION post_purchase.recency_score(integer, double precision[]) IS
+	'RFM recency score 1..5 (5: most recent) of the days since the last order, given the recency cut points';
+
+-- The lifecycle stage: lapsed and at_risk by the days since the last
+-- order, else vip by the predicted clv_12m against the model's VIP cut,
+-- else new (one purchase day) or returning.
+CREATE FUNCTION post_purchase.lifecycle_stage(days_since_last_order integer, purchase_days bigint,
+											  clv_12m double precision, vip_clv_cut double precision,
+											  lapsed_after_days integer, at_risk_after_days integer)
+	RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN days_since_last_order > lapsed_after_days THEN 'lapsed'
+				WHEN days_since_last_order > at_risk_after_days THEN 'at_risk'
+				WHEN clv_12m >= vip_clv_cut THEN 'vip'
+				WHEN purchase_days = 1 THEN 'new'
+				ELSE 'returning' END;
+COMMENT ON FUNCTION post_purchase.lifecycle_stage(integer, bigint, double precision, double precision, integer, integer) IS
+	'lapsed, at_risk (by days since the last order), vip (clv_12m at or above the VIP cut), new (one purchase day) or returning';
+
+-- When the customer's own cycle says the next order is due: the last
+-- order plus the mean gap between purchase days (NULL with one purchase
+-- day).  STABLE: adding days to a timestamptz depends on the TimeZone.
+CREATE FUNCTION post_purchase.next_replenishment_due(last_order_at timestamptz, first_day date, last_day date,
+													 purchase_days bigint)
+	RETURNS timestamptz
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN CASE WHEN purchase_days > 1
+				THEN last_order_at + (last_day - first_day) * interval '1 day' / (purchase_days - 1) END;
+COMMENT ON FUNCTION post_purchase.next_replenishment_due(timestamptz, date, date, bigint) IS
+	'the last order plus the customer''s mean gap between purchase days; NULL with one purchase day';
+
 -- Each customer in the BTYD conventions, in days, as of today: the inputs of
 -- the models.  An order dated in the future counts from its own day.  Then
 -- the state they come from, so customer_metrics reads the state once, and
@@ -243,10 +305,8 @@ CREATE VIEW post_purchase.customer_summaries_in_context AS
 SELECT s.customer_id,
 	   (s.purchase_days - 1)::double precision AS frequency,
 	   (s.last_day - s.first_day)::double precision AS recency,
-	   (GREATEST(ctx.today, s.last_day) - s.first_day)::double precision AS t,
-	   CASE WHEN s.purchase_days > 1
-			THEN pg_catalog.trim_scale((s.revenue - s.first_day_revenue) / (s.purchase_days - 1)) ELSE 0 END
-		   AS monetary_value,
+	   post_purchase.customer_age_days(ctx.today, s.first_day, s.last_day)::double precision AS t,
+	   post_purchase.monetary_value(s.revenue, s.first_day_revenue, s.purchase_days) AS monetary_value,
 	   ctx.today - s.last_day AS days_since_last_order,
 	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
 	   s.updated_at,
@@ -285,14 +345,9 @@ SELECT b.customer_id,
 	   sc.f_score,
 	   sc.m_score,
 	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   CASE WHEN b.days_since_last_order > b.lapsed_after_days THEN 'lapsed'
-			WHEN b.days_since_last_order > b.at_risk_after_days THEN 'at_risk'
-			WHEN pr.clv_12m >= (b.model).vip_clv_cut THEN 'vip'
-			WHEN b.purchase_days = 1 THEN 'new'
-			ELSE 'returning' END AS lifecycle_stage,
-	   -- the customer's own cycle: the mean gap between purchase days
-	   CASE WHEN b.purchase_days > 1
-			THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END
+	   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (b.model).vip_clv_cut,
+									 b.lapsed_after_days, b.at_risk_after_days) AS lifecycle_stage,
+	   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days)
 		   AS next_replenishment_due,
 	   (b.model).model_id AS model_id,
 	   -- the latest survey answers (src/answers.c)
@@ -321,7 +376,7 @@ CROSS JOIN LATERAL (
 		   END AS clv_12m
 	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
 CROSS JOIN LATERAL (
-	SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
+	SELECT post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
 		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
 		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
 
@@ -338,12 +393,13 @@ CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at)
 
 -- One customer's customer_metrics row from the customer's state and what
 -- the metrics are computed with, given as values (p: the stored
--- predictions that count, or a NULL row): the order trigger evaluates the
--- segment rules over it with the context it keeps (metrics_context.c), so
--- that an order reads no table for them.  The formulas are those of
--- customer_summaries_in_context and customer_metrics; sql/customer_metrics.sql
--- checks that the two agree on every customer.  The view does not call it:
--- inlined into the view, it doubled a one-customer lookup's planning time.
+-- predictions that count, or a NULL row): the segment rules are evaluated
+-- over it with the context the backend keeps (metrics_context.c), so that
+-- a decision reads no table for them.  Each metric is one of the functions
+-- above, which customer_metrics calls too (sql/customer_metrics.sql checks
+-- that the two agree on every customer).  The view does not call this
+-- function: inlined into the view, it doubled a one-customer lookup's
+-- planning time.
 CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
 										 lapsed_after_days integer, at_risk_after_days integer,
 										 monthly_discount double precision, model post_purchase.models,
@@ -375,14 +431,9 @@ BEGIN ATOMIC
 		   sc.f_score,
 		   sc.m_score,
 		   post_purchase.rfm_segment(sc.r_score, sc.f_score),
-		   CASE WHEN b.days_since_last_order > lapsed_after_days THEN 'lapsed'
-				WHEN b.days_since_last_order > at_risk_after_days THEN 'at_risk'
-				WHEN pr.clv_12m >= (model).vip_clv_cut THEN 'vip'
-				WHEN b.purchase_days = 1 THEN 'new'
-				ELSE 'returning' END,
-		   -- the customer's own cycle: the mean gap between purchase days
-		   CASE WHEN b.purchase_days > 1
-				THEN b.last_order_at + (b.last_day - b.first_day) * interval '1 day' / (b.purchase_days - 1) END,
+		   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (model).vip_clv_cut,
+										 lapsed_after_days, at_risk_after_days),
+		   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days),
 		   (model).model_id,
 		   b.last_nps,
 		   b.last_nps_at,
@@ -393,9 +444,8 @@ BEGIN ATOMIC
 				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
 				 ((s).purchase_days - 1)::double precision AS frequency,
 				 ((s).last_day - (s).first_day)::double precision AS recency,
-				 (GREATEST(today, (s).last_day) - (s).first_day)::double precision AS t,
-				 CASE WHEN (s).purchase_days > 1
-					  THEN trim_scale(((s).revenue - (s).first_day_revenue) / ((s).purchase_days - 1)) ELSE 0 END
+				 post_purchase.customer_age_days(today, (s).first_day, (s).last_day)::double precision AS t,
+				 post_purchase.monetary_value((s).revenue, (s).first_day_revenue, (s).purchase_days)
 					 AS monetary_value,
 				 today - (s).last_day AS days_since_last_order) b
 	CROSS JOIN LATERAL (
@@ -414,7 +464,7 @@ BEGIN ATOMIC
 			   END AS clv_12m
 		OFFSET 0) pr	-- computed once, though clv_12m is used twice
 	CROSS JOIN LATERAL (
-		SELECT 6 - post_purchase.rfm_score(b.days_since_last_order, (cuts).recency_cuts) AS r_score,
+		SELECT post_purchase.recency_score(b.days_since_last_order, (cuts).recency_cuts) AS r_score,
 			   post_purchase.rfm_score(b.purchase_days, (cuts).frequency_cuts) AS f_score,
 			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
 END;
@@ -2958,207 +3008,3 @@ BEGIN
 	RETURN entered;
 END
 $$;
-
--- Issue 19: each per-customer metric defined once (src/customer_metrics.sql):
--- the views and metrics_of() call the same functions.
--- The per-customer metrics, each defined once: customer_summaries_in_context
--- and customer_metrics compute them over the state table, metrics_of() over
--- one state row (the segment rules); all three call these.  SQL bodies,
--- parsed at creation (immune to the caller's search_path) and inlined into
--- the caller's plan.
-
--- The mean value of the repeat purchase days: the Gamma-Gamma model's
--- monetary value (the first day is left out, as in Fader, Hardie and Lee
--- 2005); 0 for a customer with one purchase day.
-CREATE FUNCTION post_purchase.monetary_value(revenue numeric, first_day_revenue numeric, purchase_days bigint)
-	RETURNS numeric
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN CASE WHEN purchase_days > 1
-				THEN pg_catalog.trim_scale((revenue - first_day_revenue) / (purchase_days - 1)) ELSE 0 END;
-COMMENT ON FUNCTION post_purchase.monetary_value(numeric, numeric, bigint) IS
-	'mean revenue of the repeat purchase days (the first day left out); 0 with one purchase day';
-
--- The customer's age in days, the BTYD T: from the first purchase day to
--- today, or to the last purchase day if that is later (an order dated in
--- the future counts from its own day).
-CREATE FUNCTION post_purchase.customer_age_days(today date, first_day date, last_day date) RETURNS integer
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN GREATEST(today, last_day) - first_day;
-COMMENT ON FUNCTION post_purchase.customer_age_days(date, date, date) IS
-	'the BTYD T in days: first purchase day to today (or to the last purchase day if later)';
-
--- The recency score: the quintile of the days since the last order,
--- reversed (5 is the most recent).
-CREATE FUNCTION post_purchase.recency_score(days_since_last_order integer, cuts double precision[]) RETURNS integer
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN 6 - post_purchase.rfm_score(days_since_last_order, cuts);
-COMMENT ON FUNCTION post_purchase.recency_score(integer, double precision[]) IS
-	'RFM recency score 1..5 (5: most recent) of the days since the last order, given the recency cut points';
-
--- The lifecycle stage: lapsed and at_risk by the days since the last
--- order, else vip by the predicted clv_12m against the model's VIP cut,
--- else new (one purchase day) or returning.
-CREATE FUNCTION post_purchase.lifecycle_stage(days_since_last_order integer, purchase_days bigint,
-											  clv_12m double precision, vip_clv_cut double precision,
-											  lapsed_after_days integer, at_risk_after_days integer)
-	RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	RETURN CASE WHEN days_since_last_order > lapsed_after_days THEN 'lapsed'
-				WHEN days_since_last_order > at_risk_after_days THEN 'at_risk'
-				WHEN clv_12m >= vip_clv_cut THEN 'vip'
-				WHEN purchase_days = 1 THEN 'new'
-				ELSE 'returning' END;
-COMMENT ON FUNCTION post_purchase.lifecycle_stage(integer, bigint, double precision, double precision, integer, integer) IS
-	'lapsed, at_risk (by days since the last order), vip (clv_12m at or above the VIP cut), new (one purchase day) or returning';
-
--- When the customer's own cycle says the next order is due: the last
--- order plus the mean gap between purchase days (NULL with one purchase
--- day).  STABLE: adding days to a timestamptz depends on the TimeZone.
-CREATE FUNCTION post_purchase.next_replenishment_due(last_order_at timestamptz, first_day date, last_day date,
-													 purchase_days bigint)
-	RETURNS timestamptz
-	LANGUAGE sql STABLE PARALLEL SAFE
-	RETURN CASE WHEN purchase_days > 1
-				THEN last_order_at + (last_day - first_day) * interval '1 day' / (purchase_days - 1) END;
-COMMENT ON FUNCTION post_purchase.next_replenishment_due(timestamptz, date, date, bigint) IS
-	'the last order plus the customer''s mean gap between purchase days; NULL with one purchase day';
-
-CREATE OR REPLACE VIEW post_purchase.customer_summaries_in_context AS
-SELECT s.customer_id,
-	   (s.purchase_days - 1)::double precision AS frequency,
-	   (s.last_day - s.first_day)::double precision AS recency,
-	   post_purchase.customer_age_days(ctx.today, s.first_day, s.last_day)::double precision AS t,
-	   post_purchase.monetary_value(s.revenue, s.first_day_revenue, s.purchase_days) AS monetary_value,
-	   ctx.today - s.last_day AS days_since_last_order,
-	   s.orders, s.revenue, s.first_order_at, s.last_order_at, s.purchase_days, s.first_day, s.last_day,
-	   s.updated_at,
-	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
-	   ctx.model, ctx.cuts,
-	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
-FROM post_purchase.customer_state s
--- OFFSET 0: read once per query, not again for every row and reference
-CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
-			FROM post_purchase.metrics_context c OFFSET 0) ctx;
-
-CREATE OR REPLACE VIEW post_purchase.customer_metrics AS
-SELECT b.customer_id,
-	   b.orders,
-	   b.first_order_at,
-	   b.last_order_at,
-	   b.revenue,
-	   round(b.revenue / b.orders, 2) AS average_order_value,
-	   b.frequency::bigint AS frequency,
-	   b.recency::integer AS recency_days,
-	   b.t::integer AS t_days,
-	   b.monetary_value,
-	   b.days_since_last_order,
-	   pr.p_alive,
-	   pr.expected_purchases_90d,
-	   pr.clv_12m,
-	   sc.r_score,
-	   sc.f_score,
-	   sc.m_score,
-	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (b.model).vip_clv_cut,
-									 b.lapsed_after_days, b.at_risk_after_days) AS lifecycle_stage,
-	   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days)
-		   AS next_replenishment_due,
-	   (b.model).model_id AS model_id,
-	   -- the latest survey answers (src/answers.c)
-	   b.last_nps,
-	   b.last_nps_at,
-	   b.last_csat,
-	   b.last_csat_at
--- b, the summary, carries the state's columns and what they are computed
--- with: no self-join of the state, one read of the rest
-FROM post_purchase.customer_summaries_in_context b
--- stored predictions count only when made after the customer's last change
-LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
-CROSS JOIN LATERAL (
-	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
-				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
-		   END AS p_alive,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
-				WHEN (b.model).model_id IS NOT NULL
-				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
-		   END AS expected_purchases_90d,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
-				WHEN (b.model).model_id IS NOT NULL
-				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
-													 b.monthly_discount)
-		   END AS clv_12m
-	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
-CROSS JOIN LATERAL (
-	SELECT post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
-		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
-
-CREATE OR REPLACE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
-										 lapsed_after_days integer, at_risk_after_days integer,
-										 monthly_discount double precision, model post_purchase.models,
-										 cuts post_purchase.rfm_cuts, p post_purchase.customer_predictions)
-	RETURNS TABLE (customer_id text, orders bigint, first_order_at timestamptz, last_order_at timestamptz,
-				   revenue numeric, average_order_value numeric, frequency bigint, recency_days integer,
-				   t_days integer, monetary_value numeric, days_since_last_order integer,
-				   p_alive double precision, expected_purchases_90d double precision, clv_12m double precision,
-				   r_score integer, f_score integer, m_score integer, rfm_segment text, lifecycle_stage text,
-				   next_replenishment_due timestamptz, model_id bigint, last_nps integer,
-				   last_nps_at timestamptz, last_csat integer, last_csat_at timestamptz)
-	LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
-	SELECT b.customer_id,
-		   b.orders,
-		   b.first_order_at,
-		   b.last_order_at,
-		   b.revenue,
-		   round(b.revenue / b.orders, 2),
-		   b.frequency::bigint,
-		   b.recency::integer,
-		   b.t::integer,
-		   b.monetary_value,
-		   b.days_since_last_order,
-		   pr.p_alive,
-		   pr.expected_purchases_90d,
-		   pr.clv_12m,
-		   sc.r_score,
-		   sc.f_score,
-		   sc.m_score,
-		   post_purchase.rfm_segment(sc.r_score, sc.f_score),
-		   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (model).vip_clv_cut,
-										 lapsed_after_days, at_risk_after_days),
-		   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days),
-		   (model).model_id,
-		   b.last_nps,
-		   b.last_nps_at,
-		   b.last_csat,
-		   b.last_csat_at
-	FROM (SELECT (s).customer_id, (s).orders, (s).revenue, (s).first_order_at, (s).last_order_at,
-				 (s).purchase_days, (s).first_day, (s).last_day,
-				 (s).last_nps, (s).last_nps_at, (s).last_csat, (s).last_csat_at,
-				 ((s).purchase_days - 1)::double precision AS frequency,
-				 ((s).last_day - (s).first_day)::double precision AS recency,
-				 post_purchase.customer_age_days(today, (s).first_day, (s).last_day)::double precision AS t,
-				 post_purchase.monetary_value((s).revenue, (s).first_day_revenue, (s).purchase_days)
-					 AS monetary_value,
-				 today - (s).last_day AS days_since_last_order) b
-	CROSS JOIN LATERAL (
-		SELECT CASE WHEN (p).customer_id IS NOT NULL THEN (p).p_alive
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.bgnbd_p_alive((model).bgnbd, b.frequency, b.recency, b.t)
-			   END AS p_alive,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).expected_purchases_90d
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.bgnbd_expected_purchases((model).bgnbd, b.frequency, b.recency, b.t, 90)
-			   END AS expected_purchases_90d,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).clv_12m
-					WHEN (model).model_id IS NOT NULL
-					THEN post_purchase.predicted_clv_12m(model, b.frequency, b.recency, b.t, b.monetary_value,
-														 monthly_discount)
-			   END AS clv_12m
-		OFFSET 0) pr	-- computed once, though clv_12m is used twice
-	CROSS JOIN LATERAL (
-		SELECT post_purchase.recency_score(b.days_since_last_order, (cuts).recency_cuts) AS r_score,
-			   post_purchase.rfm_score(b.purchase_days, (cuts).frequency_cuts) AS f_score,
-			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
-END;
