@@ -423,15 +423,9 @@ cycle_flat_arg(FunctionCallInfo fcinfo, int argno)
 static CycleFlat *
 cycle_flat_for_update(FunctionCallInfo fcinfo, int argno)
 {
-	const CycleFlat *s;
-	CycleFlat  *copy;
-
 	if (AggCheckCallContext(fcinfo, NULL))
 		return (CycleFlat *) PG_GETARG_POINTER(argno);
-	s = cycle_flat_arg(fcinfo, argno);
-	copy = palloc(VARSIZE(s));
-	memcpy(copy, s, VARSIZE(s));
-	return copy;
+	return flat_state_copy(cycle_flat_arg(fcinfo, argno));
 }
 
 /*

@@ -709,15 +709,9 @@ rfm_flat_arg(FunctionCallInfo fcinfo, int argno)
 static RfmFlat *
 rfm_flat_for_update(FunctionCallInfo fcinfo, int argno)
 {
-	const RfmFlat *s;
-	RfmFlat    *copy;
-
 	if (AggCheckCallContext(fcinfo, NULL))
 		return (RfmFlat *) PG_GETARG_POINTER(argno);
-	s = rfm_flat_arg(fcinfo, argno);
-	copy = palloc(VARSIZE(s));
-	memcpy(copy, s, VARSIZE(s));
-	return copy;
+	return flat_state_copy(rfm_flat_arg(fcinfo, argno));
 }
 
 /*

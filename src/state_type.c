@@ -73,6 +73,16 @@ flat_state_size(Size need)
 	return size;
 }
 
+void *
+flat_state_copy(const void *state)
+{
+	Size		size = VARSIZE(state);
+	void	   *copy = palloc(size);
+
+	memcpy(copy, state, size);
+	return copy;
+}
+
 /*
  * The context for new states of groups of the aggregate context aggcxt.
  * Resetting the aggregate context (the end of a sorted group, a hash batch,

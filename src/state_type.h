@@ -151,6 +151,12 @@ extern ZonedCallSite *zoned_call_site(FunctionCallInfo fcinfo);
  */
 extern Size flat_state_size(Size need);
 
+/*
+ * A copy of a flat state, for a call outside an aggregate: a caller's value
+ * must not change.
+ */
+extern void *flat_state_copy(const void *state);
+
 /* expanded states */
 extern ExpandedAggState *agg_state_new(FunctionCallInfo fcinfo, const AggStateKind *kind);
 extern ExpandedAggState *agg_state_for_update(FunctionCallInfo fcinfo, int argno,
