@@ -314,7 +314,7 @@ process_changes(PG_FUNCTION_ARGS)
 	}
 	if (n > 0)
 	{
-		Oid			clear_types[1] = {get_array_type(TIDOID)};
+		Oid			clear_types[1] = {TIDARRAYOID};
 		Datum		row_ids = PointerGetDatum(construct_array(marked.row_ids, (int) n, TIDOID,
 															  sizeof(ItemPointerData), false, TYPALIGN_SHORT));
 

@@ -532,7 +532,7 @@ compare_changes(const void *a, const void *b)
 static void
 write_changes(const char *segment, Datum *rows, int n, bool entering)
 {
-	Oid			types[2] = {TEXTOID, entering ? TEXTARRAYOID : get_array_type(TIDOID)};
+	Oid			types[2] = {TEXTOID, entering ? TEXTARRAYOID : TIDARRAYOID};
 	Datum		values[2] = {CStringGetTextDatum(segment),
 							 PointerGetDatum(entering ?
 											 construct_array(rows, n, TEXTOID, -1, false, TYPALIGN_INT) :
