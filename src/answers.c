@@ -303,35 +303,15 @@ recompute_sql(Relation rel, const AnswerColumns *cols)
 					psprintf(latest, customer, at, score, kind, table, "csat", 1, cols->csat_scale));
 }
 
-/* The recompute plan, kept for the table and columns it was made for. */
+/* The recompute plan, kept for its text: the answers table and its columns, the CSAT scale. */
 static SPIPlanPtr
 recompute_plan(Relation rel, const AnswerColumns *cols)
 {
-	static SPIPlanPtr plan = NULL;
-	static Oid	plan_relid = InvalidOid;
-	static AnswerColumns plan_cols;
+	static TextPlan kept;
+	Oid			types[3] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID,
+	BOOLOID};
 
-	if (plan != NULL && plan_relid == RelationGetRelid(rel) && plan_cols.customer == cols->customer &&
-		plan_cols.answered_at == cols->answered_at && plan_cols.score == cols->score &&
-		plan_cols.kind == cols->kind && plan_cols.csat_scale == cols->csat_scale)
-		return plan;
-	if (plan != NULL)
-		SPI_freeplan(plan);
-	plan = NULL;
-	{
-		Oid			types[3] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID,
-		BOOLOID};
-		SPIPlanPtr	fresh = SPI_prepare(recompute_sql(rel, cols), 3, types);
-
-		if (fresh == NULL)
-			elog(ERROR, "could not plan the latest answers' recomputation: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(fresh);
-		plan = fresh;
-	}
-	plan_relid = RelationGetRelid(rel);
-	plan_cols = *cols;
-	return plan;
+	return text_plan(&kept, recompute_sql(rel, cols), 3, types, "the latest answers' recomputation");
 }
 
 /*

@@ -84,13 +84,13 @@ trigger_order_context(void *arg, int i)
  * The plan that reads the newest order of each customer of a text[] ($1)
  * from the tracked orders table, through its customer index, with its
  * position in the array: (i, ordered_at, amount, the row as jsonb).  Kept
- * for the table it was made for (one is tracked at a time).
+ * for its text, that is for the table and columns it was made for (one
+ * table is tracked at a time).
  */
 static SPIPlanPtr
 newest_orders_plan(void)
 {
-	static SPIPlanPtr plan = NULL;
-	static char *plan_sql = NULL;
+	static TextPlan kept;
 	Oid			types[1] = {TEXTARRAYOID};
 	char	   *sql;
 	bool		isnull;
@@ -113,20 +113,7 @@ newest_orders_plan(void)
 	if (SPI_processed == 0)
 		return NULL;
 	sql = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (plan != NULL && strcmp(sql, plan_sql) == 0)
-		return plan;
-	if (plan != NULL)
-	{
-		SPI_freeplan(plan);
-		pfree(plan_sql);
-		plan = NULL;
-	}
-	plan = SPI_prepare(sql, 1, types);
-	if (plan == NULL)
-		elog(ERROR, "could not plan the newest orders' lookup: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	plan_sql = MemoryContextStrdup(TopMemoryContext, sql);
-	return plan;
+	return text_plan(&kept, sql, 1, types, "the newest orders' lookup");
 }
 
 /* The batch of a worker: the marked customers as the claim found them. */

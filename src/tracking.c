@@ -348,38 +348,20 @@ recompute_sql(Relation rel, const TrackedColumns *cols)
 }
 
 /*
- * The recompute plan, kept for the tracked table and columns it was made
- * for (one orders table is tracked at a time; the plan cache re-plans it
- * when the table changes).
+ * The recompute plan, kept for its text: the tracked table, its columns,
+ * the zone and the marks (one orders table is tracked at a time, and every
+ * partition's trigger reads the whole table through it; the plan cache
+ * re-plans it when the table changes).
  */
 static SPIPlanPtr
 recompute_plan(Relation rel, const TrackedColumns *cols)
 {
-	static SPIPlanPtr plan = NULL;
-	static Oid	plan_relid = InvalidOid;
-	static TrackedColumns plan_cols;
+	static TextPlan kept;
+	Oid			types[4] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID,
+	BOOLOID, INT8OID};
 
-	if (plan != NULL && plan_relid == RelationGetRelid(rel) && plan_cols.customer == cols->customer &&
-		plan_cols.ordered_at == cols->ordered_at && plan_cols.amount == cols->amount &&
-		plan_cols.zone == cols->zone && plan_cols.marks == cols->marks)
-		return plan;
-	if (plan != NULL)
-		SPI_freeplan(plan);
-	plan = NULL;
-	{
-		Oid			types[4] = {TupleDescAttr(RelationGetDescr(rel), cols->customer - 1)->atttypid, TEXTOID,
-		BOOLOID, INT8OID};
-		SPIPlanPtr	fresh = SPI_prepare(recompute_sql(rel, cols), cols->marks ? 4 : 2, types);
-
-		if (fresh == NULL)
-			elog(ERROR, "could not plan the customer state's recomputation: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(fresh);
-		plan = fresh;
-	}
-	plan_relid = RelationGetRelid(rel);
-	plan_cols = *cols;
-	return plan;
+	return text_plan(&kept, recompute_sql(rel, cols), cols->marks ? 4 : 2, types,
+					 "the customer state's recomputation");
 }
 
 /*

@@ -9,6 +9,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "trigger_support.h"
@@ -30,6 +31,37 @@ kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/*
+ * The plan kept in kept if it was made from sql with these parameter types,
+ * else a new one in its place; what names the statement in the error.
+ * Prepared as SPI_prepare does: the plan cache chooses custom or generic.
+ */
+SPIPlanPtr
+text_plan(TextPlan *kept, const char *sql, int nargs, const Oid *argtypes, const char *what)
+{
+	SPIPlanPtr	fresh;
+
+	Assert(nargs <= TEXT_PLAN_MAX_ARGS);
+	if (kept->plan != NULL && kept->nargs == nargs && strcmp(kept->sql, sql) == 0 &&
+		memcmp(kept->argtypes, argtypes, nargs * sizeof(Oid)) == 0)
+		return kept->plan;
+	if (kept->plan != NULL)
+	{
+		SPI_freeplan(kept->plan);
+		pfree(kept->sql);
+		kept->plan = NULL;
+	}
+	fresh = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	if (fresh == NULL)
+		elog(ERROR, "could not plan %s: %s", what, SPI_result_code_string(SPI_result));
+	SPI_keepplan(fresh);
+	kept->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	kept->nargs = nargs;
+	memcpy(kept->argtypes, argtypes, nargs * sizeof(Oid));
+	kept->plan = fresh;
+	return fresh;
 }
 
 /* The number of a tracked column, or an error saying how to re-track. */

@@ -14,6 +14,22 @@
 #include "utils/relcache.h"
 
 extern SPIPlanPtr kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
+
+/*
+ * A plan kept for the statement text it was made from, for statements built
+ * from what is tracked (the table, its columns, the zone): made again when
+ * the text or its parameters' types change.
+ */
+#define TEXT_PLAN_MAX_ARGS 4
+typedef struct TextPlan
+{
+	SPIPlanPtr	plan;
+	char	   *sql;			/* in TopMemoryContext */
+	int			nargs;
+	Oid			argtypes[TEXT_PLAN_MAX_ARGS];
+} TextPlan;
+
+extern SPIPlanPtr text_plan(TextPlan *kept, const char *sql, int nargs, const Oid *argtypes, const char *what);
 extern int	tracked_column(Relation rel, const char *name, const char *retrack_hint);
 extern Datum value_as_text(Datum value, Oid type);
 extern void invalidate_trigger_table(FunctionCallInfo fcinfo, const char *function);
