@@ -50,6 +50,7 @@ OBJS = \
 	src/journeys.o \
 	src/order_journeys.o \
 	src/decisions.o \
+	src/scores.o \
 	src/payload.o \
 	src/message_id.o \
 	src/progress.o \
@@ -68,6 +69,7 @@ SQL_PARTS = \
 	src/btyd.sql \
 	src/tracking.sql \
 	src/customer_metrics.sql \
+	src/scores.sql \
 	src/segments.sql \
 	src/order_items.sql \
 	src/affinity.sql \

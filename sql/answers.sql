@@ -134,10 +134,8 @@ WITH f AS (
 	SELECT m.* FROM post_purchase.customer_state s
 	CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
 				FROM post_purchase.metrics_context c) ctx
-	LEFT JOIN post_purchase.customer_predictions p
-		   ON p.customer_id = s.customer_id AND p.model_id = (ctx.model).model_id AND p.predicted_at >= s.updated_at
 	CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
-												ctx.clv_monthly_discount, ctx.model, ctx.cuts, p) m),
+												ctx.clv_monthly_discount, ctx.model, ctx.cuts) m),
 v AS (SELECT * FROM post_purchase.customer_metrics)
 SELECT (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE v) a) + (SELECT count(*) FROM (TABLE v EXCEPT ALL TABLE f) b)
 $$;

@@ -18,18 +18,17 @@ FROM generate_series(1, 4) cohort,
 	 LATERAL generate_series(0, s.frequency::int) k;
 SELECT post_purchase.track_orders('shop.orders');
 
--- metrics_of(), the order trigger's copy of the view's formulas, agrees with
--- the view on every customer, column for column (NULLs equal), whatever the
--- metrics are computed with; here and after each change below
+-- metrics_of(), what the segment rules read and the stored scores are, agrees
+-- with the view on every customer, column for column (NULLs equal),
+-- whatever the metrics are computed with and whichever scores are stored;
+-- here and after each change below
 CREATE FUNCTION pg_temp.metrics_of_differs() RETURNS bigint LANGUAGE sql AS $$
 WITH f AS (
 	SELECT m.* FROM post_purchase.customer_state s
 	CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
 				FROM post_purchase.metrics_context c) ctx
-	LEFT JOIN post_purchase.customer_predictions p
-		   ON p.customer_id = s.customer_id AND p.model_id = (ctx.model).model_id AND p.predicted_at >= s.updated_at
 	CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
-												ctx.clv_monthly_discount, ctx.model, ctx.cuts, p) m),
+												ctx.clv_monthly_discount, ctx.model, ctx.cuts) m),
 v AS (SELECT * FROM post_purchase.customer_metrics)
 SELECT (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE v) a) + (SELECT count(*) FROM (TABLE v EXCEPT ALL TABLE f) b)
 $$;
@@ -67,8 +66,34 @@ SELECT pg_temp.metrics_of_differs() AS differs_with_cuts;
 SELECT model_id, customers, (bgnbd).converged AS bgnbd_converged, (gamma_gamma).converged AS gg_converged,
 	   vip_clv_cut > 0 AS has_vip_cut
 FROM post_purchase.refresh_models();
-SELECT count(*) AS predictions FROM post_purchase.customer_predictions;
+-- no customer's scores are stored yet: the view computes them
+SELECT count(*) FILTER (WHERE scored) AS scored FROM post_purchase.customer_summaries_in_context;
 SELECT pg_temp.metrics_of_differs() AS differs_with_model;
+
+-- Stored scores (src/scores.c): batches of a transaction each, from where
+-- the last call stopped; fewer than the batch when none is left
+SELECT post_purchase.store_scores(250) AS first, post_purchase.store_scores(250) AS second,
+	   post_purchase.store_scores(250) AS third, post_purchase.store_scores(250) AS none_left;
+SELECT count(*) AS customers, count(*) FILTER (WHERE scored) AS scored
+FROM post_purchase.customer_summaries_in_context;
+-- what the view reads from them is what it computed before, on every column
+SELECT pg_temp.metrics_of_differs() AS differs_when_stored;
+-- a score stored for another day or under another context does not count
+UPDATE post_purchase.customer_state SET scored_on = scored_on - 1 WHERE customer_id = '1001';
+UPDATE post_purchase.customer_state SET scored_context = scored_context - 1, p_alive = -1 WHERE customer_id = '1002';
+SELECT customer_id, scored FROM post_purchase.customer_summaries_in_context
+WHERE customer_id IN ('1001', '1002', '1003') ORDER BY 1;
+SELECT count(*) AS wrong_p_alive FROM post_purchase.customer_metrics WHERE p_alive < 0;
+SELECT pg_temp.metrics_of_differs() AS differs_with_stale_scores;
+CALL post_purchase.store_all_scores();
+SELECT count(*) FILTER (WHERE NOT coalesce(scored, false)) AS unscored
+FROM post_purchase.customer_summaries_in_context;
+-- bad batch sizes
+SELECT post_purchase.store_scores(0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.store_scores(-5);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.store_scores(NULL) IS NULL AS null_batch;
 
 -- stored predictions equal what the model computes live
 SELECT count(*) AS differ
@@ -78,10 +103,13 @@ CROSS JOIN (SELECT * FROM post_purchase.models ORDER BY model_id DESC LIMIT 1) m
 WHERE m.p_alive <> post_purchase.bgnbd_p_alive(model.bgnbd, s.frequency, s.recency, s.t)
    OR m.expected_purchases_90d <> post_purchase.bgnbd_expected_purchases(model.bgnbd, s.frequency, s.recency, s.t, 90);
 
--- a new order: the customer's predictions are computed live until the next refresh
+-- a new order: the customer's stored scores stop counting in the order's own
+-- write, and the view computes them until they are stored again
 SELECT orders, frequency, round(p_alive::numeric, 6) AS p_alive_before, lifecycle_stage
 FROM post_purchase.customer_metrics WHERE customer_id = '4010';
 INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES (4010, '2024-12-30 10:00', 25);
+SELECT s.scored_on IS NULL AS stopped_counting, s.p_alive IS NOT NULL AS old_value_kept
+FROM post_purchase.customer_state s WHERE s.customer_id = '4010';
 SELECT orders, frequency, round(p_alive::numeric, 6) AS p_alive_after, lifecycle_stage
 FROM post_purchase.customer_metrics WHERE customer_id = '4010';
 -- and equal to what the model says for the new summary
@@ -99,6 +127,10 @@ UPDATE post_purchase.settings SET value = CASE name WHEN 'lapsed_after_days' THE
 WHERE name IN ('lapsed_after_days', 'at_risk_after_days', 'clv_monthly_discount', 'today');
 SELECT pg_temp.metrics_of_differs() AS differs_with_other_settings,
 	   count(DISTINCT lifecycle_stage) AS stages FROM post_purchase.customer_metrics;
+-- a change of the settings makes every stored score stop counting
+SELECT count(*) FILTER (WHERE scored) AS scored FROM post_purchase.customer_summaries_in_context;
+CALL post_purchase.store_all_scores();
+SELECT pg_temp.metrics_of_differs() AS differs_stored_with_other_settings;
 UPDATE post_purchase.settings SET value = CASE name WHEN 'lapsed_after_days' THEN '180' WHEN 'at_risk_after_days' THEN '90'
 	WHEN 'clv_monthly_discount' THEN '0.01' WHEN 'today' THEN '2025-01-01' END
 WHERE name IN ('lapsed_after_days', 'at_risk_after_days', 'clv_monthly_discount', 'today');
@@ -128,14 +160,15 @@ DROP ROLE metrics_reader;
 -- Repeat purchases that total 0 (issue 19): customer 2 bought for 30 on
 -- Dec 1 and got a free replacement on Dec 11 (frequency 1, monetary_value
 -- 0); customer 3's Dec 11 order is a refund of 10, more than nothing
--- (monetary_value -10).  Both get a clv_12m, stored by refresh_models() ...
+-- (monetary_value -10).  Both get a clv_12m, stored with their state ...
 INSERT INTO shop.orders (customer_id, ordered_at, amount) VALUES
 	(2, '2024-12-01 09:00', 30), (2, '2024-12-11 09:00', 0),
 	(3, '2024-12-01 09:00', 30), (3, '2024-12-11 09:00', -10);
 SELECT model_id > 2 AS new_model, (gamma_gamma).converged AS gg_converged FROM post_purchase.refresh_models();
+CALL post_purchase.store_all_scores();
 SELECT m.customer_id, m.frequency, m.monetary_value, m.clv_12m IS NOT NULL AS has_clv,
-	   m.clv_12m = p.clv_12m AS stored_clv
-FROM post_purchase.customer_metrics m JOIN post_purchase.customer_predictions p USING (customer_id)
+	   m.clv_12m = s.clv_12m AS stored_clv, s.scored_on IS NOT NULL AS scored
+FROM post_purchase.customer_metrics m JOIN post_purchase.customer_state s USING (customer_id)
 WHERE m.customer_id IN ('2', '3') ORDER BY m.customer_id;
 -- ... and computed live under a model with round parameters.  Gamma-Gamma
 -- p = 6, q = 4, v = 15, for a customer with x = 1 repeat purchase of mean

@@ -46,6 +46,17 @@ SELECT post_purchase.process_changes(10) AS decided_again;
 SELECT customers FROM post_purchase.decision_backlog;
 SELECT customer_id, changed_at IS NOT NULL AS marked, order_seq, decided_seq
 FROM post_purchase.customer_state ORDER BY customer_id;
+-- the write that cleared w1's mark stored its scores (src/scores.c); o1,
+-- decided in its order, has none that count, and the view computes them
+SELECT b.customer_id, b.scored, b.stored_average_order_value, b.stored_lifecycle_stage
+FROM post_purchase.customer_summaries_in_context b ORDER BY 1;
+SELECT count(*) AS differ FROM (
+	SELECT m.* FROM post_purchase.customer_state s
+	CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
+				FROM post_purchase.metrics_context c) ctx
+	CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
+												ctx.clv_monthly_discount, ctx.model, ctx.cuts) m
+	EXCEPT SELECT * FROM post_purchase.customer_metrics) d;
 
 -- both customers end in the same segments and journeys: the worker's
 -- decision saw w1's four orders at once and entered dec_first (order 1)

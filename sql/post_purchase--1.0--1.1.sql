@@ -106,7 +106,6 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_product_order
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.product_cycles', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.models', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.models_model_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_predictions', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.rfm_cuts', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.segment_memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.enrollments', '');
@@ -214,15 +213,56 @@ CREATE TRIGGER metrics_context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
 CREATE TRIGGER metrics_context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.rfm_cuts
 	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.metrics_context_changed();
 
+-- The version of what customer_metrics computes with: every change of the
+-- settings, the models or the RFM cut points adds one, in the changing
+-- transaction.  A customer's stored scores carry the version they were
+-- computed under (customer_state.scored_context, src/scores.c) and count
+-- only while it is current.  Dumped, and not counted up while a restore
+-- runs, so that restored scores keep counting under the restored context.
+CREATE TABLE post_purchase.metrics_context_version (
+	version bigint NOT NULL,
+	one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row)
+);
+COMMENT ON TABLE post_purchase.metrics_context_version IS
+	'internal: the version of the settings, models and RFM cut points, which stored scores are computed under';
+INSERT INTO post_purchase.metrics_context_version (version) VALUES (1);
+-- (counted up by next_metrics_context_version(), src/dump.sql, which knows
+-- when a restore runs)
+SELECT pg_catalog.pg_extension_config_dump('post_purchase.metrics_context_version', '');
+CREATE TRIGGER restore_replaces_row BEFORE INSERT ON post_purchase.metrics_context_version
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.restore_replaces_row();
+
+CREATE FUNCTION post_purchase.next_metrics_context_version() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	-- a restore brings back the settings, models and cut points the dumped
+	-- version stands for, and that version with them
+	IF NOT post_purchase.restoring() THEN
+		UPDATE post_purchase.metrics_context_version v SET version = v.version + 1;
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.next_metrics_context_version() FROM PUBLIC;
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.settings
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.models
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.rfm_cuts
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
+
 -- What customer_metrics computes with, in one row: the settings, the
--- newest converged model and the newest RFM cut points (NULL if none).
+-- newest converged model and the newest RFM cut points (NULL if none), and
+-- the version of all three.
 CREATE VIEW post_purchase.metrics_context AS
 SELECT c.pinned_today, c.time_zone, c.lapsed_after_days, c.at_risk_after_days, c.clv_monthly_discount,
 	   (SELECT m FROM post_purchase.models m WHERE (m.bgnbd).converged ORDER BY m.model_id DESC LIMIT 1) AS model,
-	   (SELECT r FROM post_purchase.rfm_cuts r ORDER BY r.computed_at DESC LIMIT 1) AS cuts
+	   (SELECT r FROM post_purchase.rfm_cuts r ORDER BY r.computed_at DESC LIMIT 1) AS cuts,
+	   (SELECT v.version FROM post_purchase.metrics_context_version v) AS version
 FROM post_purchase.shop_settings c;
 COMMENT ON VIEW post_purchase.metrics_context IS
-	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points';
+	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points, their version';
 
 -- The latest survey answers (issue 20, src/answers.c), before the views
 -- below read them; in a fresh install too they come before the change marks.
@@ -231,6 +271,30 @@ ALTER TABLE post_purchase.customer_state
 	ADD COLUMN last_nps_at timestamptz,
 	ADD COLUMN last_csat integer,
 	ADD COLUMN last_csat_at timestamptz;
+
+-- The order trigger's state write also marks the customer as changed, for
+-- a worker's decision (src/decisions.c); before metrics_of() takes the row
+-- type as an argument, which would keep the table from changing.  Every order so far was decided in its transaction.
+ALTER TABLE post_purchase.customer_state
+	ADD COLUMN changed_at timestamptz,
+	ADD COLUMN order_seq bigint NOT NULL DEFAULT 0,
+	ADD COLUMN decided_seq bigint NOT NULL DEFAULT 0,
+	-- the stored scores (src/scores.c), stored by the workers from now on
+	ADD COLUMN scored_on date,
+	ADD COLUMN scored_context bigint,
+	ADD COLUMN average_order_value numeric,
+	ADD COLUMN monetary_value numeric,
+	ADD COLUMN p_alive double precision,
+	ADD COLUMN expected_purchases_90d double precision,
+	ADD COLUMN clv_12m double precision,
+	ADD COLUMN r_score integer,
+	ADD COLUMN f_score integer,
+	ADD COLUMN m_score integer,
+	ADD COLUMN rfm_segment text,
+	ADD COLUMN lifecycle_stage text;
+UPDATE post_purchase.customer_state SET order_seq = orders, decided_seq = orders;
+-- the workers take the oldest marks first
+CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
 
 -- The per-customer metrics, each defined once: customer_summaries_in_context
 -- and customer_metrics compute them over the state table, metrics_of() over
@@ -312,7 +376,16 @@ SELECT s.customer_id,
 	   s.updated_at,
 	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
 	   ctx.model, ctx.cuts,
-	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
+	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at,
+	   -- the stored scores, which count while computed for today under the
+	   -- current context (NULL, not true, otherwise; src/scores.c)
+	   s.scored_on OPERATOR(pg_catalog.=) ctx.today AND s.scored_context OPERATOR(pg_catalog.=) ctx.version
+		   AS scored,
+	   s.average_order_value AS stored_average_order_value, s.monetary_value AS stored_monetary_value,
+	   s.p_alive AS stored_p_alive, s.expected_purchases_90d AS stored_expected_purchases_90d,
+	   s.clv_12m AS stored_clv_12m, s.r_score AS stored_r_score, s.f_score AS stored_f_score,
+	   s.m_score AS stored_m_score, s.rfm_segment AS stored_rfm_segment,
+	   s.lifecycle_stage AS stored_lifecycle_stage
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
@@ -332,11 +405,12 @@ SELECT b.customer_id,
 	   b.first_order_at,
 	   b.last_order_at,
 	   b.revenue,
-	   round(b.revenue / b.orders, 2) AS average_order_value,
+	   CASE WHEN b.scored THEN b.stored_average_order_value ELSE round(b.revenue / b.orders, 2) END
+		   AS average_order_value,
 	   b.frequency::bigint AS frequency,
 	   b.recency::integer AS recency_days,
 	   b.t::integer AS t_days,
-	   b.monetary_value,
+	   CASE WHEN b.scored THEN b.stored_monetary_value ELSE b.monetary_value END AS monetary_value,
 	   b.days_since_last_order,
 	   pr.p_alive,
 	   pr.expected_purchases_90d,
@@ -344,9 +418,12 @@ SELECT b.customer_id,
 	   sc.r_score,
 	   sc.f_score,
 	   sc.m_score,
-	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (b.model).vip_clv_cut,
-									 b.lapsed_after_days, b.at_risk_after_days) AS lifecycle_stage,
+	   CASE WHEN b.scored THEN b.stored_rfm_segment ELSE post_purchase.rfm_segment(sc.r_score, sc.f_score) END
+		   AS rfm_segment,
+	   CASE WHEN b.scored THEN b.stored_lifecycle_stage
+			ELSE post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m,
+											   (b.model).vip_clv_cut, b.lapsed_after_days, b.at_risk_after_days)
+	   END AS lifecycle_stage,
 	   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days)
 		   AS next_replenishment_due,
 	   (b.model).model_id AS model_id,
@@ -355,55 +432,48 @@ SELECT b.customer_id,
 	   b.last_nps_at,
 	   b.last_csat,
 	   b.last_csat_at
--- b, the summary, carries the state's columns and what they are computed
--- with: no self-join of the state, one read of the rest
+-- b, the summary, carries the state's columns, its stored scores and what
+-- they are computed with: one read of the state, no join
 FROM post_purchase.customer_summaries_in_context b
--- stored predictions count only when made after the customer's last change
-LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
+-- the stored scores where they count (the workers keep them, src/scores.c),
+-- else computed here with the same functions as metrics_of().  Not a
+-- subquery computed once per customer (OFFSET 0): the planner memoized it
+-- by a key of some fifty columns, which cost more than computing clv_12m
+-- a second time where it is not stored.
 CROSS JOIN LATERAL (
-	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
+	SELECT CASE WHEN b.scored THEN b.stored_p_alive
 				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
 		   END AS p_alive,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
+		   CASE WHEN b.scored THEN b.stored_expected_purchases_90d
 				WHEN (b.model).model_id IS NOT NULL
 				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
 		   END AS expected_purchases_90d,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
+		   CASE WHEN b.scored THEN b.stored_clv_12m
 				WHEN (b.model).model_id IS NOT NULL
 				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
 													 b.monthly_discount)
-		   END AS clv_12m
-	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
+		   END AS clv_12m) pr
 CROSS JOIN LATERAL (
-	SELECT post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
-		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
+	SELECT CASE WHEN b.scored THEN b.stored_r_score
+				ELSE post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) END AS r_score,
+		   CASE WHEN b.scored THEN b.stored_f_score
+				ELSE post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) END AS f_score,
+		   CASE WHEN b.scored THEN b.stored_m_score
+				ELSE post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) END AS m_score) sc;
 
--- The order trigger's state write also marks the customer as changed, for
--- a worker's decision (src/decisions.c); before metrics_of() takes the row
--- type as an argument, which would keep the table from changing.  Every order so far was decided in its transaction.
-ALTER TABLE post_purchase.customer_state
-	ADD COLUMN changed_at timestamptz,
-	ADD COLUMN order_seq bigint NOT NULL DEFAULT 0,
-	ADD COLUMN decided_seq bigint NOT NULL DEFAULT 0;
-UPDATE post_purchase.customer_state SET order_seq = orders, decided_seq = orders;
--- the workers take the oldest marks first
-CREATE INDEX customer_state_changed ON post_purchase.customer_state (changed_at) WHERE changed_at IS NOT NULL;
-
--- One customer's customer_metrics row from the customer's state and what
--- the metrics are computed with, given as values (p: the stored
--- predictions that count, or a NULL row): the segment rules are evaluated
--- over it with the context the backend keeps (metrics_context.c), so that
--- a decision reads no table for them.  Each metric is one of the functions
--- above, which customer_metrics calls too (sql/customer_metrics.sql checks
--- that the two agree on every customer).  The view does not call this
--- function: inlined into the view, it doubled a one-customer lookup's
--- planning time.
+-- One customer's customer_metrics row, computed from the customer's state
+-- and what the metrics are computed with, given as values; the stored
+-- scores are not read.  The segment rules are evaluated over it with the
+-- context the backend keeps (metrics_context.c), so that a decision reads
+-- no table for them, and the scores stored with the state are what it
+-- returns (src/scores.c).  Each metric is one of the functions above,
+-- which customer_metrics calls too (sql/customer_metrics.sql checks that
+-- the two agree on every customer).  The view does not call this function:
+-- inlined into the view, it doubled a one-customer lookup's planning time.
 CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
 										 lapsed_after_days integer, at_risk_after_days integer,
 										 monthly_discount double precision, model post_purchase.models,
-										 cuts post_purchase.rfm_cuts, p post_purchase.customer_predictions)
+										 cuts post_purchase.rfm_cuts)
 	RETURNS TABLE (customer_id text, orders bigint, first_order_at timestamptz, last_order_at timestamptz,
 				   revenue numeric, average_order_value numeric, frequency bigint, recency_days integer,
 				   t_days integer, monetary_value numeric, days_since_last_order integer,
@@ -449,16 +519,13 @@ BEGIN ATOMIC
 					 AS monetary_value,
 				 today - (s).last_day AS days_since_last_order) b
 	CROSS JOIN LATERAL (
-		SELECT CASE WHEN (p).customer_id IS NOT NULL THEN (p).p_alive
-					WHEN (model).model_id IS NOT NULL
+		SELECT CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.bgnbd_p_alive((model).bgnbd, b.frequency, b.recency, b.t)
 			   END AS p_alive,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).expected_purchases_90d
-					WHEN (model).model_id IS NOT NULL
+			   CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.bgnbd_expected_purchases((model).bgnbd, b.frequency, b.recency, b.t, 90)
 			   END AS expected_purchases_90d,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).clv_12m
-					WHEN (model).model_id IS NOT NULL
+			   CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.predicted_clv_12m(model, b.frequency, b.recency, b.t, b.monetary_value,
 														 monthly_discount)
 			   END AS clv_12m
@@ -1047,12 +1114,10 @@ CREATE OR REPLACE FUNCTION post_purchase.predicted_clv_12m(m post_purchase.model
 								   GREATEST(monetary_value, 0)::pg_catalog.float8, 12, monthly_discount,
 								   '1 day') END
 $$;
--- Predictions stored under 1.0 without a clv_12m, under a model that has a
--- Gamma-Gamma part, are those customers: customer_metrics computes them live
--- until the next refresh_models() stores them again.
-DELETE FROM post_purchase.customer_predictions p
-USING post_purchase.models m
-WHERE m.model_id OPERATOR(pg_catalog.=) p.model_id AND m.gamma_gamma IS NOT NULL AND p.clv_12m IS NULL;
+-- The predictions are stored with the state now (src/scores.c): the workers
+-- store every customer's under the newest model; until then
+-- customer_metrics computes them.
+DROP TABLE post_purchase.customer_predictions;
 
 -- Create_segment() fills the new segment at once, and
 -- set_segment_rule() applies the new rule at once, with refresh_segment()
@@ -1207,10 +1272,14 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	-- the answers' columns are not the orders' (verify_state() compares the orders')
+	-- the answers' columns and the stored scores are not the orders'
+	-- (verify_state() compares the orders')
 	RETURN QUERY EXECUTE 'SELECT q.c1, q.c2, q.c3, q.c4, q.c5, q.c6, q.c7, q.c8, q.c9, q.c10, '
 		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
-		|| 'q.c11, q.c12, q.c13 FROM (' || post_purchase.recomputed_state_query(t)
+		|| 'q.c11, q.c12, q.c13, NULL::pg_catalog.date, NULL::pg_catalog.int8, NULL::pg_catalog.numeric, '
+		|| 'NULL::pg_catalog.numeric, NULL::pg_catalog.float8, NULL::pg_catalog.float8, NULL::pg_catalog.float8, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.int4, NULL::pg_catalog.int4, NULL::pg_catalog.text, '
+		|| 'NULL::pg_catalog.text FROM (' || post_purchase.recomputed_state_query(t)
 		|| ') q(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)';
 END
 $$;
@@ -1454,6 +1523,44 @@ FROM post_purchase.customer_state s
 WHERE s.changed_at IS NOT NULL;
 COMMENT ON VIEW post_purchase.decision_backlog IS
 	'changed customers waiting for a worker''s decision, and the age of the oldest change';
+
+-- Stored scores (src/scores.c): customer_metrics' columns that are computed
+-- from the state under the models, RFM cuts, settings and today, stored in
+-- customer_state so that customer_metrics over all customers reads one
+-- table.  The workers store them for each customer they decide and, after
+-- the context changes (a new model or cut points, a setting, a new day),
+-- for every customer, a batch a transaction.
+
+-- Store the scores of up to batch customers whose stored scores do not
+-- count (changed since, or computed under another context), going on from
+-- where the session's last call stopped; returns how many.  Skips customers
+-- another transaction holds (an order being written, a worker's batch).
+CREATE FUNCTION post_purchase.store_scores(batch integer DEFAULT 1000) RETURNS bigint
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION post_purchase.store_scores(integer) IS
+	'store the scores of up to batch customers whose stored scores do not count; returns how many';
+REVOKE ALL ON FUNCTION post_purchase.store_scores(integer) FROM PUBLIC;
+
+-- Store every customer's scores, committing after each batch, for a
+-- database that no worker serves (CALL, outside a transaction block).  No
+-- SET search_path: a procedure with one cannot commit; every name is
+-- qualified instead.
+CREATE PROCEDURE post_purchase.store_all_scores(batch integer DEFAULT 10000)
+	LANGUAGE plpgsql
+	AS $$
+DECLARE
+	stored bigint;
+BEGIN
+	LOOP
+		stored := post_purchase.store_scores(batch);
+		COMMIT;
+		EXIT WHEN stored IS NULL OR stored OPERATOR(pg_catalog.<) batch;
+	END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE post_purchase.store_all_scores(integer) IS
+	'store every customer''s scores whose stored scores do not count, committing after each batch';
+REVOKE ALL ON PROCEDURE post_purchase.store_all_scores(integer) FROM PUBLIC;
 
 -- CSAT and customer effort (src/survey.sql, src/survey.c): new in 1.1
 -- A scale is the number of answer points, 3, 5, 7 or 10, answered from 1.
@@ -2735,30 +2842,31 @@ BEGIN
 		fitted.gamma_gamma := NULL;
 	END IF;
 
-	PERFORM post_purchase.progress_count(fitted.customers, 'customers');
-	PERFORM post_purchase.progress_phase('storing predictions');
-	INSERT INTO post_purchase.customer_predictions AS p
-	SELECT s.customer_id, fitted.model_id, now(),
-		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
-		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
-		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
-	FROM post_purchase.customer_summaries s
-	WHERE post_purchase.progress_advance()
-	ON CONFLICT (customer_id) DO UPDATE SET
-		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
-		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
-
-	PERFORM post_purchase.progress_phase('computing the VIP cut');
-	UPDATE post_purchase.models m
-	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
-							  WITHIN GROUP (ORDER BY p.clv_12m)
-					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
-	WHERE m.model_id = fitted.model_id
-	RETURNING * INTO fitted;
+	-- The customers' scores under the new model are stored by the workers
+	-- (src/scores.c): the new model row makes every stored score stop
+	-- counting, and writing them all here would hold every customer's
+	-- state row, and so every order, until this transaction ends.
+	-- without a Gamma-Gamma part there is no clv_12m, and no VIP cut
+	IF fitted.gamma_gamma IS NOT NULL THEN
+		PERFORM post_purchase.progress_count(fitted.customers, 'customers');
+		PERFORM post_purchase.progress_phase('computing the VIP cut');
+		UPDATE post_purchase.models m
+		SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
+								  WITHIN GROUP (ORDER BY c.clv_12m)
+						   FROM (SELECT post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t,
+																		s.monetary_value, monthly_discount) AS clv_12m
+								 FROM post_purchase.customer_summaries s
+								 WHERE post_purchase.progress_advance()) c
+						   WHERE c.clv_12m IS NOT NULL)
+		WHERE m.model_id = fitted.model_id
+		RETURNING * INTO fitted;
+	END IF;
 	PERFORM post_purchase.progress_finish();
 	RETURN fitted;
 END
 $$;
+COMMENT ON FUNCTION post_purchase.refresh_models() IS
+	'fit BG/NBD and Gamma-Gamma (in days) on the current customer state and store the model; the workers store the customers'' scores under it';
 CREATE OR REPLACE FUNCTION post_purchase.refresh_rfm_cuts() RETURNS post_purchase.rfm_cuts
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$

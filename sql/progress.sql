@@ -138,7 +138,6 @@ SELECT post_purchase.untrack_orders('progress_orders');
 DROP TABLE progress_orders;
 DELETE FROM post_purchase.segment_memberships;
 DELETE FROM post_purchase.rfm_cuts;
-DELETE FROM post_purchase.customer_predictions;
 DELETE FROM post_purchase.models;
 UPDATE post_purchase.settings SET value = '' WHERE name = 'today';
 

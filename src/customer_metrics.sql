@@ -73,16 +73,6 @@ CREATE TABLE post_purchase.models (
 COMMENT ON TABLE post_purchase.models IS
 	'BG/NBD and Gamma-Gamma models fitted by refresh_models(), in days; customer_metrics uses the newest converged one';
 
-CREATE TABLE post_purchase.customer_predictions (
-	customer_id text PRIMARY KEY,
-	model_id bigint NOT NULL REFERENCES post_purchase.models ON DELETE CASCADE,
-	predicted_at timestamptz NOT NULL,
-	p_alive double precision,
-	expected_purchases_90d double precision,
-	clv_12m double precision
-);
-COMMENT ON TABLE post_purchase.customer_predictions IS
-	'predictions of every customer under a model, stored by refresh_models()';
 
 CREATE TABLE post_purchase.rfm_cuts (
 	computed_at timestamptz PRIMARY KEY DEFAULT pg_catalog.now(),
@@ -105,15 +95,34 @@ CREATE TRIGGER metrics_context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
 CREATE TRIGGER metrics_context_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.rfm_cuts
 	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.metrics_context_changed();
 
+-- The version of what customer_metrics computes with: every change of the
+-- settings, the models or the RFM cut points adds one, in the changing
+-- transaction.  A customer's stored scores carry the version they were
+-- computed under (customer_state.scored_context, src/scores.c) and count
+-- only while it is current.  Dumped, and not counted up while a restore
+-- runs, so that restored scores keep counting under the restored context.
+CREATE TABLE post_purchase.metrics_context_version (
+	version bigint NOT NULL,
+	one_row boolean PRIMARY KEY DEFAULT true CHECK (one_row)
+);
+COMMENT ON TABLE post_purchase.metrics_context_version IS
+	'internal: the version of the settings, models and RFM cut points, which stored scores are computed under';
+INSERT INTO post_purchase.metrics_context_version (version) VALUES (1);
+-- (counted up by next_metrics_context_version(), src/dump.sql, which knows
+-- when a restore runs)
+
+
 -- What customer_metrics computes with, in one row: the settings, the
--- newest converged model and the newest RFM cut points (NULL if none).
+-- newest converged model and the newest RFM cut points (NULL if none), and
+-- the version of all three.
 CREATE VIEW post_purchase.metrics_context AS
 SELECT c.pinned_today, c.time_zone, c.lapsed_after_days, c.at_risk_after_days, c.clv_monthly_discount,
 	   (SELECT m FROM post_purchase.models m WHERE (m.bgnbd).converged ORDER BY m.model_id DESC LIMIT 1) AS model,
-	   (SELECT r FROM post_purchase.rfm_cuts r ORDER BY r.computed_at DESC LIMIT 1) AS cuts
+	   (SELECT r FROM post_purchase.rfm_cuts r ORDER BY r.computed_at DESC LIMIT 1) AS cuts,
+	   (SELECT v.version FROM post_purchase.metrics_context_version v) AS version
 FROM post_purchase.shop_settings c;
 COMMENT ON VIEW post_purchase.metrics_context IS
-	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points';
+	'internal: what customer_metrics computes with: the settings, the newest converged model, the newest RFM cut points, their version';
 
 -- The per-customer metrics, each defined once: customer_summaries_in_context
 -- and customer_metrics compute them over the state table, metrics_of() over
@@ -195,7 +204,16 @@ SELECT s.customer_id,
 	   s.updated_at,
 	   ctx.lapsed_after_days, ctx.at_risk_after_days, ctx.clv_monthly_discount AS monthly_discount,
 	   ctx.model, ctx.cuts,
-	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at
+	   s.last_nps, s.last_nps_at, s.last_csat, s.last_csat_at,
+	   -- the stored scores, which count while computed for today under the
+	   -- current context (NULL, not true, otherwise; src/scores.c)
+	   s.scored_on OPERATOR(pg_catalog.=) ctx.today AND s.scored_context OPERATOR(pg_catalog.=) ctx.version
+		   AS scored,
+	   s.average_order_value AS stored_average_order_value, s.monetary_value AS stored_monetary_value,
+	   s.p_alive AS stored_p_alive, s.expected_purchases_90d AS stored_expected_purchases_90d,
+	   s.clv_12m AS stored_clv_12m, s.r_score AS stored_r_score, s.f_score AS stored_f_score,
+	   s.m_score AS stored_m_score, s.rfm_segment AS stored_rfm_segment,
+	   s.lifecycle_stage AS stored_lifecycle_stage
 FROM post_purchase.customer_state s
 -- OFFSET 0: read once per query, not again for every row and reference
 CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
@@ -233,11 +251,12 @@ SELECT b.customer_id,
 	   b.first_order_at,
 	   b.last_order_at,
 	   b.revenue,
-	   round(b.revenue / b.orders, 2) AS average_order_value,
+	   CASE WHEN b.scored THEN b.stored_average_order_value ELSE round(b.revenue / b.orders, 2) END
+		   AS average_order_value,
 	   b.frequency::bigint AS frequency,
 	   b.recency::integer AS recency_days,
 	   b.t::integer AS t_days,
-	   b.monetary_value,
+	   CASE WHEN b.scored THEN b.stored_monetary_value ELSE b.monetary_value END AS monetary_value,
 	   b.days_since_last_order,
 	   pr.p_alive,
 	   pr.expected_purchases_90d,
@@ -245,9 +264,12 @@ SELECT b.customer_id,
 	   sc.r_score,
 	   sc.f_score,
 	   sc.m_score,
-	   post_purchase.rfm_segment(sc.r_score, sc.f_score) AS rfm_segment,
-	   post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m, (b.model).vip_clv_cut,
-									 b.lapsed_after_days, b.at_risk_after_days) AS lifecycle_stage,
+	   CASE WHEN b.scored THEN b.stored_rfm_segment ELSE post_purchase.rfm_segment(sc.r_score, sc.f_score) END
+		   AS rfm_segment,
+	   CASE WHEN b.scored THEN b.stored_lifecycle_stage
+			ELSE post_purchase.lifecycle_stage(b.days_since_last_order, b.purchase_days, pr.clv_12m,
+											   (b.model).vip_clv_cut, b.lapsed_after_days, b.at_risk_after_days)
+	   END AS lifecycle_stage,
 	   post_purchase.next_replenishment_due(b.last_order_at, b.first_day, b.last_day, b.purchase_days)
 		   AS next_replenishment_due,
 	   (b.model).model_id AS model_id,
@@ -256,46 +278,50 @@ SELECT b.customer_id,
 	   b.last_nps_at,
 	   b.last_csat,
 	   b.last_csat_at
--- b, the summary, carries the state's columns and what they are computed
--- with: no self-join of the state, one read of the rest
+-- b, the summary, carries the state's columns, its stored scores and what
+-- they are computed with: one read of the state, no join
 FROM post_purchase.customer_summaries_in_context b
--- stored predictions count only when made after the customer's last change
-LEFT JOIN post_purchase.customer_predictions p
-	   ON p.customer_id = b.customer_id AND p.model_id = (b.model).model_id AND p.predicted_at >= b.updated_at
+-- the stored scores where they count (the workers keep them, src/scores.c),
+-- else computed here with the same functions as metrics_of().  Not a
+-- subquery computed once per customer (OFFSET 0): the planner memoized it
+-- by a key of some fifty columns, which cost more than computing clv_12m
+-- a second time where it is not stored.
 CROSS JOIN LATERAL (
-	SELECT CASE WHEN p.customer_id IS NOT NULL THEN p.p_alive
+	SELECT CASE WHEN b.scored THEN b.stored_p_alive
 				WHEN (b.model).model_id IS NOT NULL THEN post_purchase.bgnbd_p_alive((b.model).bgnbd, b.frequency, b.recency, b.t)
 		   END AS p_alive,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.expected_purchases_90d
+		   CASE WHEN b.scored THEN b.stored_expected_purchases_90d
 				WHEN (b.model).model_id IS NOT NULL
 				THEN post_purchase.bgnbd_expected_purchases((b.model).bgnbd, b.frequency, b.recency, b.t, 90)
 		   END AS expected_purchases_90d,
-		   CASE WHEN p.customer_id IS NOT NULL THEN p.clv_12m
+		   CASE WHEN b.scored THEN b.stored_clv_12m
 				WHEN (b.model).model_id IS NOT NULL
 				THEN post_purchase.predicted_clv_12m(b.model, b.frequency, b.recency, b.t, b.monetary_value,
 													 b.monthly_discount)
-		   END AS clv_12m
-	OFFSET 0) pr	-- computed once per customer, though clv_12m is used twice
+		   END AS clv_12m) pr
 CROSS JOIN LATERAL (
-	SELECT post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) AS r_score,
-		   post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) AS f_score,
-		   post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) AS m_score) sc;
+	SELECT CASE WHEN b.scored THEN b.stored_r_score
+				ELSE post_purchase.recency_score(b.days_since_last_order, (b.cuts).recency_cuts) END AS r_score,
+		   CASE WHEN b.scored THEN b.stored_f_score
+				ELSE post_purchase.rfm_score(b.purchase_days, (b.cuts).frequency_cuts) END AS f_score,
+		   CASE WHEN b.scored THEN b.stored_m_score
+				ELSE post_purchase.rfm_score(b.revenue::float8, (b.cuts).monetary_cuts) END AS m_score) sc;
 COMMENT ON VIEW post_purchase.customer_metrics IS
 	'one row per tracked customer: totals, BTYD summary in days, predictions of the newest model, RFM scores and segment, lifecycle stage';
 
--- One customer's customer_metrics row from the customer's state and what
--- the metrics are computed with, given as values (p: the stored
--- predictions that count, or a NULL row): the segment rules are evaluated
--- over it with the context the backend keeps (metrics_context.c), so that
--- a decision reads no table for them.  Each metric is one of the functions
--- above, which customer_metrics calls too (sql/customer_metrics.sql checks
--- that the two agree on every customer).  The view does not call this
--- function: inlined into the view, it doubled a one-customer lookup's
--- planning time.
+-- One customer's customer_metrics row, computed from the customer's state
+-- and what the metrics are computed with, given as values; the stored
+-- scores are not read.  The segment rules are evaluated over it with the
+-- context the backend keeps (metrics_context.c), so that a decision reads
+-- no table for them, and the scores stored with the state are what it
+-- returns (src/scores.c).  Each metric is one of the functions above,
+-- which customer_metrics calls too (sql/customer_metrics.sql checks that
+-- the two agree on every customer).  The view does not call this function:
+-- inlined into the view, it doubled a one-customer lookup's planning time.
 CREATE FUNCTION post_purchase.metrics_of(s post_purchase.customer_state, today date,
 										 lapsed_after_days integer, at_risk_after_days integer,
 										 monthly_discount double precision, model post_purchase.models,
-										 cuts post_purchase.rfm_cuts, p post_purchase.customer_predictions)
+										 cuts post_purchase.rfm_cuts)
 	RETURNS TABLE (customer_id text, orders bigint, first_order_at timestamptz, last_order_at timestamptz,
 				   revenue numeric, average_order_value numeric, frequency bigint, recency_days integer,
 				   t_days integer, monetary_value numeric, days_since_last_order integer,
@@ -341,16 +367,13 @@ BEGIN ATOMIC
 					 AS monetary_value,
 				 today - (s).last_day AS days_since_last_order) b
 	CROSS JOIN LATERAL (
-		SELECT CASE WHEN (p).customer_id IS NOT NULL THEN (p).p_alive
-					WHEN (model).model_id IS NOT NULL
+		SELECT CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.bgnbd_p_alive((model).bgnbd, b.frequency, b.recency, b.t)
 			   END AS p_alive,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).expected_purchases_90d
-					WHEN (model).model_id IS NOT NULL
+			   CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.bgnbd_expected_purchases((model).bgnbd, b.frequency, b.recency, b.t, 90)
 			   END AS expected_purchases_90d,
-			   CASE WHEN (p).customer_id IS NOT NULL THEN (p).clv_12m
-					WHEN (model).model_id IS NOT NULL
+			   CASE WHEN (model).model_id IS NOT NULL
 					THEN post_purchase.predicted_clv_12m(model, b.frequency, b.recency, b.t, b.monetary_value,
 														 monthly_discount)
 			   END AS clv_12m
@@ -361,7 +384,7 @@ BEGIN ATOMIC
 			   post_purchase.rfm_score(b.revenue::float8, (cuts).monetary_cuts) AS m_score) sc;
 END;
 
--- Fit both models on the current state and store every customer's predictions.
+-- Fit both models on the current state and store the model.
 CREATE FUNCTION post_purchase.refresh_models() RETURNS post_purchase.models
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -402,32 +425,31 @@ BEGIN
 		fitted.gamma_gamma := NULL;
 	END IF;
 
-	PERFORM post_purchase.progress_count(fitted.customers, 'customers');
-	PERFORM post_purchase.progress_phase('storing predictions');
-	INSERT INTO post_purchase.customer_predictions AS p
-	SELECT s.customer_id, fitted.model_id, now(),
-		   post_purchase.bgnbd_p_alive(fitted.bgnbd, s.frequency, s.recency, s.t),
-		   post_purchase.bgnbd_expected_purchases(fitted.bgnbd, s.frequency, s.recency, s.t, 90),
-		   post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t, s.monetary_value, monthly_discount)
-	FROM post_purchase.customer_summaries s
-	WHERE post_purchase.progress_advance()
-	ON CONFLICT (customer_id) DO UPDATE SET
-		model_id = excluded.model_id, predicted_at = excluded.predicted_at, p_alive = excluded.p_alive,
-		expected_purchases_90d = excluded.expected_purchases_90d, clv_12m = excluded.clv_12m;
-
-	PERFORM post_purchase.progress_phase('computing the VIP cut');
-	UPDATE post_purchase.models m
-	SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
-							  WITHIN GROUP (ORDER BY p.clv_12m)
-					   FROM post_purchase.customer_predictions p WHERE p.clv_12m IS NOT NULL)
-	WHERE m.model_id = fitted.model_id
-	RETURNING * INTO fitted;
+	-- The customers' scores under the new model are stored by the workers
+	-- (src/scores.c): the new model row makes every stored score stop
+	-- counting, and writing them all here would hold every customer's
+	-- state row, and so every order, until this transaction ends.
+	-- without a Gamma-Gamma part there is no clv_12m, and no VIP cut
+	IF fitted.gamma_gamma IS NOT NULL THEN
+		PERFORM post_purchase.progress_count(fitted.customers, 'customers');
+		PERFORM post_purchase.progress_phase('computing the VIP cut');
+		UPDATE post_purchase.models m
+		SET vip_clv_cut = (SELECT percentile_cont(1 - post_purchase.setting('vip_share')::float8)
+								  WITHIN GROUP (ORDER BY c.clv_12m)
+						   FROM (SELECT post_purchase.predicted_clv_12m(fitted, s.frequency, s.recency, s.t,
+																		s.monetary_value, monthly_discount) AS clv_12m
+								 FROM post_purchase.customer_summaries s
+								 WHERE post_purchase.progress_advance()) c
+						   WHERE c.clv_12m IS NOT NULL)
+		WHERE m.model_id = fitted.model_id
+		RETURNING * INTO fitted;
+	END IF;
 	PERFORM post_purchase.progress_finish();
 	RETURN fitted;
 END
 $$;
 COMMENT ON FUNCTION post_purchase.refresh_models() IS
-	'fit BG/NBD and Gamma-Gamma (in days) on the current customer state, store the model and every customer''s predictions';
+	'fit BG/NBD and Gamma-Gamma (in days) on the current customer state and store the model; the workers store the customers'' scores under it';
 REVOKE ALL ON FUNCTION post_purchase.refresh_models() FROM PUBLIC;
 
 -- Recompute the RFM quintile cut points (time moves customers between them).

@@ -36,6 +36,7 @@
 
 #include "decisions.h"
 #include "order_journeys.h"
+#include "scores.h"
 #include "segments.h"
 #include "trigger_support.h"
 #include "worker.h"
@@ -314,11 +315,14 @@ process_changes(PG_FUNCTION_ARGS)
 		 * By customer_id = ANY, a generic plan made while the state was
 		 * small (autovacuum had not analyzed it yet) stayed a sequential
 		 * scan comparing every state row with every customer of the batch:
-		 * at 70,000 customers most of a worker's time.
+		 * at 70,000 customers most of a worker's time.  The same write
+		 * stores the customers' scores (scores.c), which the order's write
+		 * of the state made stop counting.
 		 */
 		if (SPI_execute_plan(kept_plan(&clear_marks_plan,
 									   "UPDATE post_purchase.customer_state s "
-									   "SET changed_at = NULL, decided_seq = s.order_seq "
+									   "SET changed_at = NULL, decided_seq = s.order_seq, " STORE_SCORES_SET " "
+									   "FROM " SCORING_CONTEXT " "
 									   "WHERE s.ctid OPERATOR(pg_catalog.=) ANY ($1)",
 									   1, clear_types),
 							 &row_ids, NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != n)

@@ -58,6 +58,32 @@ CREATE TRIGGER restore_replaces_row BEFORE INSERT ON post_purchase.journey_steps
 	FOR EACH ROW EXECUTE FUNCTION post_purchase.restore_replaces_row('journey', 'step');
 CREATE TRIGGER restore_replaces_row BEFORE INSERT ON post_purchase.enrollment_sweeps
 	FOR EACH ROW EXECUTE FUNCTION post_purchase.restore_replaces_row();
+CREATE TRIGGER restore_replaces_row BEFORE INSERT ON post_purchase.metrics_context_version
+	FOR EACH ROW EXECUTE FUNCTION post_purchase.restore_replaces_row();
+
+-- The version of the metrics context (customer_metrics.sql): one more for
+-- every change of the settings, models or RFM cut points, but for those a
+-- restore makes, which bring back the context the restored version stands
+-- for.  Created here, after the seeds, and after restoring().
+CREATE FUNCTION post_purchase.next_metrics_context_version() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	-- a restore brings back the settings, models and cut points the dumped
+	-- version stands for, and that version with them
+	IF NOT post_purchase.restoring() THEN
+		UPDATE post_purchase.metrics_context_version v SET version = v.version + 1;
+	END IF;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION post_purchase.next_metrics_context_version() FROM PUBLIC;
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.settings
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.models
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
+CREATE TRIGGER metrics_context_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON post_purchase.rfm_cuts
+	FOR EACH STATEMENT EXECUTE FUNCTION post_purchase.next_metrics_context_version();
 
 -- configuration
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.settings', '');
@@ -75,7 +101,7 @@ SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_product_order
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.product_cycles', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.models', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.models_model_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('post_purchase.customer_predictions', '');
+SELECT pg_catalog.pg_extension_config_dump('post_purchase.metrics_context_version', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.rfm_cuts', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.segment_memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('post_purchase.enrollments', '');

@@ -254,10 +254,10 @@ plan_rules(Datum rules)
 	appendStringInfoString(&sql, "]::pg_catalog.bool[] ");
 	if (rules_over_state)
 	{
-		/* no stored prediction counts: the order changed the customer after any */
+		/* computed: the change being decided made any stored scores stop counting */
 		appendStringInfoString(&sql, "FROM (SELECT m.* FROM pg_catalog.unnest($1) u "
 							   "CROSS JOIN LATERAL post_purchase.metrics_of(u, "
-							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8, NULL) m OFFSET 0) c");
+							   "post_purchase.today_in_zone($2, $3), $4, $5, $6, $7, $8) m OFFSET 0) c");
 		types[0] = get_array_type(state_type);
 		metrics_context_types(types + 1);
 	}

@@ -214,9 +214,11 @@ read_order(HeapTuple tuple, TupleDesc desc, const TrackedColumns *cols, TrackedO
  * boolean parameter, whether a worker decides (else the trigger decides at
  * once and the customer stays decided), and inserted an int8, 1 for a new
  * order.  changed_at keeps the oldest undecided change; order_seq counts
- * every inserted order, decided_seq those decided.
+ * every inserted order, decided_seq those decided.  The customer's stored
+ * scores stop counting (scores.c).
  */
 #define MARK_SET(mark, inserted) \
+	"scored_on = NULL, " \
 	"changed_at = CASE WHEN " mark " THEN coalesce(s.changed_at, pg_catalog.now()) " \
 	"ELSE s.changed_at END, " \
 	"order_seq = s.order_seq OPERATOR(pg_catalog.+) " inserted ", " \

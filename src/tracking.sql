@@ -43,7 +43,25 @@ CREATE TABLE post_purchase.customer_state (
 	-- inserted for them, and how many of those were decided
 	changed_at timestamptz,
 	order_seq bigint NOT NULL DEFAULT 0,
-	decided_seq bigint NOT NULL DEFAULT 0
+	decided_seq bigint NOT NULL DEFAULT 0,
+	-- the customer's scores, stored (src/scores.c): the customer_metrics
+	-- columns that depend on the models, RFM cuts, settings and today, as
+	-- computed for day scored_on under metrics context version
+	-- scored_context.  They count only while both match (customer_metrics
+	-- computes the rest live), and every change of the state above sets
+	-- scored_on to NULL in the same write.
+	scored_on date,
+	scored_context bigint,
+	average_order_value numeric,
+	monetary_value numeric,
+	p_alive double precision,
+	expected_purchases_90d double precision,
+	clv_12m double precision,
+	r_score integer,
+	f_score integer,
+	m_score integer,
+	rfm_segment text,
+	lifecycle_stage text
 );
 COMMENT ON TABLE post_purchase.customer_state IS 'per customer: orders, revenue, first and last order, purchase days; kept by the order trigger';
 -- the workers take the oldest marks first
@@ -124,10 +142,14 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
-	-- the answers' columns are not the orders' (verify_state() compares the orders')
+	-- the answers' columns and the stored scores are not the orders'
+	-- (verify_state() compares the orders')
 	RETURN QUERY EXECUTE 'SELECT q.c1, q.c2, q.c3, q.c4, q.c5, q.c6, q.c7, q.c8, q.c9, q.c10, '
 		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, NULL::pg_catalog.int4, NULL::pg_catalog.timestamptz, '
-		|| 'q.c11, q.c12, q.c13 FROM (' || post_purchase.recomputed_state_query(t)
+		|| 'q.c11, q.c12, q.c13, NULL::pg_catalog.date, NULL::pg_catalog.int8, NULL::pg_catalog.numeric, '
+		|| 'NULL::pg_catalog.numeric, NULL::pg_catalog.float8, NULL::pg_catalog.float8, NULL::pg_catalog.float8, '
+		|| 'NULL::pg_catalog.int4, NULL::pg_catalog.int4, NULL::pg_catalog.int4, NULL::pg_catalog.text, '
+		|| 'NULL::pg_catalog.text FROM (' || post_purchase.recomputed_state_query(t)
 		|| ') q(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13)';
 END
 $$;

@@ -36,6 +36,10 @@ PGDLLEXPORT void post_purchase_worker_main(Datum main_arg);
 /* between two looks, when something is still due but was not fired */
 #define MIN_WAIT_MS 10
 
+/* in the first worker: whether some stored scores may not count, and when a pass last found none */
+static bool scores_pending = true;
+static TimestampTz scores_looked_at = 0;
+
 /* in a worker: its slot */
 static WorkerSlot *my_slot = NULL;
 static int	my_worker_num = 0;
@@ -78,6 +82,17 @@ static const WorkerCall call_outbox_purge =
 {"outbox_purge", 0, "SELECT post_purchase.outbox_purge()"};
 static const WorkerCall call_process_changes =
 {"process_changes", 1, "SELECT post_purchase.process_changes($1)::pg_catalog.int8"};
+static const WorkerCall call_store_scores =
+{"store_scores", 1, "SELECT post_purchase.store_scores($1)::pg_catalog.int8"};
+
+/*
+ * The stored scores (scores.c): customers scored in a transaction, and how
+ * long after a pass found none left the first worker looks again (a new
+ * day, a changed setting, model or cut points make every score stop
+ * counting).  One batch holds its customers' orders for some 20 ms.
+ */
+#define SCORES_BATCH 1000
+#define SCORES_LOOK_AGAIN_S 60
 
 static void
 worker_shmem_exit(int code, Datum arg)
@@ -383,6 +398,21 @@ worker_iteration(void)
 										&my_slot->outbox_purged_at);
 	}
 
+	/*
+	 * One batch of scores a loop, after the decisions and due steps: a full
+	 * batch means more are left, and the next loop comes at once.
+	 */
+	if (my_worker_num == 1 &&
+		(scores_pending ||
+		 GetCurrentTimestamp() >= scores_looked_at + (int64) SCORES_LOOK_AGAIN_S * USECS_PER_SEC))
+	{
+		result = worker_call(&call_store_scores, Int32GetDatum(SCORES_BATCH), &value, &isnull);
+		failed |= result == CALL_FAILED;
+		scores_pending = result == CALL_OK && !isnull && value >= SCORES_BATCH;
+		if (!scores_pending)
+			scores_looked_at = GetCurrentTimestamp();
+	}
+
 	result = worker_call(&call_next_due_at, (Datum) 0, &value, &isnull);
 	if (result == CALL_OK && !isnull)
 	{
@@ -402,6 +432,8 @@ worker_iteration(void)
 	}
 	failed |= result == CALL_FAILED;
 
+	if (scores_pending)
+		wait_ms = 0;
 	/* after an error, wait a whole naptime before trying again */
 	if (failed)
 		wait_ms = worker_settings.naptime_ms;

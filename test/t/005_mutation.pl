@@ -303,6 +303,7 @@ my %stateful = map { $_ => 1 } qw(
   enroll_due evaluate_condition evaluate_step_conditions fire_due_steps next_due_at
   restore_replaces_row delete_step_outcomes metrics_context_changed journeys_follow_segments
   prepare_segment_metrics refresh_segment check_workers_serve process_changes
+  store_scores store_all_scores next_metrics_context_version
   progress progress_start progress_phase progress_count progress_advance progress_finish
   progress_estimated_rows check_not_distributed
   track_answers_trigger track_answers_truncate forget_survey_answers refresh_survey_answers
@@ -678,7 +679,7 @@ for (1 .. n(200))
 	add_call('metrics_of',
 		"SELECT m FROM post_purchase.metrics_of(ROW($state)::post_purchase.customer_state, $today, "
 		  . "${\ int_lit()}, ${\ int_lit()}, ${\ float_lit()}::float8, ${model}::post_purchase.models, "
-		  . "${cuts}::post_purchase.rfm_cuts, NULL) m",
+		  . "${cuts}::post_purchase.rfm_cuts) m",
 		q{(r).r_score IS NULL OR (r).r_score BETWEEN 1 AND 5});
 	# the metrics' one definitions, which the view and metrics_of() call
 	add_call('monetary_value',
