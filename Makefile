@@ -123,7 +123,7 @@ ISOLATION = nps_snapshot tracking_inserts tracking_delete_insert tracking_move t
 	tracking_backfill_rr tracking_lock_order journey_claim_race journey_purchase_during_fire journey_disable_mid_batch \
 	outbox_claim_race outbox_ack_claim outbox_notify segments_refresh_race journey_claim_footprint \
 	segments_refresh_deadlock segments_context_change decisions_claim_race decisions_order_during_batch \
-	decisions_rule_change progress_view answers_order_race
+	decisions_rule_change progress_view answers_order_race scores_order_race
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = output_iso tmp_check test/bench/data

@@ -147,6 +147,25 @@ is( $node->safe_psql(
 		'shop', q{SELECT count(*) FROM post_purchase.customer_state WHERE order_seq <> decided_seq}),
 	'0', 'every inserted order was decided');
 
+# the stored scores (src/scores.c): written with each decision and swept by
+# the first worker after each change of the context; all count in the end,
+# and customer_metrics reads from them what metrics_of() computes
+ok( $node->poll_query_until(
+		'shop', q{
+SELECT count(*) FILTER (WHERE NOT coalesce(b.scored, false)) = 0
+FROM post_purchase.customer_summaries_in_context b}),
+	'every customer\'s stored scores count');
+is( $node->safe_psql(
+		'shop', q{
+SELECT count(*) FROM (
+	SELECT m.* FROM post_purchase.customer_state s
+	CROSS JOIN (SELECT c.*, post_purchase.today_in_zone(c.pinned_today, c.time_zone) AS today
+				FROM post_purchase.metrics_context c) ctx
+	CROSS JOIN LATERAL post_purchase.metrics_of(s, ctx.today, ctx.lapsed_after_days, ctx.at_risk_after_days,
+												ctx.clv_monthly_discount, ctx.model, ctx.cuts) m
+	EXCEPT SELECT * FROM post_purchase.customer_metrics) d}),
+	'0', 'customer_metrics over the stored scores equals metrics_of() of every state');
+
 # every open membership follows the rules over the final state
 is( $node->safe_psql(
 		'shop', q{
