@@ -34,7 +34,7 @@ ON CONFLICT (customer_id) DO UPDATE SET orders = s.orders + 1, revenue = s.reven
 	last_order_at = GREATEST(s.last_order_at, excluded.last_order_at),
 	purchase_days = s.purchase_days + CASE WHEN excluded.last_day > s.last_day THEN 1 ELSE 0 END,
 	last_day = GREATEST(s.last_day, excluded.last_day), updated_at = now(),
-	changed_at = coalesce(s.changed_at, now()), order_seq = s.order_seq + 1;
+	changed_at = coalesce(s.changed_at, now()), order_seq = s.order_seq + 1, scored_on = NULL;
 \else
 INSERT INTO bench.orders_copy (order_id, customer_id, ordered_at, quantity, amount)
 VALUES (nextval('bench.order_id'), :customer, timestamptz '2024-01-01 00:00:00+00' + :second * interval '1 second',
