@@ -188,10 +188,14 @@ SELECT is_empty(
 	  WHERE prosecdef AND (has_function_privilege('public', oid, 'EXECUTE')
 						   OR NOT coalesce(proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp'])$$,
 	'SECURITY DEFINER functions are not executable by PUBLIC and lock search_path');
+-- A procedure that commits cannot carry a SET clause (PostgreSQL refuses
+-- transaction control under one), so store_all_scores(), the one that does,
+-- qualifies every name instead and is the only exception.
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure FROM ext_proc p JOIN pg_language l ON l.oid = p.prolang
-	  WHERE l.lanname = 'plpgsql' AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']$$,
-	'every PL/pgSQL function locks search_path');
+	  WHERE l.lanname = 'plpgsql' AND NOT coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']
+		AND p.oid <> 'post_purchase.store_all_scores(integer)'::regprocedure$$,
+	'every PL/pgSQL function but the committing procedure locks search_path');
 SELECT cmp_ok((SELECT count(*)::int FROM ext_proc), '>=', 24,
 	'the extension''s functions were found (the checks above are not vacuous)');
 
