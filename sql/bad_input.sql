@@ -48,6 +48,25 @@ FROM (VALUES ('2024-01-01'::timestamptz), ('2024-01-02')) v(t);
 SELECT (post_purchase.rfm_summary(t, a, '2024-01-01')).frequency
 FROM (VALUES ('2024-01-01'::timestamptz, 1.0), ('2024-01-02', 'NaN')) v(t, a);
 
+-- purchase_totals: NaN and infinite amounts (22023), infinite order times
+-- (22008; an infinite time is no order after the end here, since every
+-- order counts), NULL, unknown and changing zones (22004, 22023)
+SELECT post_purchase.purchase_totals(now(), 'NaN'::numeric, 'UTC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals(now(), '-Infinity'::numeric, 'UTC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals('infinity'::timestamptz, 1.0, 'UTC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals('-infinity'::timestamptz, 1.0, 'UTC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals(now(), 1.0, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals(now(), 1.0, 'Mars/Olympus_Mons');
+\echo :LAST_ERROR_SQLSTATE
+SELECT post_purchase.purchase_totals(t, 1.0, z)
+FROM (VALUES ('2024-01-01'::timestamptz, 'UTC'), ('2024-01-02', 'Europe/Berlin')) v(t, z);
+\echo :LAST_ERROR_SQLSTATE
+
 -- purchase_cycle: infinite order times (22008)
 SELECT post_purchase.purchase_cycle(t) FROM (VALUES ('2024-01-01'::timestamptz), ('infinity')) v(t);
 \echo :LAST_ERROR_SQLSTATE
@@ -168,6 +187,12 @@ SELECT count(*) AS tracked FROM post_purchase.tracked_orders;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'bad_orders'::regclass;
 -- a NaN amount already in the table stops the backfill, and nothing is tracked
 INSERT INTO bad_orders VALUES (1, 1, '2024-01-01', 'NaN');
+SELECT post_purchase.track_orders('bad_orders');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS tracked FROM post_purchase.tracked_orders;
+-- so does an infinite order time, which has no purchase day (22008), as
+-- the trigger refuses it with the order
+UPDATE bad_orders SET amount = 1, ordered_at = 'infinity';
 SELECT post_purchase.track_orders('bad_orders');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS tracked FROM post_purchase.tracked_orders;

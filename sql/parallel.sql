@@ -134,6 +134,31 @@ FROM serial_zones z
 JOIN (SELECT customer_id, post_purchase.rfm_summary(ordered_at, amount, '2023-06-30', '1 day', 'UTC') AS rfm
 	  FROM par_orders GROUP BY customer_id) u USING (customer_id)
 WHERE z.rfm IS DISTINCT FROM u.rfm;
+-- purchase_totals (the customer state's, src/rfm.c) shares rfm_summary's
+-- state and combine function: the parallel plan gives the serial answer
+-- per customer, and over all orders what plain SQL computes
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE serial_purchase_totals AS
+SELECT customer_id, post_purchase.purchase_totals(ordered_at, amount, 'Europe/Berlin') AS totals
+FROM par_orders GROUP BY customer_id;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF)
+SELECT customer_id, post_purchase.purchase_totals(ordered_at, amount, 'Europe/Berlin')
+FROM par_orders GROUP BY customer_id;
+CREATE TEMP TABLE parallel_purchase_totals AS
+SELECT customer_id, post_purchase.purchase_totals(ordered_at, amount, 'Europe/Berlin') AS totals
+FROM par_orders GROUP BY customer_id;
+SELECT count(*) AS customers, count(*) FILTER (WHERE p.totals::text = s.totals::text) AS same
+FROM parallel_purchase_totals p JOIN serial_purchase_totals s USING (customer_id);
+EXPLAIN (COSTS OFF)
+SELECT post_purchase.purchase_totals(ordered_at, amount, 'UTC') FROM par_orders;
+WITH days AS (SELECT (ordered_at AT TIME ZONE 'UTC')::date AS day, amount FROM par_orders),
+	 expected AS (SELECT count(DISTINCT day) AS purchase_days, min(day) AS first_day, max(day) AS last_day,
+						 sum(amount) AS revenue FROM days)
+SELECT t.purchase_days = e.purchase_days AS days_same, t.first_day = e.first_day AS first_same,
+	   t.last_day = e.last_day AS last_same, t.revenue::text = e.revenue::text AS revenue_same,
+	   t.first_day_revenue = (SELECT sum(amount) FROM days WHERE day = e.first_day) AS first_revenue_same
+FROM (SELECT (post_purchase.purchase_totals(ordered_at, amount, 'UTC')).* FROM par_orders) t, expected e;
 RESET parallel_leader_participation;
 SET max_parallel_workers_per_gather = 0;
 

@@ -1849,6 +1849,38 @@ CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeri
 COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz, interval, text) IS
 	'BTYD summary in units, with purchase days counted in the given time zone (an IANA name)';
 
+-- purchase_totals: what the customer state keeps of a customer's orders
+-- beyond their count and times, on rfm_summary's state with every order
+-- counting (src/rfm.c).  The backfill, verify_state() and the order
+-- trigger's recompute use it: one definition of these columns.
+CREATE TYPE post_purchase.purchase_totals AS (
+	purchase_days bigint,
+	first_day date,
+	last_day date,
+	revenue numeric,
+	first_day_revenue numeric
+);
+COMMENT ON TYPE post_purchase.purchase_totals IS
+	'purchase_totals: distinct purchase days, the first and last of them, revenue, the first day''s revenue';
+
+-- the zone is an argument, never a default: nothing of the session's
+CREATE FUNCTION post_purchase.purchase_totals_accum(post_purchase.rfm_summary_state, timestamptz, numeric, text)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_totals_final(post_purchase.rfm_summary_state) RETURNS post_purchase.purchase_totals
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE AGGREGATE post_purchase.purchase_totals(ordered_at timestamptz, amount numeric, time_zone text) (
+	SFUNC = post_purchase.purchase_totals_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.purchase_totals_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.purchase_totals(timestamptz, numeric, text) IS
+	'a customer''s purchase days (orders on one day of the zone are one), first and last day, revenue and first day''s revenue';
+
 CREATE TYPE post_purchase.purchase_cycle_state;
 CREATE FUNCTION post_purchase.purchase_cycle_state_in(cstring) RETURNS post_purchase.purchase_cycle_state
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -2639,26 +2671,23 @@ DROP FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders)
 -- With report, the backfill's progress (src/progress.c): each order read,
 -- then each customer's state written, counts one (a C call per row: a few
 -- percent of the backfill); verify_state() does not count, so its plan may
--- stay parallel.
+-- stay parallel.  The purchase days and revenues by purchase_totals(), as
+-- the trigger's recompute counts them (issue 19), grouped by customer only.
 CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders, report boolean DEFAULT false)
 	RETURNS text
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT pg_catalog.format(
-		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
-				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
-				pg_catalog.min(d.day), pg_catalog.max(d.day),
-				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now(),
-				NULL::pg_catalog.timestamptz, pg_catalog.sum(d.orders)::pg_catalog.int8,
-				pg_catalog.sum(d.orders)::pg_catalog.int8
-		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
-					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
-					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
-					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
+		'SELECT c.customer_id, c.orders, (c.totals).revenue, c.first_at, c.last_at, (c.totals).purchase_days,
+				(c.totals).first_day, (c.totals).last_day, (c.totals).first_day_revenue, pg_catalog.now(),
+				NULL::pg_catalog.timestamptz, c.orders, c.orders
+		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id, pg_catalog.count(*) AS orders,
+					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at,
+					  post_purchase.purchase_totals(%2$I, coalesce(%3$I::pg_catalog.numeric, 0), %4$L) AS totals
 			   FROM %5$s %6$s
 			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL%7$s
-			   GROUP BY 1, 2) d
-		 GROUP BY d.customer_id%8$s ORDER BY d.customer_id',
+			   GROUP BY 1%8$s) c
+		 ORDER BY c.customer_id',
 		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
 		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
 				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
@@ -2676,9 +2705,6 @@ CREATE OR REPLACE FUNCTION post_purchase.track_orders(orders regclass,
 										   backfill boolean DEFAULT true)
 	RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-	-- the backfill groups a million orders in a sort, not a hash table of
-	-- a million groups: its output is sorted as the inserts want it anyway
-	SET enable_hashagg = off
 	AS $$
 DECLARE
 	tracked regclass;
@@ -2742,19 +2768,25 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
-			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
-			|| 'order_seq, decided_seq) '
-			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
-		PERFORM post_purchase.progress_phase('checking amounts');
-		-- a NaN or infinite amount makes its customer's revenue one as well:
-		-- checking the customers reads a tenth of the rows
-		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
-		WHERE s.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
-		IF FOUND THEN
+		BEGIN
+			EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+				|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+				|| 'order_seq, decided_seq) '
+				|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
+		EXCEPTION WHEN invalid_parameter_value THEN
+			-- purchase_totals() refuses a NaN or infinite amount without
+			-- knowing whose it is: name a customer who has one (this scan
+			-- runs only on the way to the error)
+			EXECUTE format('SELECT %1$I::text FROM %2$s WHERE %1$I IS NOT NULL AND %3$I IS NOT NULL '
+						   'AND %4$I::numeric IN (''NaN'', ''Infinity'', ''-Infinity'') LIMIT 1',
+						   customer_column, orders, ordered_at_column, amount_column)
+				INTO bad_customer;
+			IF bad_customer IS NULL THEN
+				RAISE;
+			END IF;
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
+		END;
 		-- the state is new: the tracked survey answers go back into it
 		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
 			PERFORM post_purchase.refresh_survey_answers();

@@ -95,4 +95,35 @@ FROM generate_series(timestamptz '2020-01-01', '2020-07-18', '1 day') d;
 SELECT (post_purchase.rfm_summary(ordered_at, amount, '2024-03-01')).monetary_value
 FROM (VALUES ('2024-01-01'::timestamptz, 1), ('2024-01-02', 3), ('2024-01-03', 4.000)) v(ordered_at, amount);
 
+-- purchase_totals: the customer state's purchase days, first and last day,
+-- revenue and first day's revenue (src/rfm.c).  By hand: in UTC the orders
+-- fall on 2024-01-01 (1.00 + 2.25), 2024-01-02 (5.50) and 2024-01-05
+-- (0): 3 days, revenue 8.75, first day 3.25.  In Berlin (UTC+1 in
+-- January) the 23:30 order is on 2024-01-02: first day 2.25.
+CREATE TEMP TABLE totals_orders (ordered_at timestamptz, amount numeric);
+INSERT INTO totals_orders VALUES ('2024-01-02 10:00+00', 5.50), ('2024-01-01 23:30+00', 1.00),
+	('2024-01-01 01:00+00', 2.25), ('2024-01-05 12:00+00', 0);
+SELECT (post_purchase.purchase_totals(ordered_at, amount, 'UTC')).* FROM totals_orders;
+SELECT (post_purchase.purchase_totals(ordered_at, amount, 'Europe/Berlin')).* FROM totals_orders;
+-- the sums keep the largest scale of their amounts, as sum() does
+SELECT t.revenue, t.revenue::text = (SELECT sum(amount)::text FROM totals_orders) AS as_sum
+FROM (SELECT (post_purchase.purchase_totals(ordered_at, amount, 'UTC')).* FROM totals_orders) t;
+-- one order; many orders on one day are one purchase day
+SELECT (post_purchase.purchase_totals('2024-03-01 08:00+00', 19.99, 'UTC')).*;
+SELECT (post_purchase.purchase_totals(t, 1, 'UTC')).*
+FROM generate_series(timestamptz '2024-03-01 00:00+00', '2024-03-01 23:00+00', '1 hour') t;
+-- 1000 distinct days arriving newest first: the days are counted after
+-- compaction, the first day is the oldest
+SELECT (post_purchase.purchase_totals(d, 1.5, 'UTC' ORDER BY d DESC)).*
+FROM generate_series(timestamptz '2020-01-01', '2022-09-26', '1 day') d, generate_series(1, 3) copies;
+-- amounts too large for the fixed-point sums stay exact
+SELECT (post_purchase.purchase_totals(t, a, 'UTC')).revenue
+FROM (VALUES ('2024-01-01'::timestamptz, 1e30), ('2024-01-02', 1e30), ('2024-01-02', 0.01)) v(t, a);
+-- NULL inputs are ignored; no order at all is no totals
+SELECT (post_purchase.purchase_totals(t, a, 'UTC')).*
+FROM (VALUES ('2024-01-01'::timestamptz, 1.0), (NULL, 2.0), ('2024-01-02', NULL)) v(t, a);
+SELECT post_purchase.purchase_totals(ordered_at, amount, 'UTC') IS NULL AS no_orders
+FROM totals_orders WHERE false;
+DROP TABLE totals_orders;
+
 DROP TABLE orders, late_orders;

@@ -25,6 +25,8 @@ aggregate_context(FunctionCallInfo fcinfo, const char *function)
 }
 
 extern Datum form_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
+/* the same, its descriptor kept in fn_extra: for a function that keeps nothing else there */
+extern Datum form_result_row_cached(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
 extern bytea *finish_serialized_state(StringInfo buf);
 extern void start_deserializing_state(StringInfo buf, bytea *state);
 extern void finish_deserializing_state(StringInfo buf);

@@ -15,6 +15,16 @@
 
 #include "dayset.h"
 
+/* A purchase happens at a finite time: an infinite one has no day. */
+void
+check_purchase_timestamp(TimestampTz ts)
+{
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("purchase timestamp must be finite")));
+}
+
 /*
  * The calendar day of a timestamp in time zone "tz", as days since
  * 2000-01-01 (a DateADT).  The fast path covers fixed-offset zones such as
@@ -29,11 +39,7 @@ timestamptz_to_day_in(TimestampTz ts, pg_tz *tz)
 	fsec_t		fsec;
 	int			tzoffset;
 
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("purchase timestamp must be finite")));
-
+	check_purchase_timestamp(ts);
 	if (pg_get_timezone_offset(tz, &gmtoff))
 	{
 		int64		local = ts + (int64) gmtoff * USECS_PER_SEC;

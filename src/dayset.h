@@ -32,6 +32,7 @@ typedef struct DaySet
 	PurchaseDay inline_days[DAYSET_INLINE_DAYS];
 } DaySet;
 
+extern void check_purchase_timestamp(TimestampTz ts);
 extern PurchaseDay timestamptz_to_day(TimestampTz ts);
 extern PurchaseDay timestamptz_to_day_in(TimestampTz ts, pg_tz *tz);
 

@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -184,14 +185,16 @@ report_other_parameters(void)
 			 errmsg("rfm_summary observed_until and unit must be the same for every row of a group")));
 }
 
+#define RFM_ZONE_HINT "Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node."
+
 static void
-report_other_zone(const char *zone, const char *other)
+report_other_zone(const char *function, const char *hint, const char *zone, const char *other)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("rfm_summary time zone must be the same for every row of a group"),
+			 errmsg("%s time zone must be the same for every row of a group", function),
 			 errdetail("The group has days of time zone \"%s\" and of \"%s\".", zone, other),
-			 errhint("Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node.")));
+			 errhint("%s", hint)));
 }
 
 static void
@@ -200,7 +203,7 @@ check_same_parameters(const RfmState *a, const RfmParameters *params)
 	if (a->observed_until != params->observed_until || a->unit_days != params->unit_days)
 		report_other_parameters();
 	if (!purchase_zones_equal(a->zone, params->zone))
-		report_other_zone(pg_get_timezone_name(a->zone), pg_get_timezone_name(params->zone));
+		report_other_zone("rfm_summary", RFM_ZONE_HINT, pg_get_timezone_name(a->zone), pg_get_timezone_name(params->zone));
 }
 
 /* Record one purchase day and its amount. */
@@ -821,40 +824,40 @@ rfm_summary_state_send(PG_FUNCTION_ARGS)
 }
 
 /*
- * (state, ordered_at, amount, observed_until [, unit [, zone]]): the state,
- * updated in place in an aggregate (state_type.h).  The zone is resolved
- * on a group's first row, or when the row names one (the default cannot
- * change within a statement); the other rows find the state's zone by its
- * name in the call site's cache.
+ * The transition of the flat state with the row's parameters: the state,
+ * updated in place in an aggregate (state_type.h).  The zone is argument
+ * zone_argno, else the default; zone_hint says how to give one zone.  It is resolved on a group's first row, or
+ * when the row names one (the default cannot change within a statement);
+ * the other rows find the state's zone by its name in the call site's
+ * cache.
  */
-Datum
-rfm_summary_state_accum(PG_FUNCTION_ARGS)
+static Datum
+rfm_flat_accum(FunctionCallInfo fcinfo, RfmParameters *params, int zone_argno, const char *function,
+			   const char *zone_hint)
 {
 	ZonedCallSite *site = zoned_call_site(fcinfo);
-	RfmParameters params;
 	RfmFlat    *s;
 	pg_tz	   *zone = NULL;
 	TimestampTz ordered_at;
 
-	check_parameters(fcinfo, &params);
 	if (PG_ARGISNULL(0))
 	{
-		params.zone = zone = purchase_zone_arg(fcinfo, 5, "rfm_summary", &site->arg);
-		s = rfm_flat_new(&params);
+		params->zone = zone = purchase_zone_arg(fcinfo, zone_argno, function, &site->arg);
+		s = rfm_flat_new(params);
 	}
 	else
 	{
 		s = rfm_flat_for_update(fcinfo, 0);
-		if (s->observed_until != params.observed_until || s->unit_days != params.unit_days)
+		if (s->observed_until != params->observed_until || s->unit_days != params->unit_days)
 			report_other_parameters();
-		if (PG_NARGS() > 5)
+		if (PG_NARGS() > zone_argno)
 		{
 			const char *name;
 
-			zone = purchase_zone_arg(fcinfo, 5, "rfm_summary", &site->arg);
+			zone = purchase_zone_arg(fcinfo, zone_argno, function, &site->arg);
 			name = pg_get_timezone_name(zone);
 			if (!purchase_zone_names_equal(rfm_zone_name(s), s->zone_len, name, strlen(name)))
-				report_other_zone(rfm_zone_name(s), name);
+				report_other_zone(function, zone_hint, rfm_zone_name(s), name);
 		}
 	}
 	/* NULL inputs are ignored, as by every SQL aggregate */
@@ -866,6 +869,16 @@ rfm_summary_state_accum(PG_FUNCTION_ARGS)
 	if (zone == NULL)
 		zone = purchase_zone_cached(&site->state, rfm_zone_name(s), s->zone_len);
 	PG_RETURN_POINTER(rfm_flat_add_order(s, timestamptz_to_day_in(ordered_at, zone), PG_GETARG_DATUM(2)));
+}
+
+/* (state, ordered_at, amount, observed_until [, unit [, zone]]) */
+Datum
+rfm_summary_state_accum(PG_FUNCTION_ARGS)
+{
+	RfmParameters params;
+
+	check_parameters(fcinfo, &params);
+	return rfm_flat_accum(fcinfo, &params, 5, "rfm_summary", RFM_ZONE_HINT);
 }
 
 Datum
@@ -888,7 +901,7 @@ rfm_summary_state_combine(PG_FUNCTION_ARGS)
 	if (left->observed_until != right->observed_until || left->unit_days != right->unit_days)
 		report_other_parameters();
 	if (!purchase_zone_names_equal(rfm_zone_name(left), left->zone_len, rfm_zone_name(right), right->zone_len))
-		report_other_zone(rfm_zone_name(left), rfm_zone_name(right));
+		report_other_zone("rfm_summary", RFM_ZONE_HINT, rfm_zone_name(left), rfm_zone_name(right));
 	PG_RETURN_POINTER(rfm_flat_merge(left, right));
 }
 
@@ -906,4 +919,60 @@ rfm_summary_state_final(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	rfm_flat_view(fcinfo, s, &view);
 	return rfm_summary_of(fcinfo, &view);
+}
+
+/*
+ * purchase_totals(ordered_at, amount, time_zone): what the customer state
+ * keeps of a customer's orders beyond counts and times (purchase days,
+ * first and last day, revenue, the first day's revenue), on rfm_summary's
+ * state with every order counting.  The backfill, verify_state() and the
+ * order trigger's recompute (src/tracking.sql, src/tracking.c) share it, so
+ * that one definition says what those columns mean.
+ */
+PG_FUNCTION_INFO_V1(purchase_totals_accum);
+PG_FUNCTION_INFO_V1(purchase_totals_final);
+
+Datum
+purchase_totals_accum(PG_FUNCTION_ARGS)
+{
+	/* the last valid time: no order is after it */
+	RfmParameters params = {.observed_until = END_TIMESTAMP - 1, .unit_days = 1.0};
+
+	/* an infinite time is an error, as in the order trigger, not an order after the end */
+	if (!PG_ARGISNULL(1))
+		check_purchase_timestamp(PG_GETARG_TIMESTAMPTZ(1));
+	return rfm_flat_accum(fcinfo, &params, 3, "purchase_totals",
+						  "Give one zone for every row of a group.");
+}
+
+/*
+ * The totals as a purchase_totals row; NULL for no order.  The state is
+ * only read: unsorted days are counted in a copy.  The row's descriptor is
+ * kept per call site (fn_extra), since a backfill calls this once for each
+ * of a million customers.
+ */
+Datum
+purchase_totals_final(PG_FUNCTION_ARGS)
+{
+	const RfmFlat *s;
+	DaySet		days;
+	AmountSum	sum;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	s = rfm_flat_arg(fcinfo, 0);
+	if (s->count == 0)
+		PG_RETURN_NULL();
+	flat_days_view(&days, rfm_days(s), s->count, s->compact);
+	dayset_compact(&days);
+	values[0] = Int64GetDatum(days.count);
+	values[1] = DateADTGetDatum(s->first_day);
+	values[2] = DateADTGetDatum(s->last_day);
+	sum = (AmountSum) {s->total, rfm_overflow_sum(s, RFM_TOTAL), s->total_dscale};
+	values[3] = NumericGetDatum(amount_sum_value(&sum));
+	sum = (AmountSum) {s->first, rfm_overflow_sum(s, RFM_FIRST), s->first_dscale};
+	values[4] = NumericGetDatum(amount_sum_value(&sum));
+	PG_RETURN_DATUM(form_result_row_cached(fcinfo, values, nulls));
 }

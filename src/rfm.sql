@@ -88,3 +88,35 @@ CREATE AGGREGATE post_purchase.rfm_summary(ordered_at timestamptz, amount numeri
 );
 COMMENT ON AGGREGATE post_purchase.rfm_summary(timestamptz, numeric, timestamptz, interval, text) IS
 	'BTYD summary in units, with purchase days counted in the given time zone (an IANA name)';
+
+-- purchase_totals: what the customer state keeps of a customer's orders
+-- beyond their count and times, on rfm_summary's state with every order
+-- counting (src/rfm.c).  The backfill, verify_state() and the order
+-- trigger's recompute use it: one definition of these columns.
+CREATE TYPE post_purchase.purchase_totals AS (
+	purchase_days bigint,
+	first_day date,
+	last_day date,
+	revenue numeric,
+	first_day_revenue numeric
+);
+COMMENT ON TYPE post_purchase.purchase_totals IS
+	'purchase_totals: distinct purchase days, the first and last of them, revenue, the first day''s revenue';
+
+-- the zone is an argument, never a default: nothing of the session's
+CREATE FUNCTION post_purchase.purchase_totals_accum(post_purchase.rfm_summary_state, timestamptz, numeric, text)
+	RETURNS post_purchase.rfm_summary_state
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION post_purchase.purchase_totals_final(post_purchase.rfm_summary_state) RETURNS post_purchase.purchase_totals
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE AGGREGATE post_purchase.purchase_totals(ordered_at timestamptz, amount numeric, time_zone text) (
+	SFUNC = post_purchase.purchase_totals_accum,
+	STYPE = post_purchase.rfm_summary_state,
+	SSPACE = 136,
+	FINALFUNC = post_purchase.purchase_totals_final,
+	COMBINEFUNC = post_purchase.rfm_summary_state_combine,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE post_purchase.purchase_totals(timestamptz, numeric, text) IS
+	'a customer''s purchase days (orders on one day of the zone are one), first and last day, revenue and first day''s revenue';

@@ -304,9 +304,10 @@ statement_recomputed(Datum customer, CommandId statement, bool remember)
  * the state keys on.  It runs only once the caller holds the customer's
  * state row, so every order of the customer committed before is in its
  * snapshot and every later one waits to add itself to what it writes.  It
- * deletes the state row when no order of the customer is left.  The
- * formulas are those of recomputed_state_query() (src/tracking.sql), which
- * verify_state() and the backfill run; a difference shows in verify_state().
+ * deletes the state row when no order of the customer is left.  Its
+ * aggregates are those of recomputed_state_query() (src/tracking.sql),
+ * which verify_state() and the backfill run: purchase_totals() says what
+ * the purchase days and revenues are for all three.
  */
 static char *
 recompute_sql(Relation rel, const TrackedColumns *cols)
@@ -326,17 +327,15 @@ recompute_sql(Relation rel, const TrackedColumns *cols)
 								 quote_qualified_identifier(get_namespace_name(get_rel_namespace(tracked)),
 															get_rel_name(tracked)));
 
-	return psprintf("WITH d AS (SELECT (o.%2$s AT TIME ZONE %4$s)::pg_catalog.date AS day, "
-					"pg_catalog.count(*) AS orders, "
-					"pg_catalog.sum(coalesce(o.%3$s::pg_catalog.numeric, 0)) AS revenue, "
-					"pg_catalog.min(o.%2$s) AS first_at, pg_catalog.max(o.%2$s) AS last_at "
-					"FROM %5$s o WHERE o.%1$s OPERATOR(pg_catalog.=) $1 AND o.%2$s IS NOT NULL "
-					"GROUP BY 1), "
-					"t AS (SELECT pg_catalog.sum(d.orders)::pg_catalog.int8 AS orders, "
-					"pg_catalog.sum(d.revenue) AS revenue, pg_catalog.min(d.first_at) AS first_at, "
-					"pg_catalog.max(d.last_at) AS last_at, pg_catalog.count(*) AS days, "
-					"pg_catalog.min(d.day) AS first_day, pg_catalog.max(d.day) AS last_day, "
-					"(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1] AS first_day_revenue FROM d), "
+	return psprintf("WITH c AS (SELECT pg_catalog.count(*) AS orders, "
+					"pg_catalog.min(o.%2$s) AS first_at, pg_catalog.max(o.%2$s) AS last_at, "
+					"post_purchase.purchase_totals(o.%2$s, coalesce(o.%3$s::pg_catalog.numeric, 0), %4$s) "
+					"AS totals "
+					"FROM %5$s o WHERE o.%1$s OPERATOR(pg_catalog.=) $1 AND o.%2$s IS NOT NULL), "
+					"t AS (SELECT CASE WHEN c.orders OPERATOR(pg_catalog.>) 0 THEN c.orders END AS orders, (c.totals).revenue AS revenue, "
+					"c.first_at, c.last_at, (c.totals).purchase_days AS days, "
+					"(c.totals).first_day, (c.totals).last_day, "
+					"(c.totals).first_day_revenue FROM c), "
 					"gone AS (DELETE FROM post_purchase.customer_state s "
 					"WHERE s.customer_id OPERATOR(pg_catalog.=) $2 AND (SELECT t.orders FROM t) IS NULL) "
 					"UPDATE post_purchase.customer_state s SET "

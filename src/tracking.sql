@@ -86,39 +86,35 @@ REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
 -- The query of every customer's state, recomputed from the orders table,
 -- with every order decided: what the trigger keeps incrementally, and what
 -- its rare paths recompute for one customer (src/tracking.c, with the same
--- formulas).  Shared by the
--- backfill, which runs it directly, and by verify_state().  The orders are
--- grouped into purchase days first (the same-day merge), by the customer's
--- text in the "C" collation, the byte equality the trigger keys on, and
--- sorted that way: the days come out in customer order, the customers'
--- totals aggregate them as they are read, and the backfill inserts in
--- primary key order, each index entry going to the rightmost leaf instead
--- of to a random page (the random inserts cost three times the rest of the
--- load).  The rows of a partitioned table are in its partitions; an
--- inheritance child's are not tracked (the trigger is the parent's).
--- With report, the backfill's progress (src/progress.c): each order read,
--- then each customer's state written, counts one (a C call per row: a few
--- percent of the backfill); verify_state() does not count, so its plan may
--- stay parallel.
+-- aggregates).  Shared by the backfill, which runs it directly, and by
+-- verify_state().  The orders are grouped by the customer's text in the
+-- "C" collation, the byte equality the trigger keys on; purchase_totals()
+-- merges a customer's orders into purchase days in the tracked zone, as
+-- the trigger does, so no sort or hash table ever holds a row per day.
+-- The customers come out sorted, and the backfill inserts in primary key
+-- order, each index entry going to the rightmost leaf instead of to a
+-- random page (the random inserts cost three times the rest of the load).
+-- The rows of a partitioned table are in its partitions; an inheritance
+-- child's are not tracked (the trigger is the parent's).  With report, the
+-- backfill's progress (src/progress.c): each order read, then each
+-- customer's state written, counts one (a C call per row: a few percent of
+-- the backfill); verify_state() does not count, so its plan may stay
+-- parallel.
 CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_orders, report boolean DEFAULT false)
 	RETURNS text
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT pg_catalog.format(
-		'SELECT d.customer_id, pg_catalog.sum(d.orders)::pg_catalog.int8, pg_catalog.sum(d.revenue),
-				pg_catalog.min(d.first_at), pg_catalog.max(d.last_at), pg_catalog.count(*),
-				pg_catalog.min(d.day), pg_catalog.max(d.day),
-				(pg_catalog.array_agg(d.revenue ORDER BY d.day))[1], pg_catalog.now(),
-				NULL::pg_catalog.timestamptz, pg_catalog.sum(d.orders)::pg_catalog.int8,
-				pg_catalog.sum(d.orders)::pg_catalog.int8
-		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id,
-					  (%2$I AT TIME ZONE %4$L)::pg_catalog.date AS day, pg_catalog.count(*) AS orders,
-					  pg_catalog.sum(coalesce(%3$I::pg_catalog.numeric, 0)) AS revenue,
-					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at
+		'SELECT c.customer_id, c.orders, (c.totals).revenue, c.first_at, c.last_at, (c.totals).purchase_days,
+				(c.totals).first_day, (c.totals).last_day, (c.totals).first_day_revenue, pg_catalog.now(),
+				NULL::pg_catalog.timestamptz, c.orders, c.orders
+		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id, pg_catalog.count(*) AS orders,
+					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at,
+					  post_purchase.purchase_totals(%2$I, coalesce(%3$I::pg_catalog.numeric, 0), %4$L) AS totals
 			   FROM %5$s %6$s
 			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL%7$s
-			   GROUP BY 1, 2) d
-		 GROUP BY d.customer_id%8$s ORDER BY d.customer_id',
+			   GROUP BY 1%8$s) c
+		 ORDER BY c.customer_id',
 		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
 		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
 				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
@@ -247,9 +243,6 @@ CREATE FUNCTION post_purchase.track_orders(orders regclass,
 										   backfill boolean DEFAULT true)
 	RETURNS void
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-	-- the backfill groups a million orders in a sort, not a hash table of
-	-- a million groups: its output is sorted as the inserts want it anyway
-	SET enable_hashagg = off
 	AS $$
 DECLARE
 	tracked regclass;
@@ -313,19 +306,25 @@ BEGIN
 		-- set-based and executed directly: a set-returning function in
 		-- between would first copy every row into a tuplestore
 		-- (the backfilled orders count as decided: they enroll no one)
-		EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
-			|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
-			|| 'order_seq, decided_seq) '
-			|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
-		PERFORM post_purchase.progress_phase('checking amounts');
-		-- a NaN or infinite amount makes its customer's revenue one as well:
-		-- checking the customers reads a tenth of the rows
-		SELECT s.customer_id INTO bad_customer FROM post_purchase.customer_state s
-		WHERE s.revenue IN ('NaN', 'Infinity', '-Infinity') LIMIT 1;
-		IF FOUND THEN
+		BEGIN
+			EXECUTE 'INSERT INTO post_purchase.customer_state (customer_id, orders, revenue, first_order_at, '
+				|| 'last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, '
+				|| 'order_seq, decided_seq) '
+				|| post_purchase.recomputed_state_query((SELECT t FROM post_purchase.tracked_orders t), true);
+		EXCEPTION WHEN invalid_parameter_value THEN
+			-- purchase_totals() refuses a NaN or infinite amount without
+			-- knowing whose it is: name a customer who has one (this scan
+			-- runs only on the way to the error)
+			EXECUTE format('SELECT %1$I::text FROM %2$s WHERE %1$I IS NOT NULL AND %3$I IS NOT NULL '
+						   'AND %4$I::numeric IN (''NaN'', ''Infinity'', ''-Infinity'') LIMIT 1',
+						   customer_column, orders, ordered_at_column, amount_column)
+				INTO bad_customer;
+			IF bad_customer IS NULL THEN
+				RAISE;
+			END IF;
 			RAISE EXCEPTION 'orders of customer % have a NaN or infinite amount', bad_customer
 				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
+		END;
 		-- the state is new: the tracked survey answers go back into it
 		IF EXISTS (SELECT FROM post_purchase.tracked_survey_answers) THEN
 			PERFORM post_purchase.refresh_survey_answers();

@@ -3,7 +3,7 @@
 -- Behaviour is tested in metrics.sql; this file only reads the catalogs, and
 -- runs each metric once as an unprivileged role.
 BEGIN;
-SELECT plan(72);
+SELECT plan(73);
 
 -- the objects the extension owns, by pg_depend, so nothing is missed
 CREATE TEMP VIEW ext_proc AS
@@ -95,7 +95,7 @@ CREATE TEMP VIEW result_column AS
 		   array_agg(attname || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) AS columns
 	FROM pg_attribute
 	WHERE attrelid IN ('post_purchase.nps_result'::regclass, 'post_purchase.rfm_result'::regclass,
-					   'post_purchase.purchase_cycle_result'::regclass)
+					   'post_purchase.purchase_cycle_result'::regclass, 'post_purchase.purchase_totals'::regclass)
 		AND attnum > 0 AND NOT attisdropped
 	GROUP BY attrelid;
 SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.nps_result'),
@@ -105,6 +105,9 @@ SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.np
 SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.rfm_result'),
 	ARRAY['frequency bigint', 'recency double precision', 't double precision', 'monetary_value numeric'],
 	'rfm_result columns');
+SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.purchase_totals'),
+	ARRAY['purchase_days bigint', 'first_day date', 'last_day date', 'revenue numeric', 'first_day_revenue numeric'],
+	'purchase_totals columns');
 SELECT is((SELECT columns FROM result_column WHERE type_name = 'post_purchase.purchase_cycle_result'),
 	ARRAY['purchases bigint', 'median_interval interval', 'mean_interval interval',
 		  'last_purchase timestamp with time zone', 'next_due timestamp with time zone'],
@@ -120,6 +123,7 @@ SELECT set_eq(
 		  'post_purchase.rfm_summary(timestamp with time zone,numeric,timestamp with time zone,interval,text)',
 		  'post_purchase.purchase_cycle(timestamp with time zone)',
 		  'post_purchase.purchase_cycle(timestamp with time zone,text)',
+		  'post_purchase.purchase_totals(timestamp with time zone,numeric,text)',
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision)',
 		  'post_purchase.bgnbd_fit(double precision,double precision,double precision,double precision)',
 		  'post_purchase.gamma_gamma_fit(double precision,double precision)',
