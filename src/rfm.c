@@ -185,7 +185,8 @@ report_other_parameters(void)
 			 errmsg("rfm_summary observed_until and unit must be the same for every row of a group")));
 }
 
-#define RFM_ZONE_HINT "Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node."
+#define RFM_ZONE_HINT \
+	"Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node."
 
 static void
 report_other_zone(const char *function, const char *hint, const char *zone, const char *other)
@@ -203,7 +204,8 @@ check_same_parameters(const RfmState *a, const RfmParameters *params)
 	if (a->observed_until != params->observed_until || a->unit_days != params->unit_days)
 		report_other_parameters();
 	if (!purchase_zones_equal(a->zone, params->zone))
-		report_other_zone("rfm_summary", RFM_ZONE_HINT, pg_get_timezone_name(a->zone), pg_get_timezone_name(params->zone));
+		report_other_zone("rfm_summary", RFM_ZONE_HINT, pg_get_timezone_name(a->zone),
+						  pg_get_timezone_name(params->zone));
 }
 
 /* Record one purchase day and its amount. */
@@ -826,10 +828,10 @@ rfm_summary_state_send(PG_FUNCTION_ARGS)
 /*
  * The transition of the flat state with the row's parameters: the state,
  * updated in place in an aggregate (state_type.h).  The zone is argument
- * zone_argno, else the default; zone_hint says how to give one zone.  It is resolved on a group's first row, or
- * when the row names one (the default cannot change within a statement);
- * the other rows find the state's zone by its name in the call site's
- * cache.
+ * zone_argno, else the default; zone_hint says how to give one zone.  It
+ * is resolved on a group's first row, or when the row names one (the
+ * default cannot change within a statement); the other rows find the
+ * state's zone by its name in the call site's cache.
  */
 static Datum
 rfm_flat_accum(FunctionCallInfo fcinfo, RfmParameters *params, int zone_argno, const char *function,

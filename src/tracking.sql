@@ -87,8 +87,8 @@ REVOKE ALL ON FUNCTION post_purchase.track_orders_truncate() FROM PUBLIC;
 -- with every order decided: what the trigger keeps incrementally, and what
 -- its rare paths recompute for one customer (src/tracking.c, with the same
 -- aggregates).  Shared by the backfill, which runs it directly, and by
--- verify_state().  The orders are grouped by the customer's text in the
--- "C" collation, the byte equality the trigger keys on; purchase_totals()
+-- verify_state().  The orders are grouped by customer (a string by its
+-- bytes, the equality the trigger keys on); purchase_totals()
 -- merges a customer's orders into purchase days in the tracked zone, as
 -- the trigger does, so no sort or hash table ever holds a row per day.
 -- The customers come out sorted, and the backfill inserts in primary key
@@ -105,23 +105,35 @@ CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_ord
 	LANGUAGE sql STABLE
 	AS $$
 	SELECT pg_catalog.format(
-		'SELECT c.customer_id, c.orders, (c.totals).revenue, c.first_at, c.last_at, (c.totals).purchase_days,
-				(c.totals).first_day, (c.totals).last_day, (c.totals).first_day_revenue, pg_catalog.now(),
-				NULL::pg_catalog.timestamptz, c.orders, c.orders
-		 FROM (SELECT %1$I::pg_catalog.text COLLATE pg_catalog."C" AS customer_id, pg_catalog.count(*) AS orders,
+		'SELECT c.customer::pg_catalog.text COLLATE pg_catalog."C", c.orders, (c.totals).revenue, c.first_at,
+				c.last_at, (c.totals).purchase_days, (c.totals).first_day, (c.totals).last_day,
+				(c.totals).first_day_revenue, pg_catalog.now(), NULL::pg_catalog.timestamptz, c.orders, c.orders
+		 FROM (SELECT %1$s AS customer, pg_catalog.count(*) AS orders,
 					  pg_catalog.min(%2$I) AS first_at, pg_catalog.max(%2$I) AS last_at,
 					  post_purchase.purchase_totals(%2$I, coalesce(%3$I::pg_catalog.numeric, 0), %4$L) AS totals
 			   FROM %5$s %6$s
-			   WHERE %1$I IS NOT NULL AND %2$I IS NOT NULL%7$s
+			   WHERE %9$I IS NOT NULL AND %2$I IS NOT NULL%7$s
 			   GROUP BY 1%8$s) c
-		 ORDER BY c.customer_id',
-		t.customer_column, t.ordered_at_column, t.amount_column, t.time_zone,
+		 ORDER BY 1',
+		-- integers and uuids are equal exactly when their texts are, the
+		-- equality the trigger keys on: grouped as they are, the text is
+		-- made once per customer instead of once per order; anything else
+		-- (a string) groups by its text's bytes, since a nondeterministic
+		-- collation would merge customers
+		CASE WHEN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+				   WHERE a.attrelid OPERATOR(pg_catalog.=) t.orders
+					 AND a.attname OPERATOR(pg_catalog.=) t.customer_column)
+				  OPERATOR(pg_catalog.=) ANY ('{bigint,integer,uuid}'::pg_catalog.regtype[])
+			 THEN pg_catalog.quote_ident(t.customer_column)
+			 ELSE pg_catalog.format('%I::pg_catalog.text COLLATE pg_catalog."C"', t.customer_column) END,
+		t.ordered_at_column, t.amount_column, t.time_zone,
 		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
 				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
 		t.orders,
 		CASE WHEN report THEN ' AND post_purchase.progress_advance()' ELSE '' END,
 		CASE WHEN report THEN ' HAVING post_purchase.progress_advance(1, ''writing customer state'', ''customers'')'
-			 ELSE '' END)
+			 ELSE '' END,
+		t.customer_column)
 $$;
 REVOKE ALL ON FUNCTION post_purchase.recomputed_state_query(post_purchase.tracked_orders, boolean) FROM PUBLIC;
 

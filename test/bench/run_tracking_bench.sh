@@ -16,7 +16,7 @@
 #   TRACK_BENCH_DURATION      seconds per pgbench run (30)
 #   TRACK_BENCH_BACKFILL_RUNS timed runs of the copy and of the backfill (2)
 #   TRACK_BENCH_RUNS          timed full scans of customer_metrics and of the state (3)
-#   TRACK_BENCH_LOOKUPS       single-customer lookups timed (1000)
+#   TRACK_BENCH_LOOKUPS       single-customer lookups timed, a batch of the best of TRACK_BENCH_RUNS (1000)
 #   TRACK_BENCH_RESULTS       the file the report is appended to (RESULTS_tracking.md here)
 #   TRACK_BENCH_RECORD        0: do not append
 #   TRACK_BENCH_NOTE          a sentence recorded with the results
@@ -148,11 +148,12 @@ measure() {
 		fi
 		run "CHECKPOINT"
 		timed "$label" backfill "$i" "SELECT post_purchase.track_orders('shop.orders')"
-		# the floor: the backfill's query alone (the orders grouped into
-		# purchase days, then customers), into a table without the primary key
+		# the floor: the backfill's query alone (the orders grouped by
+		# customer, purchase_totals() merging their days), into a table
+		# without the primary key
 		run "DROP TABLE IF EXISTS bench.floor_state_load" \
 			"CREATE TABLE bench.floor_state_load (LIKE post_purchase.customer_state)" "CHECKPOINT"
-		PGOPTIONS="$PGOPTIONS -c enable_hashagg=off" timed "$label" floor_state_load "$i" \
+		timed "$label" floor_state_load "$i" \
 			"INSERT INTO bench.floor_state_load (customer_id, orders, revenue, first_order_at, last_order_at, purchase_days, first_day, last_day, first_day_revenue, updated_at, changed_at, order_seq, decided_seq) $(sql "SELECT post_purchase.recomputed_state_query(t)
 				FROM post_purchase.tracked_orders t")"
 	done
@@ -185,14 +186,16 @@ measure() {
 		 FROM post_purchase.models ORDER BY model_id DESC LIMIT 1" \
 		"SELECT bench.fact('$label', 'open_memberships', count(*))
 		 FROM post_purchase.segment_memberships WHERE exited_at IS NULL" \
+		"SELECT bench.fact('$label', 'scored_at_lookups', count(*) FILTER (WHERE b.scored))
+		 FROM post_purchase.customer_summaries_in_context b" \
 		"VACUUM ANALYZE" "CHECKPOINT"
 
 	# customer_metrics with every customer's scores stored: one customer, then all
 	run "SELECT bench.lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), false)"
 	run "SELECT bench.record_spread('$label', 'lookup_prepared',
-			bench.lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), false))" \
+			bench.best_lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), false, $TRACK_BENCH_RUNS))" \
 		"SELECT bench.record_spread('$label', 'lookup_adhoc',
-			bench.lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), true))"
+			bench.best_lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), true, $TRACK_BENCH_RUNS))"
 	run "SELECT bench.elapsed_ms('SELECT count(x.*) FROM post_purchase.customer_metrics x')" \
 		"SELECT bench.elapsed_ms('SELECT count(x.*) FROM post_purchase.customer_state x')"
 	for i in $(seq 1 "$TRACK_BENCH_RUNS"); do
@@ -217,7 +220,7 @@ measure() {
 		 WHERE s.scored_on IS NULL
 		 ORDER BY hashtext(s.customer_id), s.customer_id LIMIT $TRACK_BENCH_LOOKUPS" \
 		"SELECT bench.record_spread('$label', 'lookup_live_adhoc',
-			bench.lookups(ARRAY(SELECT customer_id FROM bench.changed), true))" \
+			bench.best_lookups(ARRAY(SELECT customer_id FROM bench.changed), true, $TRACK_BENCH_RUNS))" \
 		"SELECT bench.fact('$label', 'segment_disagreements',
 			bench.segment_disagreements(ARRAY(SELECT customer_id FROM bench.changed)))" \
 		"DROP TABLE bench.changed"

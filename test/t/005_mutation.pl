@@ -283,6 +283,7 @@ my %pure = map { $_ => 1 } qw(
   ces_summary_state_final
   rfm_summary_state_in rfm_summary_state_out rfm_summary_state_recv rfm_summary_state_send
   rfm_summary_state_accum rfm_summary_state_combine rfm_summary_state_final
+  purchase_totals purchase_totals_accum purchase_totals_final
   purchase_cycle_state_in purchase_cycle_state_out purchase_cycle_state_recv
   purchase_cycle_state_send purchase_cycle_state_accum purchase_cycle_state_combine
   purchase_cycle_state_final
