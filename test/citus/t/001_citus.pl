@@ -165,6 +165,15 @@ my %rules = (
 			time_zone => "'America/New_York'"
 		}
 	},
+	purchase_totals => {
+		table => 'orders',
+		args => {
+			ordered_at => 'ordered_at',
+			amount => 'amount',
+			zone => "'America/New_York'",
+			time_zone => "'America/New_York'"
+		}
+	},
 	purchase_cycle => {
 		table => 'orders',
 		args => {
@@ -267,7 +276,7 @@ sub per_customer
 		  . "(SELECT customer_id, $call AS s FROM $schema.orders GROUP BY customer_id) q ORDER BY customer_id");
 }
 
-for my $agg (grep { $_->[1] eq 'rfm_summary' || $_->[1] eq 'purchase_cycle' } @aggregates)
+for my $agg (grep { $_->[1] =~ /^(rfm_summary|purchase_cycle|purchase_totals)$/ } @aggregates)
 {
 	my ($signature, $name, $argnames) = @$agg;
 	my ($call) = aggregate_call($name, split /,/, $argnames);
