@@ -387,10 +387,25 @@ worker_iteration(void)
 
 	if (my_worker_num == 1)
 	{
-		failed |= worker_call_scheduled(&call_refresh_segments, worker_settings.segments_refresh_interval,
-										&my_slot->segments_refreshed_at);
+		TimestampTz models_before = my_slot->models_refreshed_at;
+
+		/*
+		 * The models first, and the segments at once after they ran: rules
+		 * that read predictions (the lifecycle stages, CLV) would otherwise
+		 * keep the memberships of every customer not changed since under
+		 * the old model until the next segment refresh, up to its interval
+		 * later.  Only this worker writes its slot's times.
+		 */
 		failed |= worker_call_scheduled(&call_refresh_models, worker_settings.models_refresh_interval,
 										&my_slot->models_refreshed_at);
+		if (my_slot->models_refreshed_at != models_before)
+		{
+			LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+			my_slot->segments_refreshed_at = 0;
+			LWLockRelease(worker_shared->lock);
+		}
+		failed |= worker_call_scheduled(&call_refresh_segments, worker_settings.segments_refresh_interval,
+										&my_slot->segments_refreshed_at);
 		failed |= worker_call_scheduled(&call_refresh_product_affinity,
 										worker_settings.affinity_refresh_interval,
 										&my_slot->affinity_refreshed_at);
