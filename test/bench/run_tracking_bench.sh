@@ -106,6 +106,23 @@ pgbench_run() {
 		"$tps" >&2
 }
 
+# lookup_client LABEL MODE: one client's mean latency of one customer's
+# row of customer_metrics, round trip included, with pgbench's query mode
+# MODE, kept as the fact lookup_client_MODE_ms
+lookup_client() {
+	local out ms
+	if ! out=$(pgbench -n -M "$2" -c 1 -T "$TRACK_BENCH_DURATION" -D customers="$customers" \
+		-f "$here/tracking_bench_lookup.sql" 2>&1); then
+		echo "$out" >&2
+		echo "FAIL: pgbench lookups ($1, -M $2) failed" >&2
+		exit 1
+	fi
+	ms=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
+	[ -n "$ms" ] || { echo "$out" >&2; echo "FAIL: no latency from pgbench lookups" >&2; exit 1; }
+	run "SELECT bench.fact('$1', 'lookup_client_$2_ms', $ms)"
+	printf '%s one customer from a client, -M %s: %s ms\n' "$1" "$2" "$ms" >&2
+}
+
 # stage LABEL STAGE SEED [MODE]: for each client count, untracked / tracked /
 # untracked, so that a change of load shows in the two untracked runs around
 # the tracked one; both sides get the same random orders (the same seed).
@@ -199,6 +216,10 @@ measure() {
 			bench.best_lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), true, $TRACK_BENCH_RUNS))"
 	run "SELECT bench.record_spread('$label', 'lookup_prepared',
 			bench.best_lookups(bench.sample_customers($TRACK_BENCH_LOOKUPS, $customers), false, $TRACK_BENCH_RUNS))"
+	# the same from a client: one pgbench client, a random customer a
+	# query, parsed and planned for each (-M simple) and prepared
+	lookup_client "$label" simple
+	lookup_client "$label" prepared
 	run "SELECT bench.elapsed_ms('SELECT count(x.*) FROM post_purchase.customer_metrics x')" \
 		"SELECT bench.elapsed_ms('SELECT count(x.*) FROM post_purchase.customer_state x')"
 	for i in $(seq 1 "$TRACK_BENCH_RUNS"); do

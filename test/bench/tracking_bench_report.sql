@@ -99,7 +99,11 @@ WITH t(ord, target, unit, small, large, goal, pass) AS (VALUES
 		pg_temp.best(:'small', 'metrics_unscored_all') / pg_temp.best(:'small', 'state_all'),
 		pg_temp.best(:'large', 'metrics_unscored_all') / pg_temp.best(:'large', 'state_all'), '', NULL),
 	(17, 'info: store_all_scores() after the refreshes, ms', '',
-		pg_temp.best(:'small', 'store_all_scores'), pg_temp.best(:'large', 'store_all_scores'), '', NULL))
+		pg_temp.best(:'small', 'store_all_scores'), pg_temp.best(:'large', 'store_all_scores'), '', NULL),
+	(18, 'info: one customer from one pgbench client, round trip included, parsed and planned per query (-M simple): mean ms', '',
+		pg_temp.fact(:'small', 'lookup_client_simple_ms'), pg_temp.fact(:'large', 'lookup_client_simple_ms'), '', NULL),
+	(19, 'info: the same, prepared (-M prepared): mean ms', '',
+		pg_temp.fact(:'small', 'lookup_client_prepared_ms'), pg_temp.fact(:'large', 'lookup_client_prepared_ms'), '', NULL))
 SELECT format('| %s | %s | %s | %s | %s | %s |', target,
 			  CASE WHEN ord = 4 THEN coalesce(round(pg_temp.fact(:'small', 'lookup_adhoc_p50'), 3) || ' / '
 											  || round(pg_temp.fact(:'small', 'lookup_adhoc_p99'), 3), 'n/a')
