@@ -327,9 +327,13 @@ BEGIN
 			-- purchase_totals() refuses a NaN or infinite amount without
 			-- knowing whose it is: name a customer who has one (this scan
 			-- runs only on the way to the error)
-			EXECUTE format('SELECT %1$I::text FROM %2$s WHERE %1$I IS NOT NULL AND %3$I IS NOT NULL '
+			-- the rows the backfill read: a partitioned table's, or the
+			-- table's own (not an inheritance child's)
+			EXECUTE format('SELECT %1$I::text FROM %5$s %2$s WHERE %1$I IS NOT NULL AND %3$I IS NOT NULL '
 						   'AND %4$I::numeric IN (''NaN'', ''Infinity'', ''-Infinity'') LIMIT 1',
-						   customer_column, orders, ordered_at_column, amount_column)
+						   customer_column, orders, ordered_at_column, amount_column,
+						   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) = 'p'
+								THEN '' ELSE 'ONLY' END)
 				INTO bad_customer;
 			IF bad_customer IS NULL THEN
 				RAISE;
