@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "access/htup.h"
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 
 /*
@@ -25,8 +26,8 @@ aggregate_context(FunctionCallInfo fcinfo, const char *function)
 }
 
 extern Datum form_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
-/* the same, its descriptor kept in fn_extra: for a function that keeps nothing else there */
-extern Datum form_result_row_cached(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
+/* the same, its descriptor kept in *cache, a slot of the call site's fn_extra */
+extern Datum form_result_row_cached(FunctionCallInfo fcinfo, TupleDesc *cache, Datum *values, bool *nulls);
 extern bytea *finish_serialized_state(StringInfo buf);
 extern void start_deserializing_state(StringInfo buf, bytea *state);
 extern void finish_deserializing_state(StringInfo buf);

@@ -51,22 +51,24 @@ form_result_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	return HeapTupleGetDatum(tuple);
 }
 
+/*
+ * The same, with the descriptor kept in *cache, which lives as long as the
+ * call site (in fn_mcxt): for a final function called once per group.
+ */
 Datum
-form_result_row_cached(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+form_result_row_cached(FunctionCallInfo fcinfo, TupleDesc *cache, Datum *values, bool *nulls)
 {
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
-
-	if (tupdesc == NULL)
+	if (*cache == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		TupleDesc	tupdesc;
 
 		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+		*cache = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
 		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
 	}
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+	return HeapTupleGetDatum(heap_form_tuple(*cache, values, nulls));
 }
 
 bytea *

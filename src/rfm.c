@@ -949,16 +949,15 @@ purchase_totals_accum(PG_FUNCTION_ARGS)
 
 /*
  * The totals as a purchase_totals row; NULL for no order.  The state is
- * only read: unsorted days are counted in a copy.  The row's descriptor is
- * kept per call site (fn_extra), since a backfill calls this once for each
- * of a million customers.
+ * only read: unsorted days are counted in a copy (rfm_flat_view).  The
+ * row's descriptor is kept in the call site, since a backfill calls this
+ * once for each of a million customers.
  */
 Datum
 purchase_totals_final(PG_FUNCTION_ARGS)
 {
 	const RfmFlat *s;
-	DaySet		days;
-	AmountSum	sum;
+	RfmState	view;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 
@@ -967,14 +966,12 @@ purchase_totals_final(PG_FUNCTION_ARGS)
 	s = rfm_flat_arg(fcinfo, 0);
 	if (s->count == 0)
 		PG_RETURN_NULL();
-	flat_days_view(&days, rfm_days(s), s->count, s->compact);
-	dayset_compact(&days);
-	values[0] = Int64GetDatum(days.count);
-	values[1] = DateADTGetDatum(s->first_day);
-	values[2] = DateADTGetDatum(s->last_day);
-	sum = (AmountSum) {s->total, rfm_overflow_sum(s, RFM_TOTAL), s->total_dscale};
-	values[3] = NumericGetDatum(amount_sum_value(&sum));
-	sum = (AmountSum) {s->first, rfm_overflow_sum(s, RFM_FIRST), s->first_dscale};
-	values[4] = NumericGetDatum(amount_sum_value(&sum));
-	PG_RETURN_DATUM(form_result_row_cached(fcinfo, values, nulls));
+	rfm_flat_view(fcinfo, s, &view);
+	dayset_compact(&view.days);
+	values[0] = Int64GetDatum(view.days.count);
+	values[1] = DateADTGetDatum(view.first_day);
+	values[2] = DateADTGetDatum(view.last_day);
+	values[3] = NumericGetDatum(amount_sum_value(&view.total));
+	values[4] = NumericGetDatum(amount_sum_value(&view.first));
+	PG_RETURN_DATUM(form_result_row_cached(fcinfo, &zoned_call_site(fcinfo)->result, values, nulls));
 }

@@ -66,6 +66,7 @@
 #ifndef POST_PURCHASE_STATE_TYPE_H
 #define POST_PURCHASE_STATE_TYPE_H
 
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/expandeddatum.h"
@@ -134,13 +135,14 @@ flat_state_updatable(FunctionCallInfo fcinfo)
 
 /*
  * What the support functions of a flat state with a time zone keep per call
- * site (fn_extra): the zone argument's last resolution, and the zone the
- * last state named.
+ * site (fn_extra): the zone argument's last resolution, the zone the last
+ * state named, and a final function's row descriptor (form_result_row_cached).
  */
 typedef struct ZonedCallSite
 {
 	ZoneCache	arg;
 	ZoneCache	state;
+	TupleDesc	result;
 } ZonedCallSite;
 
 extern ZonedCallSite *zoned_call_site(FunctionCallInfo fcinfo);
