@@ -413,7 +413,8 @@ rfm_summary_of(FunctionCallInfo fcinfo, RfmState *state)
 	values[1] = Float8GetDatum((state->last_day - state->first_day) / state->unit_days);
 	values[2] = Float8GetDatum(((double) observed_day - state->first_day) / state->unit_days);
 	values[3] = NumericGetDatum(repeat_purchase_mean(state, frequency));
-	PG_RETURN_DATUM(form_result_row(fcinfo, values, nulls));
+	/* once per customer of a GROUP BY: the descriptor is looked up once */
+	PG_RETURN_DATUM(form_result_row_cached(fcinfo, &zoned_call_site(fcinfo)->result, values, nulls));
 }
 
 /* rfm_summary_state: the type and the 1.1 aggregates' functions */
