@@ -48,7 +48,7 @@ SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s |', label,
 				  WHEN 'segments' THEN 'right after track_orders: 17 built-in segments evaluated per order, no model yet'
 				  WHEN 'models' THEN 'after refresh_models() and refresh_segments(): 17 segments evaluated per order, with predictions'
 				  WHEN 'trigger' THEN 'no segments (DELETE FROM post_purchase.segments): the trigger alone'
-				  WHEN 'floor' THEN 'info, the floor: no trigger; the order and the trigger''s state and day upserts by plain SQL into copies of the tables (tracking_bench_order.sql, tracked=2)'
+				  WHEN 'floor' THEN 'info, the floor: no trigger; the order and the trigger''s upsert of the state with its change mark, by plain SQL into copies of the tables (tracking_bench_order.sql, tracked=2)'
 			  END,
 			  clients, round(before::numeric), round(tracked::numeric), round(after::numeric),
 			  round((tracked / ((before + after) / 2))::numeric, 2),
