@@ -66,6 +66,25 @@ SELECT post_purchase.purchase_totals(now(), 1.0, 'Mars/Olympus_Mons');
 SELECT post_purchase.purchase_totals(t, 1.0, z)
 FROM (VALUES ('2024-01-01'::timestamptz, 'UTC'), ('2024-01-02', 'Europe/Berlin')) v(t, z);
 \echo :LAST_ERROR_SQLSTATE
+-- the zones meeting only where partial states combine (one zone in each
+-- partition, aggregated partition by partition): the error names the
+-- aggregate the combine function serves, with its hint
+CREATE TABLE zoned_orders (customer int, at timestamptz, amount numeric, zone text) PARTITION BY LIST (zone);
+CREATE TABLE zoned_orders_utc PARTITION OF zoned_orders FOR VALUES IN ('UTC');
+CREATE TABLE zoned_orders_berlin PARTITION OF zoned_orders FOR VALUES IN ('Europe/Berlin');
+INSERT INTO zoned_orders SELECT c % 3, '2024-03-01 23:30+00', 5, z
+FROM generate_series(1, 3000) c, unnest(ARRAY['UTC', 'Europe/Berlin']) z;
+ANALYZE zoned_orders;
+SET enable_partitionwise_aggregate = on;
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT customer, post_purchase.purchase_totals(at, amount, zone) FROM zoned_orders GROUP BY customer;
+SELECT customer, post_purchase.purchase_totals(at, amount, zone) FROM zoned_orders GROUP BY customer;
+\echo :LAST_ERROR_SQLSTATE
+SELECT customer, post_purchase.rfm_summary(at, amount, '2024-06-01', '1 day', zone) FROM zoned_orders GROUP BY customer;
+\echo :LAST_ERROR_SQLSTATE
+RESET enable_partitionwise_aggregate;
+RESET max_parallel_workers_per_gather;
+DROP TABLE zoned_orders;
 
 -- purchase_cycle: infinite order times (22008)
 SELECT post_purchase.purchase_cycle(t) FROM (VALUES ('2024-01-01'::timestamptz), ('infinity')) v(t);

@@ -18,8 +18,10 @@
 
 #include "fmgr.h"
 #include "libpq/pqformat.h"
+#include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -187,6 +189,7 @@ report_other_parameters(void)
 
 #define RFM_ZONE_HINT \
 	"Give the zone as rfm_summary's last argument, or set post_purchase.shop_time_zone alike on every node."
+#define PURCHASE_TOTALS_ZONE_HINT "Give one zone for every row of a group."
 
 static void
 report_other_zone(const char *function, const char *hint, const char *zone, const char *other)
@@ -884,6 +887,22 @@ rfm_summary_state_accum(PG_FUNCTION_ARGS)
 	return rfm_flat_accum(fcinfo, &params, 5, "rfm_summary", RFM_ZONE_HINT);
 }
 
+/*
+ * Two partial states of different zones, in the combine function that
+ * rfm_summary and purchase_totals share: named for the aggregate that
+ * called it (a partition's or a worker's partial states meet here).
+ */
+static void
+report_other_zone_combined(FunctionCallInfo fcinfo, const char *zone, const char *other)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	char	   *name = aggref != NULL ? get_func_name(aggref->aggfnoid) : NULL;
+
+	if (name != NULL && strcmp(name, "purchase_totals") == 0)
+		report_other_zone(name, PURCHASE_TOTALS_ZONE_HINT, zone, other);
+	report_other_zone("rfm_summary", RFM_ZONE_HINT, zone, other);
+}
+
 Datum
 rfm_summary_state_combine(PG_FUNCTION_ARGS)
 {
@@ -904,7 +923,7 @@ rfm_summary_state_combine(PG_FUNCTION_ARGS)
 	if (left->observed_until != right->observed_until || left->unit_days != right->unit_days)
 		report_other_parameters();
 	if (!purchase_zone_names_equal(rfm_zone_name(left), left->zone_len, rfm_zone_name(right), right->zone_len))
-		report_other_zone("rfm_summary", RFM_ZONE_HINT, rfm_zone_name(left), rfm_zone_name(right));
+		report_other_zone_combined(fcinfo, rfm_zone_name(left), rfm_zone_name(right));
 	PG_RETURN_POINTER(rfm_flat_merge(left, right));
 }
 
@@ -944,8 +963,7 @@ purchase_totals_accum(PG_FUNCTION_ARGS)
 	/* an infinite time is an error, as in the order trigger, not an order after the end */
 	if (!PG_ARGISNULL(1))
 		check_purchase_timestamp(PG_GETARG_TIMESTAMPTZ(1));
-	return rfm_flat_accum(fcinfo, &params, 3, "purchase_totals",
-						  "Give one zone for every row of a group.");
+	return rfm_flat_accum(fcinfo, &params, 3, "purchase_totals", PURCHASE_TOTALS_ZONE_HINT);
 }
 
 /*
