@@ -2373,6 +2373,20 @@ CREATE FUNCTION post_purchase.forget_survey_answers() RETURNS void
 END;
 REVOKE ALL ON FUNCTION post_purchase.forget_survey_answers() FROM PUBLIC;
 
+-- The keyword before a tracked table in a FROM clause: the rows the
+-- trigger tracks are a partitioned table's (in its partitions), or else
+-- the table's own, ONLY (an inheritance child's are not tracked: the
+-- trigger is the parent's).  The backfill, the survey answers' refresh and
+-- the backfill's error path read through it.
+CREATE FUNCTION post_purchase.tracked_rows_keyword(rel regclass)
+	RETURNS text
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END
+	FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel
+$$;
+REVOKE ALL ON FUNCTION post_purchase.tracked_rows_keyword(regclass) FROM PUBLIC;
+
 -- Every customer's latest answers recomputed from the tracked answers
 -- table, set-based: the backfill of track_survey_answers(), and after
 -- track_orders() rebuilt the state.  The selection and order are the
@@ -2423,8 +2437,7 @@ BEGIN
 		  AND (o.last_nps, o.last_nps_at, o.last_csat, o.last_csat_at)
 			  IS DISTINCT FROM (l.nps_score, l.nps_at, l.csat_score, l.csat_at)',
 		t.customer_column, t.answered_at_column, t.score_column, t.kind_column, t.answers,
-		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.answers)
-				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		post_purchase.tracked_rows_keyword(t.answers),
 		t.csat_scale);
 	GET DIAGNOSTICS changed = ROW_COUNT;
 	RETURN changed;
@@ -2700,8 +2713,7 @@ CREATE FUNCTION post_purchase.recomputed_state_query(t post_purchase.tracked_ord
 			 THEN pg_catalog.quote_ident(t.customer_column)
 			 ELSE pg_catalog.format('%I::pg_catalog.text COLLATE pg_catalog."C"', t.customer_column) END,
 		t.ordered_at_column, t.amount_column, t.time_zone,
-		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.orders)
-				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		post_purchase.tracked_rows_keyword(t.orders),
 		t.orders,
 		CASE WHEN report THEN ' AND post_purchase.progress_advance()' ELSE '' END,
 		CASE WHEN report THEN ' HAVING post_purchase.progress_advance(1, ''writing customer state'', ''customers'')'
@@ -2789,13 +2801,11 @@ BEGIN
 			-- purchase_totals() refuses a NaN or infinite amount without
 			-- knowing whose it is: name a customer who has one (this scan
 			-- runs only on the way to the error)
-			-- the rows the backfill read: a partitioned table's, or the
-			-- table's own (not an inheritance child's)
+			-- the rows the backfill read
 			EXECUTE format('SELECT %1$I::text FROM %5$s %2$s WHERE %1$I IS NOT NULL AND %3$I IS NOT NULL '
 						   'AND %4$I::numeric IN (''NaN'', ''Infinity'', ''-Infinity'') LIMIT 1',
 						   customer_column, orders, ordered_at_column, amount_column,
-						   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = orders) = 'p'
-								THEN '' ELSE 'ONLY' END)
+						   post_purchase.tracked_rows_keyword(orders))
 				INTO bad_customer;
 			IF bad_customer IS NULL THEN
 				RAISE;

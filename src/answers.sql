@@ -94,8 +94,7 @@ BEGIN
 		  AND (o.last_nps, o.last_nps_at, o.last_csat, o.last_csat_at)
 			  IS DISTINCT FROM (l.nps_score, l.nps_at, l.csat_score, l.csat_at)',
 		t.customer_column, t.answered_at_column, t.score_column, t.kind_column, t.answers,
-		CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) t.answers)
-				  OPERATOR(pg_catalog.=) 'p' THEN '' ELSE 'ONLY' END,
+		post_purchase.tracked_rows_keyword(t.answers),
 		t.csat_scale);
 	GET DIAGNOSTICS changed = ROW_COUNT;
 	RETURN changed;

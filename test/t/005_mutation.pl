@@ -306,7 +306,7 @@ my %stateful = map { $_ => 1 } qw(
   prepare_segment_metrics refresh_segment check_workers_serve process_changes
   store_scores store_all_scores next_metrics_context_version
   progress progress_start progress_phase progress_count progress_advance progress_finish
-  progress_estimated_rows check_not_distributed
+  progress_estimated_rows check_not_distributed tracked_rows_keyword
   track_answers_trigger track_answers_truncate forget_survey_answers refresh_survey_answers
   track_survey_answers untrack_survey_answers
   affinity_setting affinity_parameters affinity_pairs refresh_product_affinity recommend_products recommendations_json);
