@@ -900,7 +900,8 @@ report_other_zone_combined(FunctionCallInfo fcinfo, const char *zone, const char
 
 	if (name != NULL && strcmp(name, "purchase_totals") == 0)
 		report_other_zone(name, PURCHASE_TOTALS_ZONE_HINT, zone, other);
-	report_other_zone("rfm_summary", RFM_ZONE_HINT, zone, other);
+	else
+		report_other_zone("rfm_summary", RFM_ZONE_HINT, zone, other);
 }
 
 Datum
